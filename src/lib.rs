@@ -1,0 +1,16 @@
+//! ctem: Continuous Threat Exposure Management from the terminal.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod explain;
+pub mod generator;
+pub mod ingest;
+pub mod model;
+pub mod paths;
+pub mod query;
+pub mod store;
+
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
