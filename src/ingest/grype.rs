@@ -1,0 +1,249 @@
+//! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
+
+use super::jsonstream::{number_lenient, Each};
+use super::{nonempty, ParseError, Sink};
+use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use std::fmt;
+use std::io::BufRead;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GMatch {
+    vulnerability: GVuln,
+    #[serde(rename = "relatedVulnerabilities")]
+    related: Vec<GVuln>,
+    artifact: GArtifact,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GVuln {
+    id: String,
+    severity: Option<String>,
+    description: Option<String>,
+    cvss: Vec<GCvss>,
+    fix: Option<GFix>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GCvss {
+    version: Option<String>,
+    vector: Option<String>,
+    metrics: Option<GMetrics>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GMetrics {
+    #[serde(rename = "baseScore", deserialize_with = "number_lenient")]
+    base: Option<f64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GFix {
+    versions: Vec<String>,
+    state: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GArtifact {
+    name: String,
+    version: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    locations: Vec<GLoc>,
+    purl: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GLoc {
+    path: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GSource {
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    target: serde_json::Value,
+}
+
+fn best_cvss(list: &[GCvss]) -> Option<(f64, Option<String>)> {
+    let mut best: Option<(f64, Option<String>, bool)> = None;
+    for c in list {
+        if let Some(s) = c.metrics.as_ref().and_then(|m| m.base) {
+            let v3 = c.version.as_deref().is_some_and(|v| v.starts_with('3') || v.starts_with('4'));
+            let better = match &best {
+                None => true,
+                Some((_, _, bv3)) => v3 && !bv3,
+            };
+            if better {
+                best = Some((s, c.vector.clone(), v3));
+            }
+        }
+    }
+    best.map(|(s, v, _)| (s, v))
+}
+
+struct Ctx<'a> {
+    sink: &'a mut dyn Sink,
+    asset: u32,
+    seen_matches: bool,
+}
+
+impl Ctx<'_> {
+    fn on_match(&mut self, m: GMatch) {
+        let v = &m.vulnerability;
+        let raw_sev = v.severity.clone().unwrap_or_default();
+        let title = format!("{} in {} {}", v.id, m.artifact.name, m.artifact.version.clone().unwrap_or_default());
+        let mut f = RawFinding::new(self.asset, v.id.clone(), title.trim_end().to_string(), Category::Vulnerability);
+        f.severity = Severity::parse_loose(&raw_sev).unwrap_or(Severity::Info);
+        f.raw_severity = raw_sev;
+        let push_id = |id: &str, f: &mut RawFinding| {
+            let up = id.to_ascii_uppercase();
+            if up.starts_with("CVE-") {
+                if !f.cves.contains(&up) {
+                    f.cves.push(up);
+                }
+            } else if !id.is_empty() && !f.aliases.iter().any(|a| a == id) {
+                f.aliases.push(id.to_string());
+            }
+        };
+        push_id(&v.id, &mut f);
+        for r in &m.related {
+            push_id(&r.id, &mut f);
+        }
+        f.description = nonempty(v.description.clone())
+            .or_else(|| m.related.iter().find_map(|r| nonempty(r.description.clone())));
+        let cv = best_cvss(&v.cvss).or_else(|| m.related.iter().find_map(|r| best_cvss(&r.cvss)));
+        if let Some((s, vec)) = cv {
+            f.cvss_score = Some(s);
+            f.cvss_vector = vec;
+        }
+        f.package = nonempty(Some(m.artifact.name.clone()));
+        f.installed_version = nonempty(m.artifact.version.clone());
+        if let Some(fix) = &v.fix {
+            if fix.state.as_deref() == Some("fixed") || !fix.versions.is_empty() {
+                f.fixed_version = fix.versions.first().cloned();
+            }
+        }
+        if let Some(fx) = &f.fixed_version {
+            f.solution = Some(format!("Upgrade {} to {}", m.artifact.name, fx));
+        }
+        f.location = m.artifact.locations.first().and_then(|l| l.path.clone());
+        f.raw_id = format!(
+            "{}|{}|{}|{}",
+            v.id,
+            m.artifact.name,
+            m.artifact.version.clone().unwrap_or_default(),
+            m.artifact.kind.clone().unwrap_or_default()
+        );
+        let _ = &m.artifact.purl;
+        self.sink.finding(f);
+    }
+}
+
+struct MatchesSeed<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> DeserializeSeed<'de> for MatchesSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let ctx = self.0;
+        Each::new(|m: GMatch| ctx.on_match(m)).deserialize(d)
+    }
+}
+
+struct Top<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Grype JSON report")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.0;
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "matches" => {
+                    ctx.seen_matches = true;
+                    map.next_value_seed(MatchesSeed(ctx))?;
+                }
+                "source" => {
+                    let s: GSource = map.next_value::<Option<GSource>>()?.unwrap_or_default();
+                    ctx.sink.refine_asset(ctx.asset, source_asset(&s));
+                }
+                "distro" => {
+                    #[derive(Deserialize, Default)]
+                    #[serde(default)]
+                    struct D {
+                        name: Option<String>,
+                        version: Option<String>,
+                    }
+                    if let Some(d) = map.next_value::<Option<D>>()? {
+                        let mut a = RawAsset::default();
+                        a.os = match (d.name, d.version) {
+                            (Some(n), Some(v)) if !n.is_empty() => Some(format!("{n} {v}")),
+                            (Some(n), _) if !n.is_empty() => Some(n),
+                            _ => None,
+                        };
+                        ctx.sink.refine_asset(ctx.asset, a);
+                    }
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !ctx.seen_matches {
+            return Err(serde::de::Error::custom("not a Grype report (no \"matches\")"));
+        }
+        Ok(())
+    }
+}
+
+fn source_asset(s: &GSource) -> RawAsset {
+    let t = &s.target;
+    let get = |k: &str| t.get(k).and_then(|v| v.as_str()).map(str::to_string).filter(|v| !v.is_empty());
+    match s.kind.as_deref() {
+        Some("image") => {
+            let name = get("userInput").unwrap_or_default();
+            let mut a = RawAsset::named(AssetKind::ContainerImage, name.clone());
+            if !name.is_empty() {
+                a.ids.push((IdKind::ImageRef, name));
+            }
+            if let Some(id) = get("imageID") {
+                a.ids.push((IdKind::ImageDigest, id));
+            }
+            if let Some(d) = get("manifestDigest") {
+                a.ids.push((IdKind::ImageDigest, d));
+            }
+            for d in t.get("repoDigests").and_then(|v| v.as_array()).into_iter().flatten() {
+                if let Some((_, dg)) = d.as_str().unwrap_or("").split_once('@') {
+                    a.ids.push((IdKind::ImageDigest, dg.to_string()));
+                }
+            }
+            a
+        }
+        _ => {
+            let name = t.as_str().map(str::to_string).or_else(|| get("userInput")).or_else(|| get("path")).unwrap_or_default();
+            let mut a = RawAsset::named(AssetKind::Repository, name.clone());
+            if !name.is_empty() {
+                a.ids.push((IdKind::Name, name));
+            }
+            a
+        }
+    }
+}
+
+pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseError> {
+    // The scanned target is described after the matches: register a placeholder and refine it.
+    let asset = sink.asset(RawAsset { kind: Some(AssetKind::ContainerImage), ..Default::default() });
+    let mut ctx = Ctx { sink, asset, seen_matches: false };
+    super::jsonstream::run(input, |de| de.deserialize_map(Top(&mut ctx)))
+}

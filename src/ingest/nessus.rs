@@ -1,0 +1,227 @@
+//! Nessus `.nessus` v2 XML (NessusClientData_v2), streamed.
+
+use super::xml::{attr, drive, local, opt, XmlEv};
+use super::{parse_time, ParseError, Sink};
+use crate::model::{norm_cwe, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
+use std::io::BufRead;
+
+#[derive(Default)]
+struct Host {
+    name: String,
+    ip: Option<String>,
+    fqdn: Option<String>,
+    netbios: Option<String>,
+    os: Option<String>,
+    mac: Option<String>,
+    end: Option<String>,
+    idx: Option<u32>,
+    cloud_id: Option<String>,
+    system_type: Option<String>,
+}
+
+impl Host {
+    /// Nessus WAS reports a web application as a ReportHost named by its URL.
+    fn is_web_app(&self) -> bool {
+        self.name.starts_with("http://") || self.name.starts_with("https://") || self.system_type.as_deref() == Some("web_application")
+    }
+}
+
+fn host_asset(h: &Host) -> RawAsset {
+    if h.is_web_app() {
+        let url = if h.name.contains("://") { h.name.clone() } else { h.fqdn.clone().unwrap_or(h.name.clone()) };
+        let mut a = RawAsset::named(AssetKind::WebApp, url.clone());
+        a.ids.push((IdKind::WebUrl, url.trim_end_matches('/').to_string()));
+        return a;
+    }
+    let mut a = RawAsset::named(AssetKind::Host, h.name.clone());
+    let name_is_ip = h.name.parse::<std::net::IpAddr>().is_ok();
+    if let Some(ip) = &h.ip {
+        a.ips.push(ip.clone());
+    }
+    if name_is_ip {
+        a.ips.push(h.name.clone());
+    }
+    match &h.fqdn {
+        Some(f) if f.contains('.') => {
+            a.fqdn = Some(f.clone());
+            a.hostname = f.split('.').next().map(str::to_string);
+        }
+        Some(f) => a.hostname = Some(f.clone()),
+        None => {
+            if !name_is_ip {
+                if h.name.contains('.') {
+                    a.fqdn = Some(h.name.clone());
+                    a.hostname = h.name.split('.').next().map(str::to_string);
+                } else {
+                    a.hostname = Some(h.name.clone());
+                }
+            }
+        }
+    }
+    if a.hostname.is_none() {
+        a.hostname = h.netbios.clone().map(|n| n.to_ascii_lowercase());
+    }
+    if let Some(f) = &a.fqdn {
+        a.name = f.clone();
+    } else if let Some(hn) = &a.hostname {
+        a.name = hn.clone();
+    }
+    a.os = h.os.clone();
+    if let Some(id) = &h.cloud_id {
+        a.ids.push((IdKind::CloudId, id.clone()));
+    }
+    let _ = &h.mac;
+    a
+}
+
+struct Item {
+    f: RawFinding,
+    cvss2: Option<f64>,
+    cvss3: Option<f64>,
+    v2: Option<String>,
+    v3: Option<String>,
+    synopsis: Option<String>,
+}
+
+pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseError> {
+    let mut host: Option<Host> = None;
+    let mut tag_name: Option<String> = None;
+    let mut item: Option<Item> = None;
+    let mut seen_root = false;
+    let mut latest_end: Option<chrono::DateTime<chrono::Utc>> = None;
+    drive(input, |ev, pos| {
+        match ev {
+            XmlEv::Open(name, e) => match name {
+                "NessusClientData_v2" => seen_root = true,
+                "ReportHost" => {
+                    host = Some(Host {
+                        name: attr(e, "name").unwrap_or_default(),
+                        ..Default::default()
+                    })
+                }
+                "tag" => tag_name = attr(e, "name"),
+                "ReportItem" => {
+                    let h = match host.as_mut() {
+                        Some(h) => h,
+                        None => return Err(ParseError::at_byte(pos, "<ReportItem> outside <ReportHost>")),
+                    };
+                    if h.idx.is_none() {
+                        h.idx = Some(sink.asset(host_asset(h)));
+                    }
+                    let plugin = attr(e, "pluginID").unwrap_or_default();
+                    let port: i32 = attr(e, "port").and_then(|p| p.parse().ok()).unwrap_or(0);
+                    let proto = attr(e, "protocol").unwrap_or_default();
+                    let sev_attr = attr(e, "severity").unwrap_or_default();
+                    let family = attr(e, "pluginFamily").unwrap_or_default();
+                    let title = attr(e, "pluginName").unwrap_or_default();
+                    let cat = if family.starts_with("Web App") || h.is_web_app() { Category::Web } else { Category::Vulnerability };
+                    let mut f = RawFinding::new(h.idx.unwrap(), plugin.clone(), title, cat);
+                    f.severity = match sev_attr.as_str() {
+                        "4" => Severity::Critical,
+                        "3" => Severity::High,
+                        "2" => Severity::Medium,
+                        "1" => Severity::Low,
+                        _ => Severity::Info,
+                    };
+                    f.raw_severity = sev_attr;
+                    f.port = Some(port);
+                    f.protocol = if proto.is_empty() { None } else { Some(proto.clone()) };
+                    f.raw_id = format!("{plugin}/{port}/{proto}");
+                    item = Some(Item { f, cvss2: None, cvss3: None, v2: None, v3: None, synopsis: None });
+                }
+                _ => {}
+            },
+            XmlEv::Close(name, text) => match name {
+                "tag" => {
+                    if let (Some(h), Some(n)) = (host.as_mut(), tag_name.take()) {
+                        let v = opt(text);
+                        match n.as_str() {
+                            "host-ip" => h.ip = v,
+                            "host-fqdn" => h.fqdn = v,
+                            "netbios-name" => h.netbios = v,
+                            "operating-system" => h.os = v.map(|s| s.lines().next().unwrap_or("").to_string()),
+                            "mac-address" => h.mac = v,
+                            "HOST_END" => h.end = v,
+                            "aws-instance-instanceId" | "azure-vm-id" | "gcp-instance-id" => h.cloud_id = v,
+                            "system-type" => h.system_type = v,
+                            _ => {}
+                        }
+                    }
+                }
+                "HostProperties" => {
+                    if let Some(h) = host.as_mut() {
+                        if h.idx.is_none() {
+                            h.idx = Some(sink.asset(host_asset(h)));
+                        }
+                        if let Some(t) = h.end.as_deref().and_then(parse_time) {
+                            if latest_end.is_none_or(|l| t > l) {
+                                latest_end = Some(t);
+                            }
+                        }
+                    }
+                }
+                "ReportHost" => {
+                    if let Some(h) = host.take() {
+                        if h.idx.is_none() {
+                            // A host with no items was still scanned: it belongs to the scan's scope.
+                            sink.asset(host_asset(&h));
+                        }
+                    }
+                }
+                "ReportItem" => {
+                    if let Some(mut it) = item.take() {
+                        if it.f.description.is_none() {
+                            it.f.description = it.synopsis.take();
+                        }
+                        it.f.cvss_score = it.cvss3.or(it.cvss2);
+                        it.f.cvss_vector = if it.cvss3.is_some() { it.v3.or(it.v2) } else { it.v2.or(it.v3) };
+                        sink.finding(it.f);
+                    }
+                }
+                _ => {
+                    if let Some(it) = item.as_mut() {
+                        let f = &mut it.f;
+                        match local(name) {
+                            "cve" => {
+                                let c = text.trim().to_ascii_uppercase();
+                                if c.starts_with("CVE-") && !f.cves.contains(&c) {
+                                    f.cves.push(c);
+                                }
+                            }
+                            "cwe" => {
+                                if let Some(c) = norm_cwe(text) {
+                                    if !f.cwes.contains(&c) {
+                                        f.cwes.push(c);
+                                    }
+                                }
+                            }
+                            "description" => f.description = opt(text),
+                            "synopsis" => it.synopsis = opt(text),
+                            "solution" => f.solution = opt(text).filter(|s| s != "n/a"),
+                            "cvss3_base_score" => it.cvss3 = text.trim().parse().ok(),
+                            "cvss_base_score" => it.cvss2 = text.trim().parse().ok(),
+                            "cvss3_vector" => it.v3 = opt(text),
+                            "cvss_vector" => it.v2 = opt(text),
+                            "exploit_available" => f.exploit_available = Some(text.trim() == "true"),
+                            "xref" => {
+                                if let Some(g) = text.trim().strip_prefix("GHSA:") {
+                                    f.aliases.push(g.trim().to_string());
+                                }
+                            }
+                            "patch_publication_date" | "plugin_output" => {}
+                            _ => {}
+                        }
+                    }
+                }
+            },
+        }
+        Ok(())
+    })?;
+    if !seen_root {
+        return Err(ParseError::new("byte 0", "not a Nessus v2 report (no <NessusClientData_v2> root)"));
+    }
+    if let Some(t) = latest_end {
+        sink.scan_time(t);
+    }
+    Ok(())
+}

@@ -1,0 +1,437 @@
+//! Trivy JSON: legacy array (before 0.20), SchemaVersion 2, and both `trivy k8s` layouts
+//! (old: ClusterName + Vulnerabilities/Misconfigurations; new: ClusterName + Resources).
+//! Results are streamed one at a time.
+
+use super::jsonstream::{number_lenient, Each};
+use super::{nonempty, parse_time, ParseError, ParseOptions, Sink};
+use crate::model::{
+    norm_cwe, Applicability, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity,
+};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::fmt;
+use std::io::BufRead;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct TResult {
+    #[serde(rename = "Target")]
+    target: String,
+    #[serde(rename = "Class")]
+    class: Option<String>,
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "Vulnerabilities")]
+    vulns: Option<Vec<TVuln>>,
+    #[serde(rename = "Misconfigurations")]
+    misconfigs: Option<Vec<TMisconf>>,
+    #[serde(rename = "Secrets")]
+    secrets: Option<Vec<TSecret>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TVuln {
+    #[serde(rename = "VulnerabilityID")]
+    id: String,
+    #[serde(rename = "VendorIDs")]
+    vendor_ids: Option<Vec<String>>,
+    #[serde(rename = "PkgName")]
+    pkg: Option<String>,
+    #[serde(rename = "PkgPath")]
+    pkg_path: Option<String>,
+    #[serde(rename = "InstalledVersion")]
+    installed: Option<String>,
+    #[serde(rename = "FixedVersion")]
+    fixed: Option<String>,
+    #[serde(rename = "Status")]
+    status: Option<String>,
+    #[serde(rename = "Title")]
+    title: Option<String>,
+    #[serde(rename = "Description")]
+    description: Option<String>,
+    #[serde(rename = "Severity")]
+    severity: Option<String>,
+    #[serde(rename = "CweIDs")]
+    cwes: Option<Vec<String>>,
+    #[serde(rename = "CVSS")]
+    cvss: Option<HashMap<String, TCvss>>,
+    #[serde(rename = "PrimaryURL")]
+    url: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TCvss {
+    #[serde(rename = "V3Score", deserialize_with = "number_lenient")]
+    v3: Option<f64>,
+    #[serde(rename = "V3Vector")]
+    v3v: Option<String>,
+    #[serde(rename = "V2Score", deserialize_with = "number_lenient")]
+    v2: Option<f64>,
+    #[serde(rename = "V2Vector")]
+    v2v: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TMisconf {
+    #[serde(rename = "Type")]
+    kind: Option<String>,
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "AVDID")]
+    avdid: Option<String>,
+    #[serde(rename = "Title")]
+    title: Option<String>,
+    #[serde(rename = "Description")]
+    description: Option<String>,
+    #[serde(rename = "Message")]
+    message: Option<String>,
+    #[serde(rename = "Resolution")]
+    resolution: Option<String>,
+    #[serde(rename = "Severity")]
+    severity: Option<String>,
+    #[serde(rename = "Status")]
+    status: Option<String>,
+    #[serde(rename = "CauseMetadata")]
+    cause: Option<TCause>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TCause {
+    #[serde(rename = "Resource")]
+    resource: Option<String>,
+    #[serde(rename = "StartLine")]
+    start: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TSecret {
+    #[serde(rename = "RuleID")]
+    rule: String,
+    #[serde(rename = "Category")]
+    category: Option<String>,
+    #[serde(rename = "Severity")]
+    severity: Option<String>,
+    #[serde(rename = "Title")]
+    title: Option<String>,
+    #[serde(rename = "StartLine")]
+    start: Option<i64>,
+    // `Match` holds the secret itself (partly masked): deliberately never read.
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TMeta {
+    #[serde(rename = "ImageID")]
+    image_id: Option<String>,
+    #[serde(rename = "RepoDigests")]
+    repo_digests: Option<Vec<String>>,
+    #[serde(rename = "RepoTags")]
+    repo_tags: Option<Vec<String>>,
+    #[serde(rename = "RepoURL")]
+    repo_url: Option<String>,
+    #[serde(rename = "OS")]
+    os: Option<TOs>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TOs {
+    #[serde(rename = "Family")]
+    family: Option<String>,
+    #[serde(rename = "Name")]
+    name: Option<String>,
+}
+
+/// A workload in a `trivy k8s` report (both layouts).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TResource {
+    #[serde(rename = "Namespace")]
+    namespace: Option<String>,
+    #[serde(rename = "Kind")]
+    kind: Option<String>,
+    #[serde(rename = "Name")]
+    name: Option<String>,
+    #[serde(rename = "Results")]
+    results: Option<Vec<TResult>>,
+}
+
+fn sev(s: &Option<String>) -> (Severity, String) {
+    let raw = s.clone().unwrap_or_default();
+    (Severity::parse_loose(&raw).unwrap_or(Severity::Info), raw)
+}
+
+struct Ctx<'a> {
+    sink: &'a mut dyn Sink,
+    artifact: Option<String>,
+    artifact_type: Option<String>,
+    meta: TMeta,
+    cluster: Option<String>,
+    asset: Option<u32>,
+    hint: Option<String>,
+}
+
+impl Ctx<'_> {
+    /// The report's own asset (image, repository, filesystem), created on first need.
+    fn report_asset(&mut self, first_target: &str) -> u32 {
+        if let Some(i) = self.asset {
+            return i;
+        }
+        let name = self
+            .hint
+            .clone()
+            .or_else(|| self.artifact.clone().filter(|a| !a.is_empty() && a != "."))
+            .unwrap_or_else(|| first_target.split(" (").next().unwrap_or(first_target).to_string());
+        let is_image = self.artifact_type.as_deref() == Some("container_image")
+            || self.meta.image_id.is_some()
+            || (self.artifact_type.is_none() && first_target.contains(" ("));
+        let mut a = if is_image {
+            let mut a = RawAsset::named(AssetKind::ContainerImage, name.clone());
+            a.ids.push((IdKind::ImageRef, name.clone()));
+            if let Some(id) = &self.meta.image_id {
+                a.ids.push((IdKind::ImageDigest, id.clone()));
+            }
+            for d in self.meta.repo_digests.iter().flatten() {
+                if let Some((_, dg)) = d.split_once('@') {
+                    a.ids.push((IdKind::ImageDigest, dg.to_string()));
+                }
+            }
+            for t in self.meta.repo_tags.iter().flatten() {
+                a.ids.push((IdKind::ImageRef, t.clone()));
+            }
+            a
+        } else {
+            let mut a = RawAsset::named(AssetKind::Repository, name.clone());
+            if let Some(u) = &self.meta.repo_url {
+                a.ids.push((IdKind::RepoUrl, u.clone()));
+            } else {
+                a.ids.push((IdKind::Name, name.clone()));
+            }
+            a
+        };
+        if let Some(os) = &self.meta.os {
+            a.os = match (&os.family, &os.name) {
+                (Some(f), Some(n)) => Some(format!("{f} {n}")),
+                (Some(f), None) => Some(f.clone()),
+                _ => None,
+            };
+        }
+        let i = self.sink.asset(a);
+        self.asset = Some(i);
+        i
+    }
+
+    fn resource(&mut self, r: TResource) {
+        let ns = r.namespace.unwrap_or_default();
+        let kind = r.kind.unwrap_or_default();
+        let name = r.name.unwrap_or_default();
+        let cluster = self.cluster.clone().filter(|c| !c.is_empty()).unwrap_or_else(|| "cluster".into());
+        let wl = if ns.is_empty() { format!("{kind}/{name}") } else { format!("{ns}/{kind}/{name}") };
+        let mut a = RawAsset::named(AssetKind::K8sWorkload, wl.clone());
+        a.ids.push((IdKind::Workload, format!("{cluster}/{wl}")));
+        let idx = self.sink.asset(a);
+        for res in r.results.unwrap_or_default() {
+            self.result(idx, res);
+        }
+    }
+
+    fn result(&mut self, asset: u32, r: TResult) {
+        let target = r.target.clone();
+        let lang = r.class.as_deref() == Some("lang-pkgs");
+        for v in r.vulns.unwrap_or_default() {
+            let (severity, raw) = sev(&v.severity);
+            let title = v.title.clone().unwrap_or_else(|| {
+                format!("{} in {}", v.id, v.pkg.clone().unwrap_or_default())
+            });
+            let mut f = RawFinding::new(asset, v.id.clone(), title, Category::Vulnerability);
+            f.severity = severity;
+            f.raw_severity = raw;
+            let up = v.id.to_ascii_uppercase();
+            if up.starts_with("CVE-") {
+                f.cves.push(up);
+            } else {
+                f.aliases.push(v.id.clone());
+            }
+            for vid in v.vendor_ids.iter().flatten() {
+                if vid.to_ascii_uppercase().starts_with("CVE-") && !f.cves.contains(vid) {
+                    f.cves.push(vid.to_ascii_uppercase());
+                }
+            }
+            f.cwes = v.cwes.iter().flatten().filter_map(|c| norm_cwe(c)).collect();
+            f.description = nonempty(v.description);
+            f.package = nonempty(v.pkg);
+            f.installed_version = nonempty(v.installed);
+            f.fixed_version = nonempty(v.fixed);
+            if let Some(fx) = &f.fixed_version {
+                f.solution = Some(format!(
+                    "Upgrade {} to {}",
+                    f.package.clone().unwrap_or_default(),
+                    fx
+                ));
+            }
+            if let Some(map) = &v.cvss {
+                let pick = map.get("nvd").or_else(|| map.values().find(|c| c.v3.is_some())).or_else(|| map.values().next());
+                if let Some(c) = pick {
+                    f.cvss_score = c.v3.or(c.v2);
+                    f.cvss_vector = if c.v3.is_some() { c.v3v.clone() } else { c.v2v.clone() };
+                }
+            }
+            if matches!(v.status.as_deref(), Some("not_affected")) {
+                f.applicability = Applicability::NotAffected;
+            }
+            f.location = if lang {
+                Some(v.pkg_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| target.clone()))
+            } else {
+                None
+            };
+            f.raw_id = format!("{}|{}|{}", target, v.id, f.package.clone().unwrap_or_default());
+            let _ = &v.url;
+            self.sink.finding(f);
+        }
+        for m in r.misconfigs.unwrap_or_default() {
+            match m.status.as_deref() {
+                Some("PASS") | Some("EXCEPTION") => continue,
+                _ => {}
+            }
+            let (severity, raw) = sev(&m.severity);
+            let id = m.avdid.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| m.id.clone());
+            let title = m.title.clone().unwrap_or_else(|| id.clone());
+            let mut f = RawFinding::new(asset, id.clone(), title, Category::Misconfiguration);
+            f.severity = severity;
+            f.raw_severity = raw;
+            f.description = match (m.description.clone(), m.message.clone()) {
+                (Some(d), Some(msg)) => Some(format!("{msg}\n\n{d}")),
+                (d, msg) => d.or(msg),
+            };
+            f.solution = nonempty(m.resolution.clone());
+            let (resource, line) = m.cause.as_ref().map(|c| (c.resource.clone(), c.start)).unwrap_or((None, None));
+            let mut loc = target.clone();
+            if let Some(l) = line.filter(|l| *l > 0) {
+                loc = format!("{loc}:{l}");
+            }
+            if let Some(res) = resource.filter(|r| !r.is_empty()) {
+                loc = format!("{loc} ({res})");
+            }
+            f.location = Some(loc);
+            f.raw_id = format!("{}|{}|{}", m.kind.clone().unwrap_or_default(), m.id, target);
+            self.sink.finding(f);
+        }
+        for s in r.secrets.unwrap_or_default() {
+            let (severity, raw) = sev(&s.severity);
+            let title = s.title.clone().unwrap_or_else(|| s.rule.clone());
+            let mut f = RawFinding::new(asset, s.rule.clone(), title, Category::Secret);
+            f.severity = severity;
+            f.raw_severity = raw;
+            f.description = s.category.clone().map(|c| format!("{c} secret found in {target}"));
+            f.solution = Some("Revoke and rotate the credential, then remove it from the file and its history".into());
+            f.location = Some(match s.start {
+                Some(l) => format!("{target}:{l}"),
+                None => target.clone(),
+            });
+            f.raw_id = format!("{}|{}|{}", s.rule, target, s.start.unwrap_or(0));
+            self.sink.finding(f);
+        }
+    }
+}
+
+struct ResultsSeed<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let ctx = self.0;
+        Each::new(|r: TResult| {
+            let a = ctx.report_asset(&r.target);
+            ctx.result(a, r)
+        })
+        .deserialize(d)
+    }
+}
+
+struct ResourcesSeed<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> DeserializeSeed<'de> for ResourcesSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        let ctx = self.0;
+        Each::new(|r: TResource| ctx.resource(r)).deserialize(d)
+    }
+}
+
+struct Top<'c, 'a>(&'c mut Ctx<'a>);
+
+impl<'de> Visitor<'de> for Top<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Trivy report (object or legacy array)")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        // Legacy layout: a bare array of results.
+        while let Some(r) = seq.next_element::<TResult>()? {
+            let a = self.0.report_asset(&r.target);
+            self.0.result(a, r);
+        }
+        Ok(())
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let ctx = self.0;
+        let mut known = false;
+        while let Some(k) = map.next_key::<String>()? {
+            match k.as_str() {
+                "SchemaVersion" => {
+                    known = true;
+                    map.next_value::<IgnoredAny>()?;
+                }
+                "CreatedAt" => {
+                    if let Some(t) = map.next_value::<Option<String>>()?.as_deref().and_then(parse_time) {
+                        ctx.sink.scan_time(t);
+                    }
+                }
+                "ArtifactName" => {
+                    known = true;
+                    ctx.artifact = map.next_value()?;
+                }
+                "ArtifactType" => ctx.artifact_type = map.next_value()?,
+                "Metadata" => ctx.meta = map.next_value::<Option<TMeta>>()?.unwrap_or_default(),
+                "Results" => {
+                    known = true;
+                    map.next_value_seed(ResultsSeed(ctx))?;
+                }
+                "ClusterName" => {
+                    known = true;
+                    ctx.cluster = map.next_value()?;
+                }
+                "Resources" | "Vulnerabilities" | "Misconfigurations" => {
+                    known = true;
+                    map.next_value_seed(ResourcesSeed(ctx))?;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        if !known {
+            return Err(serde::de::Error::custom("not a Trivy report (no Results, ArtifactName or ClusterName)"));
+        }
+        Ok(())
+    }
+}
+
+pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) -> Result<(), ParseError> {
+    let mut ctx = Ctx {
+        sink,
+        artifact: None,
+        artifact_type: None,
+        meta: TMeta::default(),
+        cluster: None,
+        asset: None,
+        hint: opts.asset_hint.clone(),
+    };
+    super::jsonstream::run(input, |de| de.deserialize_any(Top(&mut ctx)))
+}
