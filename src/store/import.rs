@@ -1,0 +1,935 @@
+//! Import pipeline: a parser thread streams normalised records through a bounded channel to the store,
+//! which appends them to staging tables and merges them with set-based SQL, all in one transaction per file.
+
+use crate::ingest::{self, Format, ParseError, ParseOptions, Sink};
+use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding};
+use crate::store::Store;
+use chrono::{DateTime, Utc};
+use duckdb::params;
+use sha2::Digest;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+const BATCH: usize = 8192;
+/// Interned text beyond this many bytes is passed through without de-duplication (bounded memory).
+const INTERN_LIMIT: usize = 64 << 20;
+/// Quarantine rows kept per import (all skips are counted).
+const QUARANTINE_LIMIT: u64 = 100_000;
+
+struct StageRow {
+    seq: u32,
+    akey: u32,
+    vuln_id: String,
+    vuln_key: String,
+    loc_key: String,
+    cves: String,
+    aliases: String,
+    cwes: String,
+    title_t: u32,
+    desc_t: Option<u32>,
+    sol_t: Option<u32>,
+    severity: &'static str,
+    sev_rank: i32,
+    raw_severity: String,
+    cvss_score: Option<f64>,
+    cvss_vector: Option<String>,
+    category: &'static str,
+    package: Option<String>,
+    installed_version: Option<String>,
+    fixed_version: Option<String>,
+    port: Option<i32>,
+    protocol: Option<String>,
+    location: Option<String>,
+    applic: &'static str,
+    exploit: Option<bool>,
+    raw_id: String,
+}
+
+#[derive(Default)]
+struct Batch {
+    rows: Vec<StageRow>,
+    texts: Vec<(u32, String)>,
+    skips: Vec<(String, String, String)>,
+}
+
+/// The identity key of the vulnerability: a CVE when the tool names one (so Nessus and Qualys agree),
+/// else a GHSA/OSV id, else the tool's own rule or plugin id qualified by the tool.
+pub fn vuln_key(f: &RawFinding, tool: &str) -> String {
+    if f.category == Category::Vulnerability || f.category == Category::Web {
+        if let Some(c) = f.cves.iter().min_by(|a, b| cve_order(a).cmp(&cve_order(b))) {
+            return c.clone();
+        }
+        let ghsa = std::iter::once(&f.vuln_id).chain(f.aliases.iter()).find(|a| a.starts_with("GHSA-"));
+        if let Some(g) = ghsa {
+            return g.clone();
+        }
+    }
+    format!("{}:{}", tool_family(tool), f.vuln_id)
+}
+
+fn cve_order(c: &str) -> (u32, u64) {
+    let mut it = c.trim_start_matches("CVE-").splitn(2, '-');
+    let y = it.next().and_then(|y| y.parse().ok()).unwrap_or(u32::MAX);
+    let n = it.next().and_then(|n| n.parse().ok()).unwrap_or(u64::MAX);
+    (y, n)
+}
+
+/// Tools whose ids share one namespace.
+fn tool_family(tool: &str) -> String {
+    let t = tool.to_ascii_lowercase();
+    if t.contains("nessus") || t.contains("tenable") {
+        "nessus".into()
+    } else {
+        t
+    }
+}
+
+/// Where on the asset: the package and version for package vulnerabilities, nothing for host-level CVEs
+/// (one CVE on one host is one exposure whatever port a scanner saw it on), the port for host checks
+/// without a CVE, and the file, line or resource for everything else.
+pub fn loc_key(f: &RawFinding) -> String {
+    match f.category {
+        Category::Vulnerability => {
+            if let Some(p) = &f.package {
+                format!("pkg:{}@{}", p.to_ascii_lowercase(), f.installed_version.clone().unwrap_or_default())
+            } else if f.cves.is_empty() && f.port.unwrap_or(0) > 0 {
+                format!("port:{}/{}", f.port.unwrap_or(0), f.protocol.clone().unwrap_or_default())
+            } else {
+                String::new()
+            }
+        }
+        _ => {
+            let mut k = format!("loc:{}", f.location.clone().unwrap_or_default().to_ascii_lowercase());
+            if f.port.unwrap_or(0) > 0 {
+                k.push_str(&format!("|port:{}", f.port.unwrap_or(0)));
+            }
+            k
+        }
+    }
+}
+
+struct Collector {
+    tx: SyncSender<Batch>,
+    batch: Batch,
+    tool: String,
+    tool_from_report: bool,
+    texts: HashMap<String, u32>,
+    text_bytes: usize,
+    next_text: u32,
+    ids: HashMap<(IdKind, String), u32>,
+    parent: Vec<u32>,
+    assets: Vec<RawAsset>,
+    seq: u32,
+    scan_time: Option<DateTime<Utc>>,
+    records: u64,
+    skipped: u64,
+    stem: String,
+    receiver_gone: bool,
+}
+
+impl Collector {
+    fn find(&mut self, mut x: u32) -> u32 {
+        while self.parent[x as usize] != x {
+            let p = self.parent[x as usize];
+            self.parent[x as usize] = self.parent[p as usize];
+            x = p;
+        }
+        x
+    }
+
+    fn union(&mut self, a: u32, b: u32) -> u32 {
+        let (ra, rb) = (self.find(a), self.find(b));
+        if ra == rb {
+            return ra;
+        }
+        let (keep, gone) = if ra < rb { (ra, rb) } else { (rb, ra) };
+        self.parent[gone as usize] = keep;
+        keep
+    }
+
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.texts.get(s) {
+            return id;
+        }
+        let id = self.next_text;
+        self.next_text += 1;
+        if self.text_bytes < INTERN_LIMIT {
+            self.text_bytes += s.len();
+            self.texts.insert(s.to_string(), id);
+        }
+        self.batch.texts.push((id, s.to_string()));
+        id
+    }
+
+    fn send(&mut self) {
+        if self.receiver_gone {
+            self.batch = Batch::default();
+            return;
+        }
+        let b = std::mem::take(&mut self.batch);
+        if self.tx.send(b).is_err() {
+            self.receiver_gone = true;
+        }
+    }
+
+    fn merge_into(dst: &mut RawAsset, src: &RawAsset) {
+        if dst.kind.is_none() {
+            dst.kind = src.kind;
+        }
+        if dst.name.is_empty() {
+            dst.name = src.name.clone();
+        }
+        macro_rules! fill {
+            ($f:ident) => {
+                if dst.$f.is_none() {
+                    dst.$f = src.$f.clone();
+                }
+            };
+        }
+        fill!(hostname);
+        fill!(fqdn);
+        fill!(os);
+        fill!(cloud_provider);
+        fill!(account);
+        fill!(region);
+        for ip in &src.ips {
+            if !dst.ips.contains(ip) {
+                dst.ips.push(ip.clone());
+            }
+        }
+        for t in &src.tags {
+            if !dst.tags.contains(t) {
+                dst.tags.push(t.clone());
+            }
+        }
+        for id in &src.ids {
+            if !dst.ids.contains(id) {
+                dst.ids.push(id.clone());
+            }
+        }
+    }
+
+    fn link(&mut self, akey: u32, a: &RawAsset) -> u32 {
+        let mut root = self.find(akey);
+        for id in a.identifiers() {
+            match self.ids.get(&id) {
+                Some(&other) => root = self.union(root, other),
+                None => {
+                    self.ids.insert(id, root);
+                }
+            }
+        }
+        root
+    }
+}
+
+impl Sink for Collector {
+    fn asset(&mut self, a: RawAsset) -> u32 {
+        // Same identity as an asset already seen in this report: reuse it.
+        let known = a.identifiers().into_iter().find_map(|id| self.ids.get(&id).copied());
+        if let Some(k) = known {
+            let root = self.link(k, &a);
+            Collector::merge_into(&mut self.assets[root as usize], &a);
+            return root;
+        }
+        let idx = self.assets.len() as u32;
+        self.parent.push(idx);
+        self.assets.push(a.clone());
+        self.link(idx, &a);
+        idx
+    }
+
+    fn refine_asset(&mut self, idx: u32, a: RawAsset) {
+        if idx as usize >= self.assets.len() {
+            return;
+        }
+        let root = self.link(idx, &a);
+        let mut cur = std::mem::take(&mut self.assets[root as usize]);
+        Collector::merge_into(&mut cur, &a);
+        if !a.name.is_empty() {
+            cur.name = a.name.clone();
+        }
+        if a.kind.is_some() {
+            cur.kind = a.kind;
+        }
+        self.assets[root as usize] = cur;
+    }
+
+    fn finding(&mut self, f: RawFinding) {
+        self.records += 1;
+        if f.asset as usize >= self.assets.len() {
+            self.skip(format!("record {}", self.records), "finding refers to no asset".into(), f.title.clone());
+            return;
+        }
+        let vk = vuln_key(&f, &self.tool);
+        let lk = loc_key(&f);
+        let title_t = self.intern(&f.title);
+        let desc_t = f.description.as_deref().map(|d| self.intern(d));
+        let sol_t = f.solution.as_deref().map(|d| self.intern(d));
+        self.seq += 1;
+        let row = StageRow {
+            seq: self.seq,
+            akey: f.asset,
+            vuln_id: f.vuln_id,
+            vuln_key: vk,
+            loc_key: lk,
+            cves: f.cves.join(","),
+            aliases: f.aliases.join(","),
+            cwes: f.cwes.join(","),
+            title_t,
+            desc_t,
+            sol_t,
+            severity: f.severity.as_str(),
+            sev_rank: f.severity.rank(),
+            raw_severity: f.raw_severity,
+            cvss_score: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)),
+            cvss_vector: f.cvss_vector,
+            category: f.category.as_str(),
+            package: f.package,
+            installed_version: f.installed_version,
+            fixed_version: f.fixed_version,
+            port: f.port,
+            protocol: f.protocol,
+            location: f.location,
+            applic: match f.applicability {
+                Applicability::Affected => "affected",
+                Applicability::NotAffected => "not_affected",
+                Applicability::FalsePositive => "false_positive",
+            },
+            exploit: f.exploit_available,
+            raw_id: f.raw_id,
+        };
+        self.batch.rows.push(row);
+        if self.batch.rows.len() >= BATCH {
+            self.send();
+        }
+    }
+
+    fn skip(&mut self, position: String, reason: String, snippet: String) {
+        self.skipped += 1;
+        if self.skipped <= QUARANTINE_LIMIT {
+            self.batch.skips.push((position, reason, ingest::snippet(&snippet)));
+        }
+    }
+
+    fn scan_time(&mut self, t: DateTime<Utc>) {
+        if self.scan_time.is_none_or(|s| t > s) {
+            self.scan_time = Some(t);
+        }
+    }
+
+    fn tool(&mut self, name: &str) {
+        let n = name.trim().to_ascii_lowercase();
+        if !n.is_empty() {
+            self.tool = n;
+            self.tool_from_report = true;
+        }
+    }
+}
+
+/// One asset (after identity resolution inside the report) as staged for the merge.
+struct FinalAsset {
+    root: u32,
+    a: RawAsset,
+    ids: Vec<(IdKind, String)>,
+}
+
+struct Final {
+    akey_root: Vec<u32>,
+    assets: Vec<FinalAsset>,
+    tool: String,
+    scan_time: Option<DateTime<Utc>>,
+    records: u64,
+    skipped: u64,
+}
+
+impl Collector {
+    fn finish(mut self) -> Final {
+        self.send();
+        let n = self.assets.len() as u32;
+        let akey_root: Vec<u32> = (0..n).map(|i| self.find(i)).collect();
+        let mut by_root: HashMap<u32, RawAsset> = HashMap::new();
+        for i in 0..n {
+            let r = akey_root[i as usize];
+            let a = std::mem::take(&mut self.assets[i as usize]);
+            match by_root.get_mut(&r) {
+                Some(dst) => Collector::merge_into(dst, &a),
+                None => {
+                    by_root.insert(r, a);
+                }
+            }
+        }
+        let mut assets = Vec::new();
+        let mut roots: Vec<u32> = by_root.keys().copied().collect();
+        roots.sort();
+        for r in roots {
+            let mut a = by_root.remove(&r).unwrap();
+            if a.name.trim().is_empty() {
+                a.name = a.fqdn.clone().or(a.hostname.clone()).or(a.ips.first().cloned()).unwrap_or_else(|| self.stem.clone());
+            }
+            let mut ids = a.identifiers();
+            if ids.is_empty() {
+                ids.push((IdKind::Name, a.name.to_ascii_lowercase()));
+            }
+            assets.push(FinalAsset { root: r, a, ids });
+        }
+        Final {
+            akey_root,
+            assets,
+            tool: self.tool,
+            scan_time: self.scan_time,
+            records: self.records,
+            skipped: self.skipped,
+        }
+    }
+}
+
+/// Shares the SHA-256 of the bytes read with the thread that reads them.
+#[derive(Clone)]
+struct HashHandle(Arc<Mutex<(sha2::Sha256, u64)>>);
+
+struct Hashing<R> {
+    inner: R,
+    h: HashHandle,
+    progress: Option<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let mut g = self.h.0.lock().unwrap();
+        g.0.update(&buf[..n]);
+        g.1 += n as u64;
+        if let Some(p) = &self.progress {
+            p.store(g.1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(n)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Imported,
+    /// The same bytes were imported before (import id).
+    Unchanged(i64),
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub file: String,
+    pub format: Option<Format>,
+    pub tool: String,
+    pub outcome: Outcome,
+    pub import_id: Option<i64>,
+    pub records: u64,
+    pub new: u64,
+    pub seen_again: u64,
+    pub fixed: u64,
+    pub reopened: u64,
+    pub skipped: u64,
+    pub assets: u64,
+    pub bytes: u64,
+    pub seconds: f64,
+    pub skip_reasons: Vec<(String, String)>,
+}
+
+impl Summary {
+    fn failed(file: &str, format: Option<Format>, msg: String) -> Summary {
+        Summary {
+            file: file.to_string(),
+            format,
+            tool: format.map(|f| f.default_tool().to_string()).unwrap_or_default(),
+            outcome: Outcome::Failed(msg),
+            import_id: None,
+            records: 0,
+            new: 0,
+            seen_again: 0,
+            fixed: 0,
+            reopened: 0,
+            skipped: 0,
+            assets: 0,
+            bytes: 0,
+            seconds: 0.0,
+            skip_reasons: Vec::new(),
+        }
+    }
+
+    /// One line for the terminal.
+    pub fn line(&self) -> String {
+        match &self.outcome {
+            Outcome::Imported => {
+                let mut s = format!(
+                    "{}: {} [{}] {} records: {} new, {} seen again, {} fixed, {} reopened, {} skipped; {} assets ({:.2}s)",
+                    self.file,
+                    self.format.map(|f| f.name()).unwrap_or("?"),
+                    self.tool,
+                    self.records,
+                    self.new,
+                    self.seen_again,
+                    self.fixed,
+                    self.reopened,
+                    self.skipped,
+                    self.assets,
+                    self.seconds
+                );
+                for (pos, why) in self.skip_reasons.iter().take(5) {
+                    s.push_str(&format!("\n  skipped at {pos}: {why}"));
+                }
+                if self.skipped > 5 {
+                    s.push_str(&format!("\n  ... {} skipped in all (see the quarantine table)", self.skipped));
+                }
+                s
+            }
+            Outcome::Unchanged(id) => format!("{}: unchanged, the same content was imported before (import {id}); nothing changed", self.file),
+            Outcome::Failed(m) => format!("{}: not imported: {m}", self.file),
+        }
+    }
+}
+
+/// Import one file in one transaction. Errors in the file leave the store as it was.
+pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &ParseOptions) -> Summary {
+    let started = Instant::now();
+    let started_at = Utc::now();
+    let display = path.display().to_string();
+    if store.read_only {
+        return Summary::failed(&display, forced, "the database is open read-only".into());
+    }
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return Summary::failed(&display, forced, format!("cannot open: {e}")),
+    };
+    let hh = HashHandle(Arc::new(Mutex::new((sha2::Sha256::new(), 0))));
+    let mut raw = BufReader::with_capacity(1 << 18, Hashing { inner: file, h: hh.clone(), progress: opts.progress.clone() });
+    let gz = match raw.fill_buf() {
+        Ok(b) => b.len() >= 2 && b[0] == 0x1f && b[1] == 0x8b,
+        Err(e) => return Summary::failed(&display, forced, format!("cannot read: {e}")),
+    };
+    let mut input: Box<dyn BufRead + Send> = if gz {
+        Box::new(BufReader::with_capacity(1 << 18, ingest::LimitedReader::new(flate2::bufread::MultiGzDecoder::new(raw))))
+    } else {
+        Box::new(raw)
+    };
+    let format = match forced {
+        Some(f) => f,
+        None => {
+            let head = match input.fill_buf() {
+                Ok(h) => h,
+                Err(e) => return Summary::failed(&display, None, format!("byte 0: cannot read ({e})")),
+            };
+            match ingest::detect(head) {
+                Some(f) => f,
+                None if opts.mapping.is_some() => Format::GenericCsv,
+                None => {
+                    return Summary::failed(
+                        &display,
+                        None,
+                        "format not recognised from its content; use --format (or --mapping for a CSV)".into(),
+                    )
+                }
+            }
+        }
+    };
+    let stem = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .to_string();
+    let (tx, rx) = sync_channel::<Batch>(8);
+    let collector = Collector {
+        tx,
+        batch: Batch::default(),
+        tool: format.default_tool().to_string(),
+        tool_from_report: false,
+        texts: HashMap::new(),
+        text_bytes: 0,
+        next_text: 0,
+        ids: HashMap::new(),
+        parent: Vec::new(),
+        assets: Vec::new(),
+        seq: 0,
+        scan_time: None,
+        records: 0,
+        skipped: 0,
+        stem,
+        receiver_gone: false,
+    };
+    let popts = opts.clone();
+    let parser = std::thread::spawn(move || -> Result<Final, ParseError> {
+        let mut c = collector;
+        ingest::parse(format, &mut input, &mut c, &popts)?;
+        // Read what the parser left (trailing whitespace) so the hash covers the whole file.
+        let mut sink = [0u8; 65536];
+        loop {
+            match input.read(&mut sink) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => return Err(ParseError::new("end of input", e.to_string())),
+            }
+        }
+        let _ = c.tool_from_report;
+        Ok(c.finish())
+    });
+    let result = stage_and_merge(store, rx, parser, &hh, &display, format, started_at);
+    match result {
+        Ok(mut s) => {
+            s.seconds = started.elapsed().as_secs_f64();
+            s
+        }
+        Err(msg) => {
+            let _ = store.conn.execute_batch("ROLLBACK");
+            Summary::failed(&display, Some(format), msg)
+        }
+    }
+}
+
+fn ts(t: DateTime<Utc>) -> chrono::NaiveDateTime {
+    t.naive_utc()
+}
+
+fn stage_and_merge(
+    store: &Store,
+    rx: Receiver<Batch>,
+    parser: std::thread::JoinHandle<Result<Final, ParseError>>,
+    hh: &HashHandle,
+    display: &str,
+    format: Format,
+    started_at: DateTime<Utc>,
+) -> Result<Summary, String> {
+    let c = &store.conn;
+    let sql = |e: duckdb::Error| format!("store error: {e}");
+    c.execute_batch("BEGIN TRANSACTION").map_err(sql)?;
+    c.execute_batch(STAGE_DDL).map_err(sql)?;
+    let mut skip_reasons = Vec::new();
+    let recv_result: Result<(), duckdb::Error> = (|| {
+        let mut af = c.appender("stage_findings")?;
+        let mut at = c.appender("stage_texts")?;
+        let mut aq = c.appender("stage_skips")?;
+        for b in rx.iter() {
+            for (id, t) in &b.texts {
+                at.append_row(params![id, t])?;
+            }
+            for (pos, why, snip) in &b.skips {
+                if skip_reasons.len() < 20 {
+                    skip_reasons.push((pos.clone(), why.clone()));
+                }
+                aq.append_row(params![pos, why, snip])?;
+            }
+            for r in &b.rows {
+                af.append_row(params![
+                    r.seq,
+                    r.akey,
+                    r.vuln_id,
+                    r.vuln_key,
+                    r.loc_key,
+                    r.cves,
+                    r.aliases,
+                    r.cwes,
+                    r.title_t,
+                    r.desc_t,
+                    r.sol_t,
+                    r.severity,
+                    r.sev_rank,
+                    r.raw_severity,
+                    r.cvss_score,
+                    r.cvss_vector,
+                    r.category,
+                    r.package,
+                    r.installed_version,
+                    r.fixed_version,
+                    r.port,
+                    r.protocol,
+                    r.location,
+                    r.applic,
+                    r.exploit,
+                    r.raw_id
+                ])?;
+            }
+        }
+        af.flush()?;
+        at.flush()?;
+        aq.flush()?;
+        Ok(())
+    })();
+    // Whatever happened, let the parser finish (it stops sending when we stop receiving).
+    let parsed = parser.join().map_err(|_| "the parser stopped unexpectedly".to_string())?;
+    recv_result.map_err(sql)?;
+    let fin = match parsed {
+        Ok(f) => f,
+        Err(e) => return Err(format!("{e}")),
+    };
+    let (sha, bytes) = {
+        let g = hh.0.lock().unwrap();
+        (hex::encode(g.0.clone().finalize()), g.1)
+    };
+    let prev: Option<i64> = c
+        .query_row("SELECT min(import_id) FROM imports WHERE sha256 = ?", params![sha], |r| r.get(0))
+        .map_err(sql)?;
+    if let Some(p) = prev {
+        c.execute_batch("ROLLBACK").map_err(sql)?;
+        let mut s = Summary::failed(display, Some(format), String::new());
+        s.outcome = Outcome::Unchanged(p);
+        s.tool = fin.tool;
+        return Ok(s);
+    }
+    // Stage the report's assets.
+    {
+        let mut aa = c.appender("stage_akeys").map_err(sql)?;
+        for (k, r) in fin.akey_root.iter().enumerate() {
+            aa.append_row(params![k as u32, r]).map_err(sql)?;
+        }
+        aa.flush().map_err(sql)?;
+        let mut asa = c.appender("stage_assets").map_err(sql)?;
+        let mut ai = c.appender("stage_ids").map_err(sql)?;
+        for fa in &fin.assets {
+            let a = &fa.a;
+            asa.append_row(params![
+                fa.root,
+                a.kind.map(|k| k.as_str()).unwrap_or("host"),
+                a.name,
+                a.hostname.as_ref().map(|h| h.to_ascii_lowercase()),
+                a.fqdn.as_ref().map(|h| h.trim_end_matches('.').to_ascii_lowercase()),
+                a.ips.join(","),
+                a.os,
+                a.cloud_provider,
+                a.account,
+                a.region,
+                a.tags.join(","),
+                fa.ids.iter().map(|(k, v)| format!("{}={}", k.as_str(), v)).collect::<Vec<_>>().join(", ")
+            ])
+            .map_err(sql)?;
+            for (k, v) in &fa.ids {
+                ai.append_row(params![fa.root, k.as_str(), v]).map_err(sql)?;
+            }
+        }
+        asa.flush().map_err(sql)?;
+        ai.flush().map_err(sql)?;
+    }
+    let scan = ts(fin.scan_time.unwrap_or(started_at));
+    let import_id: i64 = c.query_row("SELECT nextval('seq_import')", [], |r| r.get(0)).map_err(sql)?;
+    let counts = merge(c, import_id, &fin.tool, scan).map_err(sql)?;
+    let finished = Utc::now();
+    c.execute(
+        "INSERT INTO quarantine SELECT ?, ?, position, reason, snippet FROM stage_skips",
+        params![import_id, display],
+    )
+    .map_err(sql)?;
+    c.execute(
+        "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        params![
+            import_id,
+            display,
+            sha,
+            bytes as i64,
+            format.name(),
+            fin.tool,
+            scan,
+            ts(started_at),
+            ts(finished),
+            fin.records as i64,
+            counts.new as i64,
+            counts.seen_again as i64,
+            counts.fixed as i64,
+            counts.reopened as i64,
+            fin.skipped as i64,
+            fin.assets.len() as i64
+        ],
+    )
+    .map_err(sql)?;
+    c.execute_batch(STAGE_DROP).map_err(sql)?;
+    c.execute_batch("COMMIT").map_err(sql)?;
+    Ok(Summary {
+        file: display.to_string(),
+        format: Some(format),
+        tool: fin.tool,
+        outcome: Outcome::Imported,
+        import_id: Some(import_id),
+        records: fin.records,
+        new: counts.new,
+        seen_again: counts.seen_again,
+        fixed: counts.fixed,
+        reopened: counts.reopened,
+        skipped: fin.skipped,
+        assets: fin.assets.len() as u64,
+        bytes,
+        seconds: 0.0,
+        skip_reasons,
+    })
+}
+
+const STAGE_DDL: &str = r#"
+CREATE OR REPLACE TABLE stage_findings (
+    seq INTEGER, akey INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, loc_key VARCHAR, cves VARCHAR, aliases VARCHAR,
+    cwes VARCHAR, title_t INTEGER, desc_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
+    raw_severity VARCHAR, cvss_score DOUBLE, cvss_vector VARCHAR, category VARCHAR, package VARCHAR,
+    installed_version VARCHAR, fixed_version VARCHAR, port INTEGER, protocol VARCHAR, location VARCHAR,
+    applic VARCHAR, exploit BOOLEAN, raw_id VARCHAR);
+CREATE OR REPLACE TABLE stage_texts (tid INTEGER, txt VARCHAR);
+CREATE OR REPLACE TABLE stage_skips (position VARCHAR, reason VARCHAR, snippet VARCHAR);
+CREATE OR REPLACE TABLE stage_akeys (akey INTEGER, root INTEGER);
+CREATE OR REPLACE TABLE stage_assets (root INTEGER, kind VARCHAR, name VARCHAR, hostname VARCHAR, fqdn VARCHAR,
+    ips VARCHAR, os VARCHAR, cloud_provider VARCHAR, account VARCHAR, region VARCHAR, tags VARCHAR, idents VARCHAR);
+CREATE OR REPLACE TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value VARCHAR);
+"#;
+
+const STAGE_DROP: &str = r#"
+DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
+DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
+DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
+"#;
+
+struct Counts {
+    new: u64,
+    seen_again: u64,
+    fixed: u64,
+    reopened: u64,
+}
+
+const SEV_RANK: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
+
+fn split_list(col: &str) -> String {
+    format!("CASE WHEN {col} IS NULL OR {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, ',') END")
+}
+
+fn merge(c: &duckdb::Connection, import_id: i64, tool: &str, scan: chrono::NaiveDateTime) -> Result<Counts, duckdb::Error> {
+    // 1. Assets: match the report's assets to known ones by any shared identifier; create the rest.
+    c.execute_batch(
+        r#"
+CREATE OR REPLACE TABLE stage_amap AS
+WITH m AS (
+    SELECT s.root, min(i.asset_id) AS asset_id
+    FROM stage_ids s JOIN asset_identifiers i ON i.id_kind = s.id_kind AND i.id_value = s.id_value
+    GROUP BY s.root)
+SELECT a.root, m.asset_id, m.asset_id IS NULL AS is_new FROM stage_assets a LEFT JOIN m USING (root);
+UPDATE stage_amap SET asset_id = nextval('seq_asset') WHERE asset_id IS NULL;
+"#,
+    )?;
+    c.execute(
+        &format!(
+            r#"INSERT INTO assets (asset_id, name, kind, hostname, fqdn, ips, os, cloud_provider, account, region, tags, sources, first_seen, last_seen)
+SELECT m.asset_id, s.name, s.kind, s.hostname, s.fqdn, {}, s.os, s.cloud_provider, s.account, s.region, {}, [CAST(? AS VARCHAR)], ?, ?
+FROM stage_amap m JOIN stage_assets s USING (root) WHERE m.is_new"#,
+            split_list("s.ips"),
+            split_list("s.tags")
+        ),
+        params![tool, scan, scan],
+    )?;
+    c.execute(
+        &format!(
+            r#"UPDATE assets a SET
+    hostname = coalesce(a.hostname, s.hostname),
+    fqdn = coalesce(a.fqdn, s.fqdn),
+    ips = list_sort(list_distinct(list_concat(a.ips, {ips}))),
+    os = coalesce(s.os, a.os),
+    cloud_provider = coalesce(a.cloud_provider, s.cloud_provider),
+    account = coalesce(a.account, s.account),
+    region = coalesce(a.region, s.region),
+    tags = list_sort(list_distinct(list_concat(a.tags, {tags}))),
+    sources = CASE WHEN list_contains(a.sources, ?) THEN a.sources ELSE list_append(a.sources, ?) END,
+    first_seen = least(coalesce(a.first_seen, ?), ?),
+    last_seen = greatest(coalesce(a.last_seen, ?), ?)
+FROM (SELECT DISTINCT ON (m.asset_id) m.asset_id, s.* FROM stage_amap m JOIN stage_assets s USING (root) WHERE NOT m.is_new ORDER BY m.asset_id, s.root) s
+WHERE a.asset_id = s.asset_id"#,
+            ips = split_list("s.ips"),
+            tags = split_list("s.tags")
+        ),
+        params![tool, tool, scan, scan, scan, scan],
+    )?;
+    c.execute(
+        r#"INSERT INTO asset_identifiers
+SELECT DISTINCT m.asset_id, s.id_kind, s.id_value, ?, ?
+FROM stage_ids s JOIN stage_amap m USING (root)
+WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind AND i.id_value = s.id_value)"#,
+        params![tool, scan],
+    )?;
+    c.execute(
+        "INSERT INTO import_assets SELECT ?, m.asset_id, s.name, string_split(s.idents, ', ') FROM stage_amap m JOIN stage_assets s USING (root)",
+        params![import_id],
+    )?;
+    // 2. Findings keyed by (asset, vulnerability, location); one per key in this report, worst severity first.
+    c.execute_batch(
+        r#"
+CREATE OR REPLACE TABLE stage_sf AS
+SELECT f.*, m.asset_id, md5(m.asset_id::VARCHAR || '|' || f.vuln_key || '|' || f.loc_key) AS fp
+FROM stage_findings f JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
+CREATE OR REPLACE TABLE stage_fd AS
+SELECT DISTINCT ON (fp) s.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
+FROM stage_sf s LEFT JOIN findings f ON f.fingerprint = s.fp
+ORDER BY s.fp, s.sev_rank DESC, s.seq;
+"#,
+    )?;
+    let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
+        r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
+                  count(*) FILTER (WHERE existing_id IS NOT NULL AND old_status = 'fixed' AND old_fixed_at < ?),
+                  count(*) FILTER (WHERE existing_id IS NOT NULL AND NOT (old_status = 'fixed' AND old_fixed_at < ?))
+           FROM stage_fd"#,
+        params![scan, scan],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    c.execute(
+        &format!(
+            r#"INSERT INTO findings
+SELECT nextval('seq_finding'), d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], d.vuln_id, d.vuln_key, d.loc_key,
+       {cves}, {aliases}, {cwes}, t.txt, dt.txt, d.severity, d.cvss_score, d.cvss_vector, d.category,
+       d.package, d.installed_version, d.fixed_version, st.txt, d.port, d.protocol, d.location,
+       CASE d.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
+       ?, ?, NULL, 0, d.exploit, ?, ?
+FROM stage_fd d
+JOIN assets a ON a.asset_id = d.asset_id
+LEFT JOIN stage_texts t ON t.tid = d.title_t
+LEFT JOIN stage_texts dt ON dt.tid = d.desc_t
+LEFT JOIN stage_texts st ON st.tid = d.sol_t
+WHERE d.existing_id IS NULL
+ORDER BY d.seq"#,
+            cves = split_list("d.cves"),
+            aliases = split_list("d.aliases"),
+            cwes = split_list("d.cwes")
+        ),
+        params![tool, scan, scan, import_id, import_id],
+    )?;
+    let reopen = "(f.status = 'fixed' AND f.fixed_at < $1)";
+    c.execute(
+        &format!(
+            r#"UPDATE findings f SET
+    last_seen = greatest(f.last_seen, $1),
+    last_import_id = $2,
+    sources = CASE WHEN list_contains(f.sources, $3) THEN f.sources ELSE list_append(f.sources, $3) END,
+    cves = CASE WHEN d.cves = '' THEN f.cves ELSE list_sort(list_distinct(list_concat(f.cves, string_split(d.cves, ',')))) END,
+    severity = CASE WHEN d.sev_rank > {SEV_RANK} THEN d.severity ELSE f.severity END,
+    status = CASE WHEN {reopen} THEN 'reopened'
+                  WHEN d.applic <> 'affected' AND f.status IN ('open', 'reopened') THEN 'false_positive'
+                  ELSE f.status END,
+    times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
+    fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END
+FROM stage_fd d
+WHERE f.fingerprint = d.fp AND d.existing_id IS NOT NULL"#
+        ),
+        params![scan, import_id, tool],
+    )?;
+    // 3. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
+    let fixed = c.execute(
+        r#"UPDATE findings SET status = 'fixed', fixed_at = ?
+WHERE status IN ('open', 'reopened') AND last_seen < ? AND list_contains(sources, ?)
+  AND asset_id IN (SELECT asset_id FROM stage_amap)"#,
+        params![scan, scan, tool],
+    )?;
+    // 4. Every sighting, for the record and for explanations.
+    c.execute(
+        &format!(
+            r#"INSERT INTO detections
+SELECT ?, f.finding_id, ?, s.raw_id, s.vuln_id, {cves}, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
+FROM stage_sf s JOIN findings f ON f.fingerprint = s.fp
+JOIN stage_akeys k ON k.akey = s.akey JOIN stage_assets sa ON sa.root = k.root"#,
+            cves = split_list("s.cves")
+        ),
+        params![import_id, tool, scan],
+    )?;
+    Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
+}
