@@ -1,0 +1,290 @@
+//! Command-line interface.
+
+use crate::ingest::{generic_csv::Mapping, Format, ParseOptions};
+use crate::paths::Paths;
+use crate::store::import::{import_file, Outcome, Summary};
+use crate::store::output::{run_query, OutFormat};
+use crate::store::Store;
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(name = "ctem", version, about = "Continuous Threat Exposure Management from the terminal", arg_required_else_help = true)]
+pub struct Cli {
+    /// Database file (default: ctem.duckdb in the user's data directory)
+    #[arg(long, global = true, env = "CTEM_DB", value_name = "PATH")]
+    pub db: Option<PathBuf>,
+    /// Open the database without any write path
+    #[arg(long, global = true)]
+    pub read_only: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Import scanner reports (files or directories; .gz read transparently; format detected from content)
+    Import {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Force a format: nessus, tenable-csv, qualys, openvas, trivy, grype, sarif, cyclonedx-json, cyclonedx-xml, osv, prowler-ocsf, csv
+        #[arg(long)]
+        format: Option<String>,
+        /// Column mapping (TOML) for CSV files from other tools
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
+        /// Name of the scanned asset, for reports that do not say (SARIF without provenance, `trivy fs .`, OSV)
+        #[arg(long, value_name = "NAME")]
+        asset: Option<String>,
+    },
+    /// Load a CMDB export (CSV) of assets with owners, business units, environments, criticality and exposure
+    ImportAssets {
+        file: PathBuf,
+        /// Column mapping (TOML, `[columns] owner = "managed_by"`)
+        #[arg(long, value_name = "FILE")]
+        mapping: Option<PathBuf>,
+    },
+    /// Run SQL against the store (read-only unless --write)
+    Query {
+        sql: String,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+        /// Allow statements that change the store
+        #[arg(long)]
+        write: bool,
+    },
+    /// Version, every path, database size and counts
+    Info,
+    /// Show a finding, every detection of it and why they were merged
+    Explain { finding_id: i64 },
+    /// Load the sample estate into a fresh database and summarise it
+    Demo {
+        /// Do not open the console; print the summary only
+        #[arg(long)]
+        no_console: bool,
+        /// Use the sample estate in this directory instead of generating it
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
+    /// Write the deterministic sample estate, or a large estate for benchmarks
+    Generate {
+        /// Output directory
+        out: PathBuf,
+        /// Write a benchmark estate with this many findings instead of the sample estate
+        #[arg(long)]
+        findings: Option<usize>,
+        /// Benchmark estate format: nessus, trivy or grype
+        #[arg(long, default_value = "nessus")]
+        format: String,
+    },
+    /// Measure import throughput on generated estates (prints numbers; see README)
+    #[command(hide = true)]
+    Bench {
+        #[arg(long, default_value_t = 1_000_000)]
+        findings: usize,
+        /// Directory for generated files and the database
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+        /// Which formats: nessus,trivy,grype
+        #[arg(long, default_value = "nessus,trivy,grype")]
+        formats: String,
+    },
+}
+
+pub fn db_path(cli: &Cli, paths: &Paths) -> PathBuf {
+    cli.db.clone().unwrap_or_else(|| paths.default_db())
+}
+
+/// Expand directories into the files below them (sorted, hidden files skipped).
+pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut stack = vec![p.clone()];
+            let mut files = Vec::new();
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).with_context(|| format!("{}", d.display()))? {
+                    let e = e?;
+                    let path = e.path();
+                    if e.file_name().to_string_lossy().starts_with('.') {
+                        continue;
+                    }
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else {
+                        files.push(path);
+                    }
+                }
+            }
+            files.sort();
+            out.extend(files);
+        } else if p.exists() {
+            out.push(p.clone());
+        } else {
+            bail!("{}: no such file or directory", p.display());
+        }
+    }
+    Ok(out)
+}
+
+pub fn import_paths(store: &Store, files: &[PathBuf], format: Option<Format>, opts: &ParseOptions) -> Vec<Summary> {
+    files.iter().map(|f| import_file(store, f, format, opts)).collect()
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    let paths = Paths::discover();
+    match &cli.cmd {
+        Cmd::Import { paths: inputs, format, mapping, asset } => {
+            let fmt = match format {
+                Some(f) => Some(Format::parse(f).with_context(|| format!("unknown format '{f}'"))?),
+                None => None,
+            };
+            let mapping = match mapping {
+                Some(m) => Some(Mapping::load(m).map_err(anyhow::Error::msg)?),
+                None => None,
+            };
+            let files = expand(inputs)?;
+            let store = Store::open(&db_path(&cli, &paths), cli.read_only)?;
+            let opts = ParseOptions { asset_hint: asset.clone(), mapping, progress: None };
+            let mut failed = 0;
+            for s in import_paths(&store, &files, fmt, &opts) {
+                match s.outcome {
+                    Outcome::Failed(_) => {
+                        failed += 1;
+                        eprintln!("{}", s.line());
+                    }
+                    _ => println!("{}", s.line()),
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        Cmd::ImportAssets { file, mapping } => {
+            let m = match mapping {
+                Some(p) => {
+                    let t = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+                    Some(toml::from_str::<crate::store::cmdb::AssetMapping>(&t).map_err(|e| anyhow::anyhow!("{}: {}", p.display(), e.message()))?)
+                }
+                None => None,
+            };
+            let store = Store::open(&db_path(&cli, &paths), cli.read_only)?;
+            let s = crate::store::cmdb::import_assets(&store, file, m.as_ref())?;
+            println!("{}: {} assets: {} new, {} matched to known assets, {} rows skipped", file.display(), s.rows, s.new, s.matched, s.skipped.len());
+            for w in &s.skipped {
+                println!("  skipped {w}");
+            }
+            Ok(0)
+        }
+        Cmd::Query { sql, format, write } => {
+            let store = if *write {
+                Store::open(&db_path(&cli, &paths), cli.read_only)?
+            } else {
+                Store::open_for_query(&db_path(&cli, &paths))?
+            };
+            let fmt = OutFormat::parse(format).unwrap_or(OutFormat::Table);
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            run_query(&store.conn, sql, fmt, &mut lock).map_err(|e| anyhow::anyhow!("{}", first_line(&e.to_string())))?;
+            Ok(0)
+        }
+        Cmd::Info => {
+            print!("{}", info(&cli, &paths)?);
+            Ok(0)
+        }
+        Cmd::Explain { finding_id } => {
+            let store = Store::open(&db_path(&cli, &paths), true).or_else(|_| Store::open(&db_path(&cli, &paths), false))?;
+            print!("{}", crate::explain::explain(&store, *finding_id)?);
+            Ok(0)
+        }
+        Cmd::Demo { no_console, data } => {
+            let db = cli.db.clone().unwrap_or_else(|| paths.demo_db());
+            let dir = match data {
+                Some(d) => d.clone(),
+                None => {
+                    let d = paths.sample_dir();
+                    crate::generator::sample::write(&d)?;
+                    d
+                }
+            };
+            let text = crate::generator::demo::load(&db, &dir)?;
+            print!("{text}");
+            if !no_console {
+                println!("\nThe interactive console is not available in this build; explore with:\n  ctem --db {} query \"SELECT severity, count(*) FROM findings WHERE status IN ('open','reopened') GROUP BY ALL ORDER BY 2 DESC\"", db.display());
+            }
+            Ok(0)
+        }
+        Cmd::Generate { out, findings, format } => {
+            match findings {
+                None => {
+                    crate::generator::sample::write(out)?;
+                    println!("sample estate written to {}", out.display());
+                }
+                Some(n) => {
+                    let f = crate::generator::estate::write(out, *n, format)?;
+                    println!("{} findings written to {}", n, f.display());
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Bench { findings, dir, formats } => {
+            crate::generator::bench::run(*findings, dir.clone(), formats)?;
+            Ok(0)
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().filter(|l| !l.trim().is_empty()).take(3).collect::<Vec<_>>().join(" ")
+}
+
+fn human(bytes: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < units.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    format!("{v:.1} {}", units[i])
+}
+
+fn info(cli: &Cli, paths: &Paths) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let db = db_path(cli, paths);
+    writeln!(s, "ctem {}", env!("CARGO_PKG_VERSION"))?;
+    writeln!(s, "database     {}", db.display())?;
+    writeln!(s, "data dir     {}", paths.data_dir.display())?;
+    writeln!(s, "config dir   {}", paths.config_dir.display())?;
+    writeln!(s, "config file  {}{}", paths.config_file().display(), if paths.config_file().exists() { "" } else { " (absent: defaults in use)" })?;
+    writeln!(s, "log file     {}", paths.log_file().display())?;
+    writeln!(s, "sample data  {}", paths.sample_dir().display())?;
+    if !db.exists() {
+        writeln!(s, "the database does not exist yet: `ctem import FILE` or `ctem demo` creates one")?;
+        return Ok(s);
+    }
+    let size = std::fs::metadata(&db).map(|m| m.len()).unwrap_or(0);
+    writeln!(s, "db size      {}", human(size))?;
+    let store = Store::open(&db, true)?;
+    writeln!(s, "schema       version {}", store.schema_version()?)?;
+    let q = |sql: &str| store.count(sql).unwrap_or(0);
+    writeln!(s, "assets       {}", q("SELECT count(*) FROM assets"))?;
+    writeln!(s, "findings     {} ({} open, {} fixed, {} reopened)", q("SELECT count(*) FROM findings"), q("SELECT count(*) FROM findings WHERE status = 'open'"), q("SELECT count(*) FROM findings WHERE status = 'fixed'"), q("SELECT count(*) FROM findings WHERE status = 'reopened'"))?;
+    writeln!(s, "detections   {}", q("SELECT count(*) FROM detections"))?;
+    writeln!(s, "imports      {} (quarantined records: {})", q("SELECT count(*) FROM imports"), q("SELECT count(*) FROM quarantine"))?;
+    let last: Option<String> = store
+        .conn
+        .query_row("SELECT strftime(max(finished_at), '%Y-%m-%d %H:%M:%S') FROM imports", [], |r| r.get(0))
+        .ok()
+        .flatten();
+    if let Some(l) = last {
+        writeln!(s, "last import  {l} UTC")?;
+    }
+    Ok(s)
+}
+
+/// Load the sample estate: used by `ctem demo` and the tests.
+pub fn load_dir(store: &Store, dir: &Path) -> anyhow::Result<Vec<Summary>> {
+    let files = expand(&[dir.to_path_buf()])?;
+    Ok(import_paths(store, &files, None, &ParseOptions::default()))
+}
