@@ -1,0 +1,59 @@
+//! Load the sample estate into a fresh database: CMDB first, then the scans week by week.
+
+use crate::store::import::Outcome;
+use crate::store::Store;
+use std::fmt::Write;
+use std::path::Path;
+
+pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
+    if db.exists() {
+        std::fs::remove_file(db)?;
+        let wal = db.with_extension("duckdb.wal");
+        if wal.exists() {
+            std::fs::remove_file(wal)?;
+        }
+    }
+    let store = Store::open(db, false)?;
+    let mut out = String::new();
+    let cmdb = dir.join("cmdb/assets.csv");
+    if cmdb.exists() {
+        let s = crate::store::cmdb::import_assets(&store, &cmdb, None)?;
+        writeln!(out, "CMDB: {} assets ({} skipped)", s.rows, s.skipped.len())?;
+    }
+    let scans = dir.join("scans");
+    let mut failed = 0;
+    for s in crate::cli::load_dir(&store, &scans)? {
+        if matches!(s.outcome, Outcome::Failed(_)) {
+            failed += 1;
+        }
+        let name = Path::new(&s.file).strip_prefix(dir).map(|p| p.display().to_string()).unwrap_or(s.file.clone());
+        let mut s2 = s.clone();
+        s2.file = name;
+        writeln!(out, "{}", s2.line())?;
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} sample file(s) failed to import:\n{out}");
+    }
+    let q = |sql: &str| store.count(sql).unwrap_or(0);
+    writeln!(out, "\nSample estate loaded into {}", db.display())?;
+    writeln!(
+        out,
+        "  {} assets, {} findings: {} open, {} reopened, {} fixed",
+        q("SELECT count(*) FROM assets"),
+        q("SELECT count(*) FROM findings"),
+        q("SELECT count(*) FROM findings WHERE status = 'open'"),
+        q("SELECT count(*) FROM findings WHERE status = 'reopened'"),
+        q("SELECT count(*) FROM findings WHERE status = 'fixed'")
+    )?;
+    writeln!(
+        out,
+        "  open by severity: {} critical, {} high, {} medium, {} low, {} info",
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND severity = 'critical'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND severity = 'high'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND severity = 'medium'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND severity = 'low'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND severity = 'info'")
+    )?;
+    writeln!(out, "  findings reported by more than one tool: {}", q("SELECT count(*) FROM findings WHERE len(sources) > 1"))?;
+    Ok(out)
+}
