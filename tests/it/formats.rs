@@ -1,0 +1,188 @@
+//! Every supported format on real files from the corpus: what a user sees after `ctem import`.
+
+use crate::common::*;
+use ctem::ingest::{generic_csv::Mapping, Format, ParseOptions};
+
+#[test]
+fn nessus_v2_hosts_and_items() {
+    let s = mem();
+    let r = import_ok(&s, "tenable/nessus_v_unknown.xml");
+    assert_eq!(r.format, Some(Format::Nessus));
+    assert_eq!(r.records, 296);
+    assert_eq!(r.assets, 7);
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE kind = 'host'"), 7);
+    assert_eq!(count(&s, "SELECT count(*) FROM detections"), 296);
+    // The host with the RDP finding is known by name, IP and OS.
+    let host = strings(&s, "SELECT asset_name FROM findings WHERE vuln_id = '58453' LIMIT 1");
+    assert!(!host.is_empty());
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE list_contains(ips, '10.31.112.29') AND os LIKE 'Microsoft Windows Server 2008 R2%'"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE severity = 'medium'"), count(&s, "SELECT count(DISTINCT finding_id) FROM findings f WHERE severity='medium'"));
+}
+
+#[test]
+fn nessus_was_is_a_web_app() {
+    let s = mem();
+    let r = import_ok(&s, "tenable/nessus_was_many_vuln.xml");
+    assert_eq!((r.records, r.assets), (5, 1));
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE kind = 'web_app' AND name = 'http://google.com/'"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE category = 'web'"), 5);
+}
+
+#[test]
+fn qualys_glossary_resolves_titles_cves_and_kev_cves() {
+    let s = mem();
+    let r = import_ok(&s, "qualys/Qualys_Sample_Report.xml");
+    assert_eq!(r.format, Some(Format::Qualys));
+    assert_eq!(r.assets, 7);
+    assert_eq!(r.records + r.skipped, 301, "{}", r.line());
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(cves, 'CVE-2014-0160')") >= 1);
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(cves, 'CVE-2017-0144')") >= 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE title LIKE 'QID %'"), 0, "every QID resolved from the glossary");
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE fqdn = 'demo13.s02.sjc01.qualys.com'"), 1);
+}
+
+#[test]
+fn openvas_results() {
+    let s = mem();
+    let r = import_ok(&s, "openvas/many_vuln.xml");
+    assert_eq!(r.format, Some(Format::OpenVas));
+    assert_eq!(r.records, 44);
+    assert_eq!(r.assets, 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(cves, 'CVE-1999-0618') AND port = 512"), 1);
+}
+
+#[test]
+fn trivy_every_layout() {
+    let s = mem();
+    let r = import_ok(&s, "trivy/scheme_2_many_vulns.json");
+    assert_eq!((r.records, r.assets), (5, 1));
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE kind = 'container_image' AND name = 'teamdojo:latest'"), 1);
+    let r = import_ok(&s, "trivy/legacy_many_vulns.json");
+    assert_eq!(r.records, 93);
+    let r = import_ok(&s, "trivy/misconfigurations_and_secrets.json");
+    assert_eq!(r.records, 5);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE category = 'secret'"), 2);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE category = 'misconfiguration' AND vuln_id = 'DS002'"), 1);
+    // The secret itself is never stored.
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE description LIKE '%GITHUB_PAT%' OR location LIKE '%GITHUB_PAT%'"), 0);
+    let r = import_ok(&s, "trivy/issue_10991.json");
+    assert_eq!(r.records, 37);
+    assert_eq!(r.assets, 13);
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE kind = 'k8s_workload'"), 13);
+    let r = import_ok(&s, "trivy/all_statuses.json");
+    assert_eq!(r.records, 8);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE status = 'false_positive' AND last_import_id = (SELECT max(import_id) FROM imports)"), 1, "not_affected is not open");
+}
+
+#[test]
+fn grype_matches_and_same_package_in_two_paths_is_one_finding() {
+    let s = mem();
+    let r = import_ok(&s, "anchore_grype/check_all_fields.json");
+    // The last two matches are the same advisory on the same package (two matchers): one finding.
+    assert_eq!((r.records, r.new), (6, 5));
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE kind = 'container_image' AND name = 'vulnerable-image:latest'"), 1);
+    let r = import_ok(&s, "anchore_grype/same_cve_different_paths.json");
+    assert_eq!(r.records, 2);
+    assert_eq!(r.new, 1, "one package version, one fix: one finding");
+    assert_eq!(count(&s, "SELECT count(*) FROM detections d JOIN findings f USING (finding_id) WHERE f.vuln_id = 'CVE-2021-33574' AND d.import_id = (SELECT max(import_id) FROM imports)"), 2);
+    let r = import_ok(&s, "anchore_grype/many_vulns.json");
+    assert_eq!(r.records, 1509);
+}
+
+#[test]
+fn sarif_codeql_semgrep_and_spec_example() {
+    let s = mem();
+    let opts = ParseOptions { asset_hint: Some("good-app".into()), mapping: None, progress: None };
+    let r = import_as(&s, &fixture("sarif/codeQL-output.sarif"), Format::Sarif, &opts);
+    assert_eq!(r.records, 72, "{}", r.line());
+    assert_eq!(r.tool, "codeql");
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE category = 'code' AND location LIKE 'good/db_init.py:%'"), count(&s, "SELECT count(*) FROM findings WHERE location LIKE 'good/db_init.py:%'"));
+    let r = import_ok(&s, "sarif/semgrepowasp-benchmark-sample.sarif");
+    assert_eq!(r.records, 1768);
+    import_ok(&s, "sarif/appendix_k.sarif");
+}
+
+#[test]
+fn cyclonedx_json_xml_and_vex() {
+    let s = mem();
+    let r = import_ok(&s, "cyclonedx/valid-vulnerability-1.4.json");
+    assert_eq!(r.records, 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE status = 'false_positive' AND list_contains(cves, 'CVE-2018-7489')"), 1, "VEX not_affected is not open");
+    let r = import_ok(&s, "cyclonedx/issue_9277.json");
+    assert_eq!(r.records, 14);
+    let r = import_ok(&s, "cyclonedx/grype.xml");
+    assert_eq!(r.format, Some(Format::CycloneDxXml));
+    assert_eq!(r.records, 327);
+    // Package names come from the component itself, never from its nested license names.
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE package = 'libc6' AND installed_version = '2.28-10'"), 19);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE package IN ('BSD', 'MIT', 'public-domain')"), 0);
+}
+
+#[test]
+fn osv_groups_aliases_into_one_finding() {
+    let s = mem();
+    let opts = ParseOptions { asset_hint: Some("cardmarket-api".into()), mapping: None, progress: None };
+    let r = import_as(&s, &fixture("osv_scanner/many_findings.json"), Format::Osv, &opts);
+    assert!(r.records < 66 && r.records > 0, "{}", r.line());
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(cves, 'CVE-2022-31090') AND package = 'guzzlehttp/guzzle' AND fixed_version = '6.5.8'"), 1);
+}
+
+#[test]
+fn prowler_ocsf_fail_results_only() {
+    let s = mem();
+    let r = import_ok(&s, "prowler/example_output_aws.ocsf.json");
+    assert_eq!(r.records, 2);
+    let r = import_ok(&s, "aws_prowler_v3plus/many_vuln_after_4_5_0.ocsf.json");
+    assert_eq!(r.records, 3);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE category = 'misconfiguration'"), 5);
+}
+
+#[test]
+fn tenable_csv_exports() {
+    let s = mem();
+    let r = import_ok(&s, "tenable/nessus_many_vuln.csv");
+    assert_eq!(r.format, Some(Format::TenableCsv));
+    assert_eq!(r.records, 4, "blank trailing rows are not records: {}", r.line());
+    let r = import_ok(&s, "tenable/tenable_many_vuln.csv");
+    // Three (host, IP) pairs, but two of them share the FQDN ip-192-168-1-110...: one machine.
+    assert_eq!(r.assets, 2);
+    assert_eq!(count(&s, "SELECT count(*) FROM assets WHERE fqdn = 'ip-192-168-1-110.us-west-2.compute.internal' AND len(ips) = 2"), 1);
+    let r = import_ok(&s, "tenable/nessus_new.csv");
+    // 99 distinct hosts (name, FQDN and IP all differ); the export's anonymised asset.id repeats
+    // across some of them, so it is not trusted as an identity.
+    assert_eq!(r.assets, 99);
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(cves, 'CVE-2008-5161')") >= 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings f JOIN imports i ON f.first_import_id = i.import_id WHERE i.file LIKE '%nessus_new.csv' AND len(f.cves) > 0"), 50);
+}
+
+#[test]
+fn generic_csv_with_mapping() {
+    let s = mem();
+    let m = Mapping::parse(
+        r#"tool = "wiz"
+asset_kind = "cloud_resource"
+category = "misconfiguration"
+[columns]
+asset = "Resource Name"
+asset_id = "Resource external ID"
+vuln_id = "Title"
+title = "Title"
+severity = "Severity"
+status = "Status"
+description = "Description"
+solution = "Remediation Recommendation"
+"#,
+    )
+    .unwrap();
+    let opts = ParseOptions { asset_hint: None, mapping: Some(m), progress: None };
+    let r = import_as(&s, &fixture("wiz/multiple_findings.csv"), Format::GenericCsv, &opts);
+    assert_eq!(r.tool, "wiz", "{}", r.line());
+    assert_eq!(r.records, 97, "98 rows, one RESOLVED: {}", r.line());
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(sources, 'wiz')") > 0);
+}
+
+#[test]
+fn mapping_errors_name_the_line() {
+    let e = Mapping::parse("tool = \"x\"\n[columns]\nasset = \"A\"\nvuln_id = \"B\"\nnonsense = \"C\"\n").unwrap_err();
+    assert!(e.contains("line 5"), "{e}");
+}
