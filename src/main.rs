@@ -1,5 +1,10 @@
 use clap::Parser;
 
+// The import path allocates and frees millions of small strings across threads; mimalloc handles
+// that pattern far better than the system allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = ctem::cli::Cli::parse();
     match ctem::cli::run(cli) {

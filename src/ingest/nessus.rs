@@ -1,6 +1,6 @@
 //! Nessus `.nessus` v2 XML (NessusClientData_v2), streamed.
 
-use super::xml::{attr, drive, local, opt, XmlEv};
+use super::xml::{attr, attrs, drive, local, opt, XmlEv};
 use super::{parse_time, ParseError, Sink};
 use crate::model::{norm_cwe, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
 use std::io::BufRead;
@@ -108,12 +108,14 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                     if h.idx.is_none() {
                         h.idx = Some(sink.asset(host_asset(h)));
                     }
-                    let plugin = attr(e, "pluginID").unwrap_or_default();
-                    let port: i32 = attr(e, "port").and_then(|p| p.parse().ok()).unwrap_or(0);
-                    let proto = attr(e, "protocol").unwrap_or_default();
-                    let sev_attr = attr(e, "severity").unwrap_or_default();
-                    let family = attr(e, "pluginFamily").unwrap_or_default();
-                    let title = attr(e, "pluginName").unwrap_or_default();
+                    let [plugin, port, proto, sev_attr, family, title] =
+                        attrs(e, ["pluginID", "port", "protocol", "severity", "pluginFamily", "pluginName"]);
+                    let plugin = plugin.unwrap_or_default();
+                    let port: i32 = port.and_then(|p| p.parse().ok()).unwrap_or(0);
+                    let proto = proto.unwrap_or_default();
+                    let sev_attr = sev_attr.unwrap_or_default();
+                    let family = family.unwrap_or_default();
+                    let title = title.unwrap_or_default();
                     let cat = if family.starts_with("Web App") || h.is_web_app() { Category::Web } else { Category::Vulnerability };
                     let mut f = RawFinding::new(h.idx.unwrap(), plugin.clone(), title, cat);
                     f.severity = match sev_attr.as_str() {

@@ -36,6 +36,21 @@ pub fn attr(e: &BytesStart<'_>, name: &str) -> Option<String> {
     None
 }
 
+/// Several attributes in one pass over the element (`attr` per name rescans them all).
+pub fn attrs<const N: usize>(e: &BytesStart<'_>, names: [&str; N]) -> [Option<String>; N] {
+    let mut out: [Option<String>; N] = std::array::from_fn(|_| None);
+    for a in e.attributes().with_checks(false).flatten() {
+        let k = a.key.as_ref();
+        let k = if k.contains(':') { local(k) } else { k };
+        if let Some(i) = names.iter().position(|n| *n == k) {
+            if out[i].is_none() {
+                out[i] = Some(unescape_lenient(&a.value));
+            }
+        }
+    }
+    out
+}
+
 fn resolve_ref(name: &str, out: &mut String) {
     match name {
         "lt" => out.push('<'),

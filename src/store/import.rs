@@ -3,6 +3,7 @@
 
 use crate::ingest::{self, Format, ParseError, ParseOptions, Sink};
 use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding};
+use crate::store::fasthash::FxMap;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use duckdb::params;
@@ -15,6 +16,26 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const BATCH: usize = 8192;
+/// The engine's memory limit while importing (the process stays under 500 MB on a 2 GB Nessus file).
+const DEFAULT_IMPORT_MEMORY: &str = "320MB";
+
+/// Phase timings on stderr when `CTEM_PROFILE` is set (for benchmarking the import path).
+struct Phases {
+    on: bool,
+    last: Instant,
+}
+
+impl Phases {
+    fn new() -> Phases {
+        Phases { on: std::env::var_os("CTEM_PROFILE").is_some(), last: Instant::now() }
+    }
+    fn mark(&mut self, what: &str) {
+        if self.on {
+            eprintln!("  {:>8.3}s  {what}", self.last.elapsed().as_secs_f64());
+        }
+        self.last = Instant::now();
+    }
+}
 /// Interned text beyond this many bytes is passed through without de-duplication (bounded memory).
 const INTERN_LIMIT: usize = 64 << 20;
 /// Quarantine rows kept per import (all skips are counted).
@@ -29,7 +50,7 @@ struct StageRow {
     cves: String,
     aliases: String,
     cwes: String,
-    title_t: u32,
+    title: String,
     desc_t: Option<u32>,
     sol_t: Option<u32>,
     severity: &'static str,
@@ -117,10 +138,10 @@ struct Collector {
     batch: Batch,
     tool: String,
     tool_from_report: bool,
-    texts: HashMap<String, u32>,
+    texts: FxMap<String, u32>,
     text_bytes: usize,
     next_text: u32,
-    ids: HashMap<(IdKind, String), u32>,
+    ids: FxMap<(IdKind, String), u32>,
     parent: Vec<u32>,
     assets: Vec<RawAsset>,
     seq: u32,
@@ -267,7 +288,6 @@ impl Sink for Collector {
         }
         let vk = vuln_key(&f, &self.tool);
         let lk = loc_key(&f);
-        let title_t = self.intern(&f.title);
         let desc_t = f.description.as_deref().map(|d| self.intern(d));
         let sol_t = f.solution.as_deref().map(|d| self.intern(d));
         self.seq += 1;
@@ -280,7 +300,7 @@ impl Sink for Collector {
             cves: f.cves.join(","),
             aliases: f.aliases.join(","),
             cwes: f.cwes.join(","),
-            title_t,
+            title: f.title,
             desc_t,
             sol_t,
             severity: f.severity.as_str(),
@@ -411,6 +431,76 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
+/// The bytes of a file, read (and hashed) on a separate thread in 1 MiB blocks.
+struct ChanReader {
+    rx: Receiver<std::io::Result<Vec<u8>>>,
+    cur: Vec<u8>,
+    pos: usize,
+    eof: bool,
+}
+
+impl ChanReader {
+    fn spawn<R: Read + Send + 'static>(mut inner: R) -> ChanReader {
+        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
+        std::thread::spawn(move || {
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let mut n = 0;
+                // Fill the block (short reads are common on pipes).
+                while n < buf.len() {
+                    match inner.read(&mut buf[n..]) {
+                        Ok(0) => break,
+                        Ok(k) => n += k,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    }
+                }
+                buf.truncate(n);
+                let last = n == 0;
+                if tx.send(Ok(buf)).is_err() || last {
+                    return;
+                }
+            }
+        });
+        ChanReader { rx, cur: Vec::new(), pos: 0, eof: false }
+    }
+}
+
+impl Read for ChanReader {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let avail = self.fill_buf()?;
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for ChanReader {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        while self.pos >= self.cur.len() && !self.eof {
+            match self.rx.recv() {
+                Ok(Ok(v)) => {
+                    if v.is_empty() {
+                        self.eof = true;
+                    }
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(std::io::Error::other("the file reader stopped before the end of the file")),
+            }
+        }
+        Ok(&self.cur[self.pos.min(self.cur.len())..])
+    }
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.cur.len());
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Imported,
@@ -504,7 +594,8 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         Err(e) => return Summary::failed(&display, forced, format!("cannot open: {e}")),
     };
     let hh = HashHandle(Arc::new(Mutex::new((sha2::Sha256::new(), 0))));
-    let mut raw = BufReader::with_capacity(1 << 18, Hashing { inner: file, h: hh.clone(), progress: opts.progress.clone() });
+    // Reading and hashing run on their own thread, ahead of the parser.
+    let mut raw = ChanReader::spawn(Hashing { inner: file, h: hh.clone(), progress: opts.progress.clone() });
     let gz = match raw.fill_buf() {
         Ok(b) => b.len() >= 2 && b[0] == 0x1f && b[1] == 0x8b,
         Err(e) => return Summary::failed(&display, forced, format!("cannot read: {e}")),
@@ -548,10 +639,10 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         batch: Batch::default(),
         tool: format.default_tool().to_string(),
         tool_from_report: false,
-        texts: HashMap::new(),
+        texts: FxMap::default(),
         text_bytes: 0,
         next_text: 0,
-        ids: HashMap::new(),
+        ids: FxMap::default(),
         parent: Vec::new(),
         assets: Vec::new(),
         seq: 0,
@@ -564,7 +655,11 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
     let popts = opts.clone();
     let parser = std::thread::spawn(move || -> Result<Final, ParseError> {
         let mut c = collector;
+        let t0 = Instant::now();
         ingest::parse(format, &mut input, &mut c, &popts)?;
+        if std::env::var_os("CTEM_PROFILE").is_some() {
+            eprintln!("  (parser thread done after {:.3}s)", t0.elapsed().as_secs_f64());
+        }
         // Read what the parser left (trailing whitespace) so the hash covers the whole file.
         let mut sink = [0u8; 65536];
         loop {
@@ -604,7 +699,13 @@ fn stage_and_merge(
     started_at: DateTime<Utc>,
 ) -> Result<Summary, String> {
     let c = &store.conn;
+    let mut ph = Phases::new();
     let sql = |e: duckdb::Error| format!("store error: {e}");
+    // Insertion order carries no meaning in the store; letting DuckDB drop it parallelises the merge.
+    c.execute_batch("SET preserve_insertion_order = false").map_err(sql)?;
+    // Bounded memory: the engine spills to disk beyond this (CTEM_MEMORY_LIMIT overrides, e.g. "2GB").
+    let limit = std::env::var("CTEM_MEMORY_LIMIT").unwrap_or_else(|_| DEFAULT_IMPORT_MEMORY.to_string());
+    c.execute("SET memory_limit = ?", params![limit]).map_err(sql)?;
     c.execute_batch("BEGIN TRANSACTION").map_err(sql)?;
     c.execute_batch(STAGE_DDL).map_err(sql)?;
     let mut skip_reasons = Vec::new();
@@ -612,7 +713,11 @@ fn stage_and_merge(
         let mut af = c.appender("stage_findings")?;
         let mut at = c.appender("stage_texts")?;
         let mut aq = c.appender("stage_skips")?;
+        let skip_append = std::env::var_os("CTEM_PROFILE_NOAPPEND").is_some();
         for b in rx.iter() {
+            if skip_append {
+                continue;
+            }
             for (id, t) in &b.texts {
                 at.append_row(params![id, t])?;
             }
@@ -632,7 +737,7 @@ fn stage_and_merge(
                     r.cves,
                     r.aliases,
                     r.cwes,
-                    r.title_t,
+                    r.title,
                     r.desc_t,
                     r.sol_t,
                     r.severity,
@@ -660,6 +765,7 @@ fn stage_and_merge(
     })();
     // Whatever happened, let the parser finish (it stops sending when we stop receiving).
     let parsed = parser.join().map_err(|_| "the parser stopped unexpectedly".to_string())?;
+    ph.mark("parse + append to staging");
     recv_result.map_err(sql)?;
     let fin = match parsed {
         Ok(f) => f,
@@ -712,9 +818,10 @@ fn stage_and_merge(
         asa.flush().map_err(sql)?;
         ai.flush().map_err(sql)?;
     }
+    ph.mark("stage assets");
     let scan = ts(fin.scan_time.unwrap_or(started_at));
     let import_id: i64 = c.query_row("SELECT nextval('seq_import')", [], |r| r.get(0)).map_err(sql)?;
-    let counts = merge(c, import_id, &fin.tool, scan).map_err(sql)?;
+    let counts = merge(c, import_id, &fin.tool, scan, &mut ph).map_err(sql)?;
     let finished = Utc::now();
     c.execute(
         "INSERT INTO quarantine SELECT ?, ?, position, reason, snippet FROM stage_skips",
@@ -745,6 +852,7 @@ fn stage_and_merge(
     .map_err(sql)?;
     c.execute_batch(STAGE_DROP).map_err(sql)?;
     c.execute_batch("COMMIT").map_err(sql)?;
+    ph.mark("import row + commit");
     Ok(Summary {
         file: display.to_string(),
         format: Some(format),
@@ -765,24 +873,25 @@ fn stage_and_merge(
 }
 
 const STAGE_DDL: &str = r#"
-CREATE OR REPLACE TABLE stage_findings (
+CREATE OR REPLACE TEMP TABLE stage_findings (
     seq INTEGER, akey INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, loc_key VARCHAR, cves VARCHAR, aliases VARCHAR,
-    cwes VARCHAR, title_t INTEGER, desc_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
+    cwes VARCHAR, title VARCHAR, desc_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
     raw_severity VARCHAR, cvss_score DOUBLE, cvss_vector VARCHAR, category VARCHAR, package VARCHAR,
     installed_version VARCHAR, fixed_version VARCHAR, port INTEGER, protocol VARCHAR, location VARCHAR,
     applic VARCHAR, exploit BOOLEAN, raw_id VARCHAR);
-CREATE OR REPLACE TABLE stage_texts (tid INTEGER, txt VARCHAR);
-CREATE OR REPLACE TABLE stage_skips (position VARCHAR, reason VARCHAR, snippet VARCHAR);
-CREATE OR REPLACE TABLE stage_akeys (akey INTEGER, root INTEGER);
-CREATE OR REPLACE TABLE stage_assets (root INTEGER, kind VARCHAR, name VARCHAR, hostname VARCHAR, fqdn VARCHAR,
+CREATE OR REPLACE TEMP TABLE stage_texts (tid INTEGER, txt VARCHAR);
+CREATE OR REPLACE TEMP TABLE stage_skips (position VARCHAR, reason VARCHAR, snippet VARCHAR);
+CREATE OR REPLACE TEMP TABLE stage_akeys (akey INTEGER, root INTEGER);
+CREATE OR REPLACE TEMP TABLE stage_assets (root INTEGER, kind VARCHAR, name VARCHAR, hostname VARCHAR, fqdn VARCHAR,
     ips VARCHAR, os VARCHAR, cloud_provider VARCHAR, account VARCHAR, region VARCHAR, tags VARCHAR, idents VARCHAR);
-CREATE OR REPLACE TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value VARCHAR);
+CREATE OR REPLACE TEMP TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value VARCHAR);
 "#;
 
 const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
+DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new;
 "#;
 
 struct Counts {
@@ -798,11 +907,11 @@ fn split_list(col: &str) -> String {
     format!("CASE WHEN {col} IS NULL OR {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, ',') END")
 }
 
-fn merge(c: &duckdb::Connection, import_id: i64, tool: &str, scan: chrono::NaiveDateTime) -> Result<Counts, duckdb::Error> {
+fn merge(c: &duckdb::Connection, import_id: i64, tool: &str, scan: chrono::NaiveDateTime, ph: &mut Phases) -> Result<Counts, duckdb::Error> {
     // 1. Assets: match the report's assets to known ones by any shared identifier; create the rest.
     c.execute_batch(
         r#"
-CREATE OR REPLACE TABLE stage_amap AS
+CREATE OR REPLACE TEMP TABLE stage_amap AS
 WITH m AS (
     SELECT s.root, min(i.asset_id) AS asset_id
     FROM stage_ids s JOIN asset_identifiers i ON i.id_kind = s.id_kind AND i.id_value = s.id_value
@@ -853,18 +962,29 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
         "INSERT INTO import_assets SELECT ?, m.asset_id, s.name, string_split(s.idents, ', ') FROM stage_amap m JOIN stage_assets s USING (root)",
         params![import_id],
     )?;
-    // 2. Findings keyed by (asset, vulnerability, location); one per key in this report, worst severity first.
+    ph.mark("merge assets");
+    // 2. Findings keyed by (asset, vulnerability, location). Narrow tables and hash aggregation only:
+    //    the wide staged rows are touched once, when new findings are inserted.
     c.execute_batch(
         r#"
-CREATE OR REPLACE TABLE stage_sf AS
-SELECT f.*, m.asset_id, md5(m.asset_id::VARCHAR || '|' || f.vuln_key || '|' || f.loc_key) AS fp
+CREATE OR REPLACE TEMP TABLE stage_sf AS
+SELECT f.seq, m.asset_id, f.vuln_key, f.loc_key, f.sev_rank
 FROM stage_findings f JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
-CREATE OR REPLACE TABLE stage_fd AS
-SELECT DISTINCT ON (fp) s.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
-FROM stage_sf s LEFT JOIN findings f ON f.fingerprint = s.fp
-ORDER BY s.fp, s.sev_rank DESC, s.seq;
+-- One row per key in this report: the worst severity, then the first seen in the file.
+CREATE OR REPLACE TEMP TABLE stage_pick AS
+SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
+       md5(asset_id::VARCHAR || '|' || vuln_key || '|' || loc_key) AS fp
+FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
+CREATE OR REPLACE TEMP TABLE stage_fd AS
+SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
+FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp;
+-- Ids for new findings in report order, after the highest id in use (one writer per database).
+CREATE OR REPLACE TEMP TABLE stage_new AS
+SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY seq) AS fid
+FROM stage_fd WHERE existing_id IS NULL;
 "#,
     )?;
+    ph.mark("fingerprint + dedup (stage_sf, stage_pick, stage_fd)");
     let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
         r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
                   count(*) FILTER (WHERE existing_id IS NOT NULL AND old_status = 'fixed' AND old_fixed_at < ?),
@@ -876,24 +996,24 @@ ORDER BY s.fp, s.sev_rank DESC, s.seq;
     c.execute(
         &format!(
             r#"INSERT INTO findings
-SELECT nextval('seq_finding'), d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], d.vuln_id, d.vuln_key, d.loc_key,
-       {cves}, {aliases}, {cwes}, t.txt, dt.txt, d.severity, d.cvss_score, d.cvss_vector, d.category,
-       d.package, d.installed_version, d.fixed_version, st.txt, d.port, d.protocol, d.location,
-       CASE d.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
-       ?, ?, NULL, 0, d.exploit, ?, ?
-FROM stage_fd d
+SELECT n.fid, d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], s.vuln_id, d.vuln_key, d.loc_key,
+       {cves}, {aliases}, {cwes}, s.title, dt.txt, s.severity, s.cvss_score, s.cvss_vector, s.category,
+       s.package, s.installed_version, s.fixed_version, st.txt, s.port, s.protocol, s.location,
+       CASE s.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
+       ?, ?, NULL, 0, s.exploit, ?, ?
+FROM stage_new n
+JOIN stage_fd d ON d.seq = n.seq
+JOIN stage_findings s ON s.seq = n.seq
 JOIN assets a ON a.asset_id = d.asset_id
-LEFT JOIN stage_texts t ON t.tid = d.title_t
-LEFT JOIN stage_texts dt ON dt.tid = d.desc_t
-LEFT JOIN stage_texts st ON st.tid = d.sol_t
-WHERE d.existing_id IS NULL
-ORDER BY d.seq"#,
-            cves = split_list("d.cves"),
-            aliases = split_list("d.aliases"),
-            cwes = split_list("d.cwes")
+LEFT JOIN stage_texts dt ON dt.tid = s.desc_t
+LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
+            cves = split_list("s.cves"),
+            aliases = split_list("s.aliases"),
+            cwes = split_list("s.cwes")
         ),
         params![tool, scan, scan, import_id, import_id],
     )?;
+    ph.mark("insert new findings");
     let reopen = "(f.status = 'fixed' AND f.fixed_at < $1)";
     c.execute(
         &format!(
@@ -908,11 +1028,13 @@ ORDER BY d.seq"#,
                   ELSE f.status END,
     times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
     fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END
-FROM stage_fd d
-WHERE f.fingerprint = d.fp AND d.existing_id IS NOT NULL"#
+FROM (SELECT p.existing_id, s.cves, s.sev_rank, s.severity, s.applic
+      FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq WHERE p.existing_id IS NOT NULL) d
+WHERE f.finding_id = d.existing_id"#
         ),
         params![scan, import_id, tool],
     )?;
+    ph.mark("update seen-again findings");
     // 3. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
     let fixed = c.execute(
         r#"UPDATE findings SET status = 'fixed', fixed_at = ?
@@ -920,16 +1042,21 @@ WHERE status IN ('open', 'reopened') AND last_seen < ? AND list_contains(sources
   AND asset_id IN (SELECT asset_id FROM stage_amap)"#,
         params![scan, scan, tool],
     )?;
+    ph.mark("mark fixed");
     // 4. Every sighting, for the record and for explanations.
     c.execute(
         &format!(
             r#"INSERT INTO detections
 SELECT ?, f.finding_id, ?, s.raw_id, s.vuln_id, {cves}, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
-FROM stage_sf s JOIN findings f ON f.fingerprint = s.fp
-JOIN stage_akeys k ON k.akey = s.akey JOIN stage_assets sa ON sa.root = k.root"#,
+FROM stage_sf k
+JOIN stage_pick p USING (asset_id, vuln_key, loc_key)
+JOIN findings f ON f.fingerprint = p.fp
+JOIN stage_findings s ON s.seq = k.seq
+JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
             cves = split_list("s.cves")
         ),
         params![import_id, tool, scan],
     )?;
+    ph.mark("insert detections");
     Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
 }
