@@ -10,6 +10,7 @@ pub mod model;
 pub mod paths;
 pub mod query;
 pub mod store;
+pub mod tui;
 
 pub fn version() -> &'static str {
     env!("CARGO_PKG_VERSION")

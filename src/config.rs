@@ -1,0 +1,139 @@
+//! `config.toml` in the config directory: theme, key overrides and console defaults.
+//! A file with errors gives one-line warnings naming the file and line, and the defaults.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub theme: String,
+    /// action name -> keys
+    pub keys: Vec<(String, Vec<String>)>,
+    /// Tab the console opens on (`standup`, `discovery` ...).
+    pub start_tab: Option<String>,
+    /// Scope activated at start.
+    pub scope: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { theme: "default".into(), keys: Vec::new(), start_tab: None, scope: None }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Keys {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Console {
+    start_tab: Option<String>,
+    scope: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct File {
+    theme: Option<String>,
+    #[serde(default)]
+    keys: BTreeMap<String, Keys>,
+    #[serde(default)]
+    console: Console,
+    /// Read by the prioritisation engine.
+    #[serde(default)]
+    #[allow(dead_code)]
+    weights: Option<toml::Value>,
+}
+
+pub const EXAMPLE: &str = r#"# ctem configuration
+theme = "default"          # default, light, high-contrast, monochrome, or a file in themes/
+
+[console]
+start_tab = "standup"      # standup, scoping, discovery, prioritization, validation, mobilization, sql
+# scope = "prod"           # scope activated at start
+
+[keys]                     # action = "key" or ["key", "key"]; replaces the action's default keys
+# quit = ["q", "ctrl-q"]
+# export = "ctrl-x"
+"#;
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+impl Config {
+    pub fn parse(text: &str, file: &str, warnings: &mut Vec<String>) -> Config {
+        let f: File = match toml::from_str(text) {
+            Ok(f) => f,
+            Err(e) => {
+                let line = e.span().map(|s| line_of(text, s.start)).unwrap_or(1);
+                let msg = e.message().lines().next().unwrap_or("").to_string();
+                warnings.push(format!("{file} line {line}: {msg}; using defaults"));
+                return Config::default();
+            }
+        };
+        Config {
+            theme: f.theme.unwrap_or_else(|| "default".into()),
+            keys: f
+                .keys
+                .into_iter()
+                .map(|(k, v)| {
+                    (
+                        k,
+                        match v {
+                            Keys::One(s) => vec![s],
+                            Keys::Many(v) => v,
+                        },
+                    )
+                })
+                .collect(),
+            start_tab: f.console.start_tab,
+            scope: f.console.scope,
+        }
+    }
+
+    /// Read `path` if it exists (a missing file is the defaults, silently).
+    pub fn load(path: &Path, warnings: &mut Vec<String>) -> Config {
+        match std::fs::read_to_string(path) {
+            Ok(t) => Config::parse(&t, &path.display().to_string(), warnings),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Config::default(),
+            Err(e) => {
+                warnings.push(format!("{}: {e}; using defaults", path.display()));
+                Config::default()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_parses_cleanly() {
+        let mut w = Vec::new();
+        let c = Config::parse(EXAMPLE, "config.toml", &mut w);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.start_tab.as_deref(), Some("standup"));
+    }
+
+    #[test]
+    fn keys_accept_one_or_many() {
+        let mut w = Vec::new();
+        let c = Config::parse("[keys]\nquit = [\"q\", \"ctrl-q\"]\nexport = \"ctrl-x\"\n", "c", &mut w);
+        assert_eq!(c.keys, vec![("export".into(), vec!["ctrl-x".into()]), ("quit".into(), vec!["q".into(), "ctrl-q".into()])]);
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let mut w = Vec::new();
+        let c = Config::parse("theme = \"light\"\n\n[console]\nstart = 3\n", "/x/config.toml", &mut w);
+        assert_eq!(c, Config::default());
+        assert!(w[0].starts_with("/x/config.toml line 4:"), "{w:?}");
+    }
+}
