@@ -1,0 +1,639 @@
+//! The tables the console shows, described once: columns, filterable fields, the scope link, and
+//! keyset paging (the store serves only the window on screen, never whole result sets).
+
+use crate::query::{self, Compiled, Field, FieldKind, Param};
+use duckdb::types::{TimeUnit, Value};
+use duckdb::Connection;
+use std::borrow::Cow;
+
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub name: Cow<'static, str>,
+    /// Display expression.
+    pub sql: Cow<'static, str>,
+    /// Sort expression when it differs (severity sorts by rank, not by name).
+    pub sort: Option<Cow<'static, str>>,
+    pub width: u16,
+    pub visible: bool,
+    pub right: bool,
+}
+
+fn col(name: &'static str, sql: &'static str, width: u16) -> Column {
+    Column { name: Cow::Borrowed(name), sql: Cow::Borrowed(sql), sort: None, width, visible: true, right: false }
+}
+
+/// A column of a result whose shape is only known at run time (the SQL pane).
+pub fn dynamic_column(name: String, sql: String, width: u16) -> Column {
+    Column { name: Cow::Owned(name), sql: Cow::Owned(sql), sort: None, width, visible: true, right: false }
+}
+
+const SEV_RANK: &str = "(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END)";
+
+#[derive(Debug, Clone)]
+pub struct View {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// `FROM ...` target: a table name or a parenthesised subquery with an alias.
+    pub from: String,
+    pub base_where: String,
+    /// Unique row key (BIGINT).
+    pub key: &'static str,
+    pub columns: Vec<Column>,
+    pub fields: Vec<Field>,
+    pub text_fields: Vec<&'static str>,
+    /// Column index and descending.
+    pub default_sort: (usize, bool),
+    /// Expression giving the asset id that scopes narrow on.
+    pub scope_asset: Option<&'static str>,
+}
+
+pub fn finding_fields() -> Vec<Field> {
+    use FieldKind::*;
+    vec![
+        Field { name: "id", aliases: &["finding_id"], sql: "finding_id", kind: Int },
+        Field { name: "severity", aliases: &["sev"], sql: "severity", kind: Severity },
+        Field { name: "status", aliases: &["state"], sql: "status", kind: Text },
+        Field { name: "host", aliases: &["asset", "asset_name"], sql: "asset_name", kind: Text },
+        Field { name: "asset_id", aliases: &[], sql: "asset_id", kind: Int },
+        Field { name: "vuln", aliases: &["vuln_id", "plugin", "rule"], sql: "vuln_id", kind: Text },
+        Field { name: "cve", aliases: &["cves"], sql: "cves", kind: List },
+        Field { name: "cwe", aliases: &["cwes"], sql: "cwes", kind: List },
+        Field { name: "title", aliases: &[], sql: "title", kind: Text },
+        Field { name: "source", aliases: &["sources", "tool"], sql: "sources", kind: List },
+        Field { name: "category", aliases: &["cat"], sql: "category", kind: Text },
+        Field { name: "package", aliases: &["pkg"], sql: "package", kind: Text },
+        Field { name: "version", aliases: &["installed_version"], sql: "installed_version", kind: Text },
+        Field { name: "fixed_version", aliases: &["fix"], sql: "fixed_version", kind: Text },
+        Field { name: "port", aliases: &[], sql: "port", kind: Int },
+        Field { name: "location", aliases: &["loc", "file"], sql: "location", kind: Text },
+        Field { name: "cvss", aliases: &["cvss_score"], sql: "cvss_score", kind: Float },
+        Field { name: "first_seen", aliases: &["age", "found"], sql: "first_seen", kind: Time },
+        Field { name: "last_seen", aliases: &["seen"], sql: "last_seen", kind: Time },
+        Field { name: "fixed_at", aliases: &[], sql: "fixed_at", kind: Time },
+        Field { name: "reopened", aliases: &["times_reopened"], sql: "times_reopened", kind: Int },
+        Field { name: "exploit", aliases: &["exploit_available"], sql: "exploit_available", kind: Bool },
+        Field { name: "owner", aliases: &[], sql: "(SELECT a.owner FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
+        Field { name: "bu", aliases: &["business_unit"], sql: "(SELECT a.business_unit FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
+        Field { name: "env", aliases: &["environment"], sql: "(SELECT a.environment FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
+    ]
+}
+
+pub fn asset_fields() -> Vec<Field> {
+    use FieldKind::*;
+    vec![
+        Field { name: "id", aliases: &["asset_id"], sql: "asset_id", kind: Int },
+        Field { name: "name", aliases: &["host", "asset"], sql: "name", kind: Text },
+        Field { name: "kind", aliases: &["type"], sql: "kind", kind: Text },
+        Field { name: "hostname", aliases: &[], sql: "hostname", kind: Text },
+        Field { name: "fqdn", aliases: &[], sql: "fqdn", kind: Text },
+        Field { name: "ip", aliases: &["ips"], sql: "ips", kind: List },
+        Field { name: "os", aliases: &[], sql: "os", kind: Text },
+        Field { name: "cloud", aliases: &["cloud_provider", "provider"], sql: "cloud_provider", kind: Text },
+        Field { name: "account", aliases: &[], sql: "account", kind: Text },
+        Field { name: "region", aliases: &[], sql: "region", kind: Text },
+        Field { name: "env", aliases: &["environment"], sql: "environment", kind: Text },
+        Field { name: "bu", aliases: &["business_unit", "unit"], sql: "business_unit", kind: Text },
+        Field { name: "owner", aliases: &[], sql: "owner", kind: Text },
+        Field { name: "criticality", aliases: &["crit"], sql: "criticality", kind: Int },
+        Field { name: "internet", aliases: &["internet_facing", "exposed"], sql: "internet_facing", kind: Bool },
+        Field { name: "tag", aliases: &["tags"], sql: "tags", kind: List },
+        Field { name: "source", aliases: &["sources"], sql: "sources", kind: List },
+        Field { name: "cmdb", aliases: &["in_cmdb"], sql: "in_cmdb", kind: Bool },
+        Field { name: "first_seen", aliases: &[], sql: "first_seen", kind: Time },
+        Field { name: "last_seen", aliases: &["seen"], sql: "last_seen", kind: Time },
+    ]
+}
+
+fn finding_columns() -> Vec<Column> {
+    vec![
+        Column { right: true, ..col("id", "finding_id", 7) },
+        Column { sort: Some(Cow::Borrowed(SEV_RANK)), ..col("sev", "severity", 8) },
+        col("status", "status", 8),
+        col("asset", "asset_name", 22),
+        col("vuln", "vuln_id", 16),
+        col("title", "title", 40),
+        col("sources", "array_to_string(sources, ',')", 12),
+        Column { visible: false, ..col("category", "category", 10) },
+        Column { visible: false, ..col("package", "package", 16) },
+        Column { visible: false, ..col("version", "installed_version", 12) },
+        Column { visible: false, ..col("fixed", "fixed_version", 12) },
+        Column { visible: false, right: true, ..col("port", "port", 5) },
+        Column { visible: false, right: true, ..col("cvss", "cvss_score", 4) },
+        Column { sort: Some(Cow::Borrowed("first_seen")), ..col("first_seen", "strftime(first_seen, '%Y-%m-%d')", 10) },
+        Column { visible: false, sort: Some(Cow::Borrowed("last_seen")), ..col("last_seen", "strftime(last_seen, '%Y-%m-%d')", 10) },
+        Column { visible: false, right: true, ..col("reopened", "times_reopened", 3) },
+    ]
+}
+
+fn finding_text_fields() -> Vec<&'static str> {
+    vec!["title", "asset_name", "vuln_id", "array_to_string(cves, ' ')", "package"]
+}
+
+/// Every finding.
+pub fn findings() -> View {
+    View {
+        id: "findings",
+        title: "Findings",
+        from: "findings f".into(),
+        base_where: "true".into(),
+        key: "finding_id",
+        columns: finding_columns(),
+        fields: finding_fields(),
+        text_fields: finding_text_fields(),
+        default_sort: (0, false),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+/// The expression that orders the open queue: the risk score once scoring has run, else severity then CVSS.
+pub const QUEUE_RANK: &str = "(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END) * 100 + coalesce(cvss_score, 0) * 5 + CASE WHEN exploit_available THEN 50 ELSE 0 END";
+
+/// Open and reopened findings, most urgent first.
+pub fn queue() -> View {
+    let mut columns = vec![Column { right: true, ..col("rank", QUEUE_RANK_DISPLAY, 6) }];
+    columns.extend(finding_columns());
+    columns[1].visible = true;
+    for c in columns.iter_mut() {
+        if c.name == "status" {
+            c.visible = false;
+        }
+        if c.name == "cvss" {
+            c.visible = true;
+        }
+    }
+    columns[0].sort = Some(Cow::Borrowed(QUEUE_RANK));
+    View {
+        id: "queue",
+        title: "Open queue",
+        from: "findings f".into(),
+        base_where: "status IN ('open', 'reopened')".into(),
+        key: "finding_id",
+        columns,
+        fields: finding_fields(),
+        text_fields: finding_text_fields(),
+        default_sort: (0, true),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+const QUEUE_RANK_DISPLAY: &str = "round((CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END) * 100 + coalesce(cvss_score, 0) * 5 + CASE WHEN exploit_available THEN 50 ELSE 0 END)::INTEGER";
+
+/// Assets with their open findings.
+pub fn assets() -> View {
+    View {
+        id: "assets",
+        title: "Assets",
+        from: "(SELECT a.*, coalesce(o.n, 0) AS open_findings, coalesce(o.crit, 0) AS open_critical FROM assets a LEFT JOIN (SELECT asset_id, count(*) AS n, count(*) FILTER (WHERE severity = 'critical') AS crit FROM findings WHERE status IN ('open', 'reopened') GROUP BY asset_id) o USING (asset_id)) av".into(),
+        base_where: "true".into(),
+        key: "asset_id",
+        columns: vec![
+            Column { right: true, ..col("id", "asset_id", 6) },
+            col("name", "name", 26),
+            col("kind", "kind", 14),
+            col("env", "environment", 7),
+            col("bu", "business_unit", 10),
+            col("owner", "owner", 14),
+            Column { right: true, ..col("crit", "criticality", 4) },
+            col("inet", "CASE WHEN internet_facing THEN 'yes' WHEN internet_facing = false THEN 'no' ELSE '?' END", 4),
+            Column { right: true, ..col("open", "open_findings", 5) },
+            Column { right: true, ..col("critical", "open_critical", 4) },
+            col("sources", "array_to_string(sources, ',')", 14),
+            Column { visible: false, ..col("ips", "array_to_string(ips, ',')", 16) },
+            Column { visible: false, ..col("os", "os", 18) },
+            Column { visible: false, ..col("account", "account", 12) },
+            Column { visible: false, ..col("region", "region", 10) },
+            Column { visible: false, ..col("tags", "array_to_string(tags, ',')", 16) },
+            Column { visible: false, sort: Some(Cow::Borrowed("last_seen")), ..col("last_seen", "strftime(last_seen, '%Y-%m-%d')", 10) },
+        ],
+        fields: {
+            let mut f = asset_fields();
+            f.push(Field { name: "open", aliases: &["open_findings"], sql: "open_findings", kind: FieldKind::Int });
+            f
+        },
+        text_fields: vec!["name", "owner", "array_to_string(ips, ' ')", "business_unit"],
+        default_sort: (8, true),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+/// Import history.
+pub fn imports() -> View {
+    use FieldKind::*;
+    View {
+        id: "imports",
+        title: "Imports",
+        from: "imports".into(),
+        base_where: "true".into(),
+        key: "import_id",
+        columns: vec![
+            Column { right: true, ..col("id", "import_id", 4) },
+            Column { sort: Some(Cow::Borrowed("finished_at")), ..col("imported", "strftime(finished_at, '%Y-%m-%d %H:%M')", 16) },
+            Column { sort: Some(Cow::Borrowed("scan_time")), ..col("scan", "strftime(scan_time, '%Y-%m-%d')", 10) },
+            col("tool", "tool", 10),
+            col("file", "regexp_extract(file, '[^/]*$')", 30),
+            Column { right: true, ..col("records", "records", 7) },
+            Column { right: true, ..col("new", "new", 6) },
+            Column { right: true, ..col("again", "seen_again", 6) },
+            Column { right: true, ..col("fixed", "fixed", 6) },
+            Column { right: true, ..col("reopen", "reopened", 6) },
+            Column { right: true, ..col("skip", "skipped", 5) },
+            Column { visible: false, ..col("format", "format", 10) },
+            Column { visible: false, ..col("sha256", "sha256", 16) },
+        ],
+        fields: vec![
+            Field { name: "id", aliases: &[], sql: "import_id", kind: Int },
+            Field { name: "tool", aliases: &[], sql: "tool", kind: Text },
+            Field { name: "file", aliases: &[], sql: "file", kind: Text },
+            Field { name: "format", aliases: &[], sql: "format", kind: Text },
+            Field { name: "scan", aliases: &["scan_time"], sql: "scan_time", kind: Time },
+            Field { name: "imported", aliases: &["finished_at"], sql: "finished_at", kind: Time },
+            Field { name: "new", aliases: &[], sql: "new", kind: Int },
+            Field { name: "fixed", aliases: &[], sql: "fixed", kind: Int },
+            Field { name: "skipped", aliases: &[], sql: "skipped", kind: Int },
+        ],
+        text_fields: vec!["file", "tool"],
+        default_sort: (0, true),
+        scope_asset: None,
+    }
+}
+
+pub fn param_value(p: &Param) -> Value {
+    match p {
+        Param::Text(s) => Value::Text(s.clone()),
+        Param::Int(i) => Value::BigInt(*i),
+        Param::Float(f) => Value::Double(*f),
+        Param::Bool(b) => Value::Boolean(*b),
+        Param::Time(t) => Value::Timestamp(TimeUnit::Microsecond, t.and_utc().timestamp_micros()),
+    }
+}
+
+/// One page request. `after`/`before` are the (sort value, key) of the row the page continues from.
+#[derive(Debug, Clone)]
+pub struct PageQuery {
+    pub filter: Compiled,
+    /// Compiled against `asset_fields()`.
+    pub scope: Option<Compiled>,
+    pub sort_col: usize,
+    pub desc: bool,
+    pub anchor: Option<(Value, i64)>,
+    /// Rows before the anchor (returned in display order) instead of after it.
+    pub backward: bool,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub key: i64,
+    pub sort: Value,
+    pub cells: Vec<String>,
+}
+
+impl View {
+    pub fn sort_expr(&self, i: usize) -> String {
+        match self.columns.get(i) {
+            Some(c) => c.sort.clone().unwrap_or_else(|| c.sql.clone()).into_owned(),
+            None => self.key.to_string(),
+        }
+    }
+
+    pub fn compile_filter(&self, text: &str, now: chrono::NaiveDateTime) -> Result<Compiled, query::FilterError> {
+        query::compile(text, &self.fields, &self.text_fields, now)
+    }
+
+    /// `FROM` target and WHERE clause (without keyset), and their parameters in order. A `from` with a
+    /// `{scope}` placeholder (aggregating views) takes the scope condition inside; others get it outside.
+    pub fn where_clause(&self, filter: &Compiled, scope: Option<&Compiled>) -> (String, Vec<Value>) {
+        let mut params: Vec<Value> = Vec::new();
+        let scope_cond = |a: &str, s: &Compiled| format!("{a} IN (SELECT asset_id FROM assets WHERE {})", s.sql);
+        let from = if self.from.contains("{scope}") {
+            match scope {
+                Some(s) => {
+                    params.extend(s.params.iter().map(param_value));
+                    self.from.replace("{scope}", &scope_cond("asset_id", s))
+                }
+                None => self.from.replace("{scope}", "true"),
+            }
+        } else {
+            self.from.clone()
+        };
+        let mut w = format!("{from} WHERE ({}) AND ({})", self.base_where, filter.sql);
+        params.extend(filter.params.iter().map(param_value));
+        if !self.from.contains("{scope}") {
+            if let (Some(s), Some(a)) = (scope, self.scope_asset) {
+                w.push_str(&format!(" AND {}", scope_cond(a, s)));
+                params.extend(s.params.iter().map(param_value));
+            }
+        }
+        (w, params)
+    }
+
+    pub fn page_sql(&self, q: &PageQuery) -> (String, Vec<Value>) {
+        let s = self.sort_expr(q.sort_col);
+        let (mut w, mut params) = self.where_clause(&q.filter, q.scope.as_ref());
+        let key = self.key;
+        // Order: non-null sort values first, then by value, then by key, in the requested direction.
+        // Walking backwards reverses every part and the caller flips the rows.
+        let forward_desc = q.desc;
+        let dir_desc = forward_desc ^ q.backward;
+        let (cmp, kcmp) = if dir_desc { ("<", "<") } else { (">", ">") };
+        if let Some((v, k)) = &q.anchor {
+            let null_anchor = matches!(v, Value::Null);
+            if !q.backward {
+                if null_anchor {
+                    w.push_str(&format!(" AND ({s}) IS NULL AND {key} {kcmp} ?"));
+                    params.push(Value::BigInt(*k));
+                } else {
+                    w.push_str(&format!(" AND (({s}) IS NULL OR ({s}) {cmp} ? OR (({s}) = ? AND {key} {kcmp} ?))"));
+                    params.extend([v.clone(), v.clone(), Value::BigInt(*k)]);
+                }
+            } else if null_anchor {
+                w.push_str(&format!(" AND (({s}) IS NOT NULL OR {key} {kcmp} ?)"));
+                params.push(Value::BigInt(*k));
+            } else {
+                w.push_str(&format!(" AND ({s}) IS NOT NULL AND (({s}) {cmp} ? OR (({s}) = ? AND {key} {kcmp} ?))"));
+                params.extend([v.clone(), v.clone(), Value::BigInt(*k)]);
+            }
+        }
+        let d = if dir_desc { "DESC" } else { "ASC" };
+        let nulls = if q.backward { "DESC" } else { "ASC" };
+        let cols: Vec<String> = self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect();
+        let sql = format!(
+            "SELECT {key}, {s}, {} FROM {w} ORDER BY (({s}) IS NULL) {nulls}, {s} {d}, {key} {d} LIMIT {}",
+            cols.join(", "),
+            q.limit
+        );
+        (sql, params)
+    }
+
+    pub fn fetch(&self, c: &Connection, q: &PageQuery) -> Result<Vec<Row>, duckdb::Error> {
+        let (sql, params) = self.page_sql(q);
+        let mut stmt = c.prepare(&sql)?;
+        let n = self.columns.len();
+        let mut rows: Vec<Row> = stmt
+            .query_map(duckdb::params_from_iter(params.iter()), |r| {
+                let key: i64 = r.get(0)?;
+                let sort: Value = r.get(1)?;
+                let mut cells = Vec::with_capacity(n);
+                for i in 0..n {
+                    let v: Option<String> = r.get(2 + i)?;
+                    cells.push(v.unwrap_or_default());
+                }
+                Ok(Row { key, sort, cells })
+            })?
+            .collect::<Result<_, _>>()?;
+        if q.backward {
+            rows.reverse();
+        }
+        Ok(rows)
+    }
+
+    pub fn count(&self, c: &Connection, filter: &Compiled, scope: Option<&Compiled>) -> Result<i64, duckdb::Error> {
+        let (w, params) = self.where_clause(filter, scope);
+        let sql = format!("SELECT count(*) FROM {w}");
+        c.query_row(&sql, duckdb::params_from_iter(params.iter()), |r| r.get(0))
+    }
+
+    /// Write every row that passes the filter (all columns, visible or not) as CSV or JSON lines,
+    /// streaming from the engine; `progress` is called every 10,000 rows.
+    pub fn export(
+        &self,
+        c: &Connection,
+        filter: &Compiled,
+        scope: Option<&Compiled>,
+        sort_col: usize,
+        desc: bool,
+        json: bool,
+        out: &mut dyn std::io::Write,
+        progress: &mut dyn FnMut(u64),
+    ) -> anyhow::Result<u64> {
+        let (w, params) = self.where_clause(filter, scope);
+        let s = self.sort_expr(sort_col);
+        let d = if desc { "DESC" } else { "ASC" };
+        let cols: Vec<String> = self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect();
+        let sql = format!("SELECT {} FROM {w} ORDER BY {s} {d} NULLS LAST, {} {d}", cols.join(", "), self.key);
+        let mut stmt = c.prepare(&sql)?;
+        let mut rows = stmt.query(duckdb::params_from_iter(params.iter()))?;
+        let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_ref()).collect();
+        let mut n = 0u64;
+        if json {
+            while let Some(r) = rows.next()? {
+                let vals: Vec<Option<String>> = (0..names.len()).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+                let mut m = serde_json::Map::new();
+                for (k, v) in names.iter().zip(vals) {
+                    m.insert(k.to_string(), v.map(serde_json::Value::String).unwrap_or(serde_json::Value::Null));
+                }
+                serde_json::to_writer(&mut *out, &m)?;
+                out.write_all(b"\n")?;
+                n += 1;
+                if n % 10_000 == 0 {
+                    progress(n);
+                }
+            }
+        } else {
+            let mut w = csv::Writer::from_writer(&mut *out);
+            w.write_record(&names)?;
+            while let Some(r) = rows.next()? {
+                let vals: Vec<Option<String>> = (0..names.len()).map(|i| r.get(i)).collect::<Result<_, _>>()?;
+                w.write_record(vals.iter().map(|v| v.as_deref().unwrap_or("")))?;
+                n += 1;
+                if n % 10_000 == 0 {
+                    progress(n);
+                }
+            }
+            w.flush()?;
+        }
+        out.flush()?;
+        progress(n);
+        Ok(n)
+    }
+}
+
+/// The asset filter of a scope, compiled.
+pub fn compile_scope(filter: &str, now: chrono::NaiveDateTime) -> Result<Compiled, query::FilterError> {
+    query::compile(filter, &asset_fields(), &["name", "owner", "business_unit", "environment"], now)
+}
+
+/// What changed in a window: new, fixed and reopened findings. `since`/`until` come from the store's own
+/// clock (scan times), never from user text.
+pub fn changes(since: chrono::NaiveDateTime, until: chrono::NaiveDateTime) -> View {
+    let s = since.format("%Y-%m-%d %H:%M:%S").to_string();
+    let u = until.format("%Y-%m-%d %H:%M:%S").to_string();
+    let from = format!(
+        "(SELECT *, CASE WHEN first_seen > TIMESTAMP '{s}' AND first_seen <= TIMESTAMP '{u}' THEN 'new'
+                    WHEN status = 'fixed' AND fixed_at > TIMESTAMP '{s}' AND fixed_at <= TIMESTAMP '{u}' THEN 'fixed'
+                    ELSE 'reopened' END AS change
+          FROM findings
+          WHERE (first_seen > TIMESTAMP '{s}' AND first_seen <= TIMESTAMP '{u}')
+             OR (status = 'fixed' AND fixed_at > TIMESTAMP '{s}' AND fixed_at <= TIMESTAMP '{u}')
+             OR (status = 'reopened' AND last_seen > TIMESTAMP '{s}' AND last_seen <= TIMESTAMP '{u}')) f"
+    );
+    let mut columns = vec![col("change", "change", 8)];
+    columns.extend(finding_columns().into_iter().filter(|c| c.name != "status"));
+    let mut fields = finding_fields();
+    fields.push(Field { name: "change", aliases: &[], sql: "change", kind: FieldKind::Text });
+    View {
+        id: "changes",
+        title: "What changed",
+        from,
+        base_where: "true".into(),
+        key: "finding_id",
+        columns,
+        fields,
+        text_fields: finding_text_fields(),
+        default_sort: (2, true),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+/// Rescan evidence: findings a later scan no longer saw (fixed) and ones that came back (regressions).
+pub fn verification() -> View {
+    let mut columns = vec![
+        Column { right: true, ..col("id", "finding_id", 7) },
+        Column { sort: Some(Cow::Borrowed(SEV_RANK)), ..col("sev", "severity", 8) },
+        col("status", "status", 8),
+        col("asset", "asset_name", 20),
+        col("vuln", "vuln_id", 16),
+        col("title", "title", 30),
+        Column { sort: Some(Cow::Borrowed("coalesce(fixed_at, last_seen)")), ..col("verified", "strftime(coalesce(fixed_at, last_seen), '%Y-%m-%d')", 10) },
+        col("by", "array_to_string(sources, ',')", 10),
+        Column { right: true, ..col("reopened", "times_reopened", 3) },
+    ];
+    columns[5].visible = true;
+    View {
+        id: "verification",
+        title: "Rescan verification",
+        from: "findings f".into(),
+        base_where: "status IN ('fixed', 'reopened') OR times_reopened > 0".into(),
+        key: "finding_id",
+        columns,
+        fields: finding_fields(),
+        text_fields: finding_text_fields(),
+        default_sort: (6, true),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+/// Open work by owner (from the CMDB): the remediation board's rows.
+pub fn owners() -> View {
+    use FieldKind::*;
+    View {
+        id: "owners",
+        title: "Open work by owner",
+        from: "(SELECT row_number() OVER (ORDER BY owner) AS owner_key, * FROM (
+                  SELECT coalesce(a.owner, '(no owner)') AS owner,
+                         count(*) AS open,
+                         count(*) FILTER (WHERE f.severity = 'critical') AS critical,
+                         count(*) FILTER (WHERE f.severity = 'high') AS high,
+                         count(*) FILTER (WHERE f.status = 'reopened') AS reopened,
+                         count(DISTINCT f.asset_id) AS assets,
+                         min(f.first_seen) AS oldest,
+                         string_agg(DISTINCT a.business_unit, ',') AS units
+                  FROM findings f JOIN assets a USING (asset_id)
+                  WHERE f.status IN ('open', 'reopened') AND {scope}
+                  GROUP BY ALL)) ow"
+            .into(),
+        base_where: "true".into(),
+        key: "owner_key",
+        columns: vec![
+            col("owner", "owner", 22),
+            Column { right: true, ..col("open", "open", 7) },
+            Column { right: true, ..col("critical", "critical", 8) },
+            Column { right: true, ..col("high", "high", 6) },
+            Column { right: true, ..col("reopened", "reopened", 8) },
+            Column { right: true, ..col("assets", "assets", 6) },
+            Column { sort: Some(Cow::Borrowed("oldest")), ..col("oldest", "strftime(oldest, '%Y-%m-%d')", 10) },
+            col("units", "units", 16),
+        ],
+        fields: vec![
+            Field { name: "owner", aliases: &[], sql: "owner", kind: Text },
+            Field { name: "open", aliases: &[], sql: "open", kind: Int },
+            Field { name: "critical", aliases: &["crit"], sql: "critical", kind: Int },
+            Field { name: "high", aliases: &[], sql: "high", kind: Int },
+            Field { name: "oldest", aliases: &[], sql: "oldest", kind: Time },
+            Field { name: "bu", aliases: &["units"], sql: "units", kind: Text },
+        ],
+        text_fields: vec!["owner", "units"],
+        default_sort: (2, true),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+/// Findings of one asset (asset detail).
+pub fn asset_findings(asset_id: i64) -> View {
+    let mut v = findings();
+    v.id = "asset_findings";
+    v.title = "Findings of the asset";
+    v.base_where = format!("asset_id = {asset_id}");
+    v.default_sort = (1, true);
+    v
+}
+
+/// Saved scopes.
+pub fn scopes() -> View {
+    use FieldKind::*;
+    View {
+        id: "scopes",
+        title: "Scopes",
+        from: "scopes".into(),
+        base_where: "true".into(),
+        key: "scope_id",
+        columns: vec![
+            col("name", "name", 16),
+            col("filter", "filter", 40),
+            col("description", "description", 24),
+            Column { sort: Some(Cow::Borrowed("updated_at")), ..col("updated", "strftime(updated_at, '%Y-%m-%d')", 10) },
+        ],
+        fields: vec![
+            Field { name: "name", aliases: &[], sql: "name", kind: Text },
+            Field { name: "filter", aliases: &[], sql: "filter", kind: Text },
+        ],
+        text_fields: vec!["name", "filter", "description"],
+        default_sort: (0, false),
+        scope_asset: None,
+    }
+}
+
+/// Statements whose rows can be paged as a subquery.
+pub fn is_query(sql: &str) -> bool {
+    let first = sql
+        .lines()
+        .map(|l| l.trim())
+        .filter(|l| !l.is_empty() && !l.starts_with("--"))
+        .flat_map(|l| l.split_whitespace())
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(first.as_str(), "SELECT" | "WITH" | "FROM" | "VALUES" | "TABLE" | "DESCRIBE" | "SHOW" | "SUMMARIZE" | "(")
+}
+
+/// A view over the result of a user's query, paged by row number. The statement runs once to learn
+/// its columns; each page runs it again with a window, so no result is ever held whole.
+pub fn sql_result(c: &Connection, sql: &str) -> Result<View, duckdb::Error> {
+    let body = sql.trim().trim_end_matches(';').trim().to_string();
+    let probe = format!("SELECT * FROM ({body}) LIMIT 0");
+    let mut st = c.prepare(&probe)?;
+    let _ = st.query([])?;
+    let names: Vec<String> = st.column_names();
+    let columns = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let quoted = format!("\"{}\"", n.replace('"', "\"\""));
+            let w = (n.chars().count() as u16).clamp(6, 24);
+            let _ = i;
+            dynamic_column(n.clone(), quoted, w)
+        })
+        .collect();
+    Ok(View {
+        id: "sql",
+        title: "Result",
+        from: format!("(SELECT row_number() OVER () AS __rn, * FROM ({body})) q"),
+        base_where: "true".into(),
+        key: "__rn",
+        columns,
+        fields: Vec::new(),
+        text_fields: Vec::new(),
+        default_sort: (usize::MAX, false),
+        scope_asset: None,
+    })
+}
