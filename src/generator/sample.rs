@@ -459,6 +459,7 @@ pub fn write_semgrep(w: &mut dyn Write, e: &Estate) -> std::io::Result<()> {
                 "defaultConfiguration": {"level": level}, "properties": {"tags": [format!("{cwe}: see cwe.mitre.org"), "security"]}}))
             .collect();
         runs.push(json!({"tool": {"driver": {"name": "Semgrep OSS", "semanticVersion": "1.95.0", "rules": rule_defs}},
+            "invocations": [{"executionSuccessful": true, "startTimeUtc": "2026-11-23T01:10:00Z", "endTimeUtc": "2026-11-23T01:14:00Z"}],
             "versionControlProvenance": [{"repositoryUri": repo.url, "branch": "main"}], "results": results}));
     }
     serde_json::to_writer_pretty(&mut *w, &json!({"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": runs}))?;
@@ -476,6 +477,7 @@ pub fn write_gitleaks(w: &mut dyn Write, e: &Estate) -> std::io::Result<()> {
         let results = vec![json!({"ruleId": rule, "message": {"text": format!("{rule} has detected secret for file config/settings.yaml.")},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": "config/settings.yaml"}, "region": {"startLine": 3 + r.below(40)}}}]})];
         runs.push(json!({"tool": {"driver": {"name": "gitleaks", "semanticVersion": "v8.18.2", "rules": [{"id": rule, "name": rule, "shortDescription": {"text": desc}}]}},
+            "invocations": [{"executionSuccessful": true, "endTimeUtc": "2026-11-23T01:30:00Z"}],
             "versionControlProvenance": [{"repositoryUri": repo.url}], "results": results}));
     }
     serde_json::to_writer_pretty(&mut *w, &json!({"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": runs}))?;

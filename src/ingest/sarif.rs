@@ -19,8 +19,18 @@ struct Log {
 struct Run {
     tool: Tool,
     results: Option<Vec<Res>>,
+    invocations: Option<Vec<Invocation>>,
     #[serde(rename = "versionControlProvenance")]
     vcp: Option<Vec<Vcp>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Invocation {
+    #[serde(rename = "endTimeUtc")]
+    end: Option<String>,
+    #[serde(rename = "startTimeUtc")]
+    start: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -182,6 +192,12 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) 
     for (ri, run) in runs.into_iter().enumerate() {
         let tool = if run.tool.driver.name.is_empty() { "sarif".to_string() } else { run.tool.driver.name.clone() };
         sink.tool(&tool);
+        // When the tool ran: the scan time of the import.
+        for inv in run.invocations.iter().flatten() {
+            if let Some(t) = inv.end.as_deref().or(inv.start.as_deref()).and_then(super::parse_time) {
+                sink.scan_time(t);
+            }
+        }
         let repo = run.vcp.iter().flatten().find_map(|v| v.repo.clone());
         let mut a = RawAsset::named(AssetKind::Repository, opts.asset_hint.clone().or(repo.clone()).unwrap_or_default());
         if let Some(r) = &repo {
