@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
-#[command(name = "ctem", version, about = "Continuous Threat Exposure Management from the terminal", arg_required_else_help = true)]
+#[command(name = "ctem", version, about = "Continuous Threat Exposure Management from the terminal")]
 pub struct Cli {
     /// Database file (default: ctem.duckdb in the user's data directory)
     #[arg(long, global = true, env = "CTEM_DB", value_name = "PATH")]
@@ -19,7 +19,7 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub read_only: bool,
     #[command(subcommand)]
-    pub cmd: Cmd,
+    pub cmd: Option<Cmd>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -132,9 +132,30 @@ pub fn import_paths(store: &Store, files: &[PathBuf], format: Option<Format>, op
     files.iter().map(|f| import_file(store, f, format, opts)).collect()
 }
 
+/// Logs go to a file in the data directory, never to the terminal while the console runs.
+fn init_file_log(paths: &Paths) {
+    let _ = std::fs::create_dir_all(&paths.data_dir);
+    if let Ok(f) = std::fs::OpenOptions::new().create(true).append(true).open(paths.log_file()) {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(f))
+            .with_ansi(false)
+            .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CTEM_LOG").unwrap_or_else(|_| "info".into()))
+            .try_init();
+    }
+}
+
+fn console(db: &Path, read_only: bool, paths: &Paths) -> anyhow::Result<i32> {
+    init_file_log(paths);
+    crate::tui::run(db, read_only, paths)?;
+    Ok(0)
+}
+
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     let paths = Paths::discover();
-    match &cli.cmd {
+    let Some(cmd) = &cli.cmd else {
+        return console(&db_path(&cli, &paths), cli.read_only, &paths);
+    };
+    match cmd {
         Cmd::Import { paths: inputs, format, mapping, asset } => {
             let fmt = match format {
                 Some(f) => Some(Format::parse(f).with_context(|| format!("unknown format '{f}'"))?),
@@ -207,11 +228,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
             };
             let text = crate::generator::demo::load(&db, &dir)?;
-            print!("{text}");
-            if !no_console {
-                println!("\nThe interactive console is not available in this build; explore with:\n  ctem --db {} query \"SELECT severity, count(*) FROM findings WHERE status IN ('open','reopened') GROUP BY ALL ORDER BY 2 DESC\"", db.display());
+            if *no_console {
+                print!("{text}");
+                return Ok(0);
             }
-            Ok(0)
+            console(&db, cli.read_only, &paths)
         }
         Cmd::Generate { out, findings, format } => {
             match findings {
@@ -258,6 +279,7 @@ fn info(cli: &Cli, paths: &Paths) -> anyhow::Result<String> {
     writeln!(s, "config dir   {}", paths.config_dir.display())?;
     writeln!(s, "config file  {}{}", paths.config_file().display(), if paths.config_file().exists() { "" } else { " (absent: defaults in use)" })?;
     writeln!(s, "log file     {}", paths.log_file().display())?;
+    writeln!(s, "themes       built in: default, light, high-contrast, monochrome; overrides in {}", paths.config_dir.join("themes").display())?;
     writeln!(s, "sample data  {}", paths.sample_dir().display())?;
     if !db.exists() {
         writeln!(s, "the database does not exist yet: `ctem import FILE` or `ctem demo` creates one")?;

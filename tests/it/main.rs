@@ -2,6 +2,7 @@
 
 mod badinput;
 mod common;
+mod console;
 mod formats;
 mod lifecycle;
 mod process;

@@ -1,0 +1,969 @@
+//! Console state and everything that changes it: keys become actions, actions become state changes and
+//! store requests; answers from the store come back through `on_resp`. Nothing here draws.
+
+use crate::query::Compiled;
+use crate::store::views::{self, compile_scope};
+use crate::tui::db::{Db, Header, Req, Resp, Standup, TableId};
+use crate::tui::keymap::{Action, Keymap};
+use crate::tui::table::{PageWant, TableView};
+use crate::tui::theme::{Theme, ThemeSource};
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use tui_textarea::TextArea;
+
+pub const TABS: [&str; 7] = ["Stand-up", "Scoping", "Discovery", "Prioritization", "Validation", "Mobilization", "SQL"];
+pub const DISCOVERY: [TableId; 3] = ["findings", "assets", "imports"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    None,
+    Filter(String),
+    Command(String),
+    Export(String),
+}
+
+pub struct ScopeEditor {
+    pub name: TextArea<'static>,
+    pub filter: TextArea<'static>,
+    pub description: TextArea<'static>,
+    pub field: usize,
+    pub error: Option<String>,
+    pub preview: Option<String>,
+}
+
+pub enum Overlay {
+    None,
+    Help { filter: String, scroll: usize },
+    Detail { title: String, lines: Vec<String>, scroll: usize },
+    Columns { cursor: usize },
+    Scope(Box<ScopeEditor>),
+}
+
+pub struct SqlPane {
+    pub editor: TextArea<'static>,
+    pub editing: bool,
+    pub status: Option<(String, bool)>,
+}
+
+pub struct Job {
+    pub label: String,
+    pub done: u64,
+    pub total: u64,
+}
+
+pub struct App {
+    pub tab: usize,
+    pub discovery: usize,
+    pub theme: Theme,
+    pub theme_dir: Option<PathBuf>,
+    pub keymap: Keymap,
+    pub db: Db,
+    pub db_label: String,
+    pub read_only: bool,
+    pub header: Header,
+    pub scope: Option<(String, Compiled)>,
+    pub scopes: Vec<crate::store::scopes::ScopeCounts>,
+    pub standup: Standup,
+    pub tables: HashMap<TableId, TableView>,
+    pub detail_for: Option<i64>,
+    pub detail_text: String,
+    pub input: Input,
+    pub input_error: Option<String>,
+    pub overlay: Overlay,
+    pub message: Option<(String, bool)>,
+    pub jobs: BTreeMap<u64, Job>,
+    pub sql: SqlPane,
+    pub quit: bool,
+    pub quit_armed: bool,
+    pub suspend: bool,
+    pub dirty: bool,
+    pub copy: Option<String>,
+    pub delete_armed: Option<String>,
+    /// The next finding detail answers Enter (an overlay), not the Prioritization side panel.
+    pub pending_open: bool,
+}
+
+fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn one_line_area(text: &str) -> TextArea<'static> {
+    let mut t = TextArea::new(vec![text.to_string()]);
+    t.move_cursor(tui_textarea::CursorMove::End);
+    t
+}
+
+impl App {
+    pub fn new(db: Db, db_label: String, theme: Theme, theme_dir: Option<PathBuf>, keymap: Keymap) -> App {
+        let read_only = db.read_only;
+        let mut tables = HashMap::new();
+        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes()] {
+            tables.insert(v.id, TableView::new(v));
+        }
+        let mut editor = TextArea::new(vec![
+            "-- F5 (or :run) runs the statement under the cursor; Esc leaves the editor".into(),
+            "SELECT severity, count(*) AS open FROM findings".into(),
+            "WHERE status IN ('open', 'reopened') GROUP BY ALL ORDER BY 2 DESC;".into(),
+        ]);
+        editor.move_cursor(tui_textarea::CursorMove::Bottom);
+        App {
+            tab: 0,
+            discovery: 0,
+            theme,
+            theme_dir,
+            keymap,
+            db,
+            db_label,
+            read_only,
+            header: Header::default(),
+            scope: None,
+            scopes: Vec::new(),
+            standup: Standup::default(),
+            tables,
+            detail_for: None,
+            detail_text: String::new(),
+            input: Input::None,
+            input_error: None,
+            overlay: Overlay::None,
+            message: None,
+            jobs: BTreeMap::new(),
+            sql: SqlPane { editor, editing: false, status: None },
+            quit: false,
+            quit_armed: false,
+            suspend: false,
+            dirty: true,
+            copy: None,
+            delete_armed: None,
+            pending_open: false,
+        }
+    }
+
+    /// First requests: header, stand-up, scopes, and the tables of the first tab.
+    pub fn start(&mut self, start_tab: Option<&str>, scope: Option<&str>) {
+        if let Some(t) = start_tab {
+            if let Some(i) = TABS.iter().position(|n| n.to_ascii_lowercase().replace('-', "") == t.to_ascii_lowercase().replace('-', "")) {
+                self.tab = i;
+            }
+        }
+        self.db.send(Req::Scopes);
+        if let Some(s) = scope {
+            self.command(&format!("scope {s}"));
+        } else {
+            self.refresh_all();
+        }
+    }
+
+    pub fn focused_table_id(&self) -> Option<TableId> {
+        match self.tab {
+            0 => Some("standup"),
+            1 => Some("scopes"),
+            2 => Some(DISCOVERY[self.discovery]),
+            3 => Some("queue"),
+            4 => Some("verification"),
+            5 => Some("owners"),
+            6 if !self.sql.editing && self.tables.contains_key("sql") => Some("sql"),
+            _ => None,
+        }
+    }
+
+    pub fn focused(&mut self) -> Option<&mut TableView> {
+        let id = self.focused_table_id()?;
+        self.tables.get_mut(id)
+    }
+
+    fn send_page(&mut self, id: TableId, want: Option<PageWant>) {
+        if let (Some(w), Some(t)) = (want, self.tables.get(id)) {
+            let count = w.fill == crate::tui::table::Fill::Reset;
+            let view = t.view.clone();
+            if count {
+                let (filter, scope) = t.count_query();
+                self.db.send(Req::Count { table: id, generation: w.generation, view: view.clone(), filter, scope });
+            }
+            self.db.send(Req::Page { table: id, view, want: w });
+        }
+    }
+
+    fn reload(&mut self, id: TableId) {
+        let w = self.tables.get_mut(id).map(|t| t.reload());
+        self.send_page(id, w);
+    }
+
+    /// Reload what the current tab shows (tables load on first sight, then on refresh).
+    fn ensure_loaded(&mut self) {
+        let ids: Vec<TableId> = match self.tab {
+            2 => vec![DISCOVERY[self.discovery]],
+            _ => self.focused_table_id().into_iter().collect(),
+        };
+        for id in ids {
+            if self.tables.get(id).is_some_and(|t| !t.loaded_once && !t.in_flight) {
+                self.reload(id);
+            }
+        }
+        if self.tab == 3 {
+            self.request_detail();
+        }
+    }
+
+    pub fn refresh_all(&mut self) {
+        let scope = self.scope.as_ref().map(|s| s.1.clone());
+        self.db.send(Req::Header { scope: scope.clone() });
+        self.db.send(Req::Standup { scope });
+        for t in self.tables.values_mut() {
+            t.loaded_once = false;
+            t.in_flight = false;
+        }
+        self.ensure_loaded();
+    }
+
+    fn set_scope(&mut self, scope: Option<(String, Compiled)>) {
+        self.scope = scope;
+        let c = self.scope.as_ref().map(|s| s.1.clone());
+        let ids: Vec<TableId> = self.tables.keys().copied().collect();
+        for id in ids {
+            if let Some(t) = self.tables.get_mut(id) {
+                if t.view.scope_asset.is_some() {
+                    t.scope = c.clone();
+                    t.cursor = 0;
+                    t.top = 0;
+                    t.marks.clear();
+                }
+            }
+        }
+        self.refresh_all();
+    }
+
+    /// Rebuild the stand-up table for the window the store reported.
+    fn set_standup(&mut self, s: Standup) {
+        if let (Some(since), Some(until)) = (s.since, s.until) {
+            let mut t = TableView::new(views::changes(since, until));
+            if let Some(old) = self.tables.get("standup") {
+                t.filter_text = old.filter_text.clone();
+                t.filter = old.filter.clone();
+            }
+            t.scope = self.scope.as_ref().map(|x| x.1.clone());
+            self.tables.insert("standup", t);
+            if self.tab == 0 {
+                self.reload("standup");
+            }
+        }
+        self.standup = s;
+    }
+
+    fn request_detail(&mut self) {
+        let id = self.tables.get("queue").and_then(|t| t.selected()).map(|r| r.key);
+        if id != self.detail_for {
+            self.detail_for = id;
+            self.detail_text.clear();
+            if let Some(id) = id {
+                self.db.send(Req::Explain { finding_id: id });
+            }
+        }
+    }
+
+    pub fn on_resp(&mut self, r: Resp) {
+        self.dirty = true;
+        match r {
+            Resp::Page { table, generation, fill, rows } => {
+                let more = self.tables.get_mut(table).and_then(|t| t.receive(generation, fill, rows));
+                self.send_page(table, more);
+                if table == "queue" && self.tab == 3 {
+                    self.request_detail();
+                }
+            }
+            Resp::Count { table, generation, total } => {
+                if let Some(t) = self.tables.get_mut(table) {
+                    t.set_total(generation, total);
+                }
+            }
+            Resp::Header(h) => self.header = h,
+            Resp::Standup(s) => self.set_standup(s),
+            Resp::Scopes(v) => self.scopes = v,
+            Resp::Detail { title, text } => {
+                if self.tab == 3 && matches!(self.overlay, Overlay::None) && title.starts_with("Finding") && !self.pending_open {
+                    self.detail_text = text;
+                } else {
+                    self.pending_open = false;
+                    self.overlay = Overlay::Detail { title, lines: text.lines().map(str::to_string).collect(), scroll: 0 };
+                }
+            }
+            Resp::Info(m) => {
+                self.message = Some((m, false));
+                self.db.send(Req::Scopes);
+                self.reload("scopes");
+            }
+            Resp::Error { context, message } => self.message = Some((format!("{context}: {message}"), true)),
+            Resp::Progress { job, label, done, total } => {
+                self.jobs.insert(job, Job { label, done, total });
+            }
+            Resp::JobDone { job, message, ok, changed } => {
+                self.jobs.remove(&job);
+                self.message = Some((message, !ok));
+                if changed {
+                    self.db.send(Req::Scopes);
+                    self.refresh_all();
+                }
+            }
+            Resp::SqlView { view, millis } => {
+                let mut t = TableView::new(view);
+                t.sort_col = usize::MAX;
+                self.tables.insert("sql", t);
+                self.sql.status = Some((format!("ran in {millis} ms"), false));
+                self.sql.editing = false;
+                self.reload("sql");
+            }
+            Resp::SqlDone { message } => {
+                self.sql.status = Some((message, false));
+                self.refresh_all();
+            }
+            Resp::SqlError { message } => self.sql.status = Some((message, true)),
+        }
+    }
+
+    /// Drain every answer that has arrived.
+    pub fn pump(&mut self) {
+        while let Some(r) = self.db.try_recv() {
+            self.on_resp(r);
+        }
+    }
+
+    /// Wait until the store has answered everything asked (tests and the first frame).
+    pub fn settle(&mut self, max: std::time::Duration) {
+        let end = std::time::Instant::now() + max;
+        while self.db.pending > 0 && std::time::Instant::now() < end {
+            if let Some(r) = self.db.recv_timeout(std::time::Duration::from_millis(20)) {
+                self.on_resp(r);
+            }
+        }
+    }
+
+    pub fn on_key(&mut self, k: KeyEvent) {
+        self.dirty = true;
+        if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+            self.quit = true;
+            return;
+        }
+        if self.input != Input::None {
+            self.input_key(k);
+            return;
+        }
+        if !matches!(self.overlay, Overlay::None) {
+            self.overlay_key(k);
+            return;
+        }
+        if self.tab == 6 && self.sql.editing {
+            self.sql_key(k);
+            return;
+        }
+        let Some(a) = self.keymap.action(&k) else { return };
+        if a != Action::Quit {
+            self.quit_armed = false;
+        }
+        if a != Action::Delete {
+            self.delete_armed = None;
+        }
+        self.act(a);
+    }
+
+    fn sql_key(&mut self, k: KeyEvent) {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        match k.code {
+            KeyCode::Esc => self.sql.editing = false,
+            KeyCode::F(5) => self.run_sql(),
+            KeyCode::Enter if ctrl => self.run_sql(),
+            KeyCode::Char('r') if ctrl => self.run_sql(),
+            _ => {
+                self.sql.editor.input(k);
+            }
+        }
+    }
+
+    /// The statement under the cursor (statements split on `;` outside quotes and comments).
+    pub fn statement_at_cursor(&self) -> String {
+        let lines = self.sql.editor.lines();
+        let (row, col) = self.sql.editor.cursor();
+        let mut stmts: Vec<(String, (usize, usize), (usize, usize))> = Vec::new();
+        let mut cur = String::new();
+        let mut start = (0usize, 0usize);
+        let (mut in_s, mut in_d) = (false, false);
+        for (r, line) in lines.iter().enumerate() {
+            let chars: Vec<char> = line.chars().collect();
+            let mut i = 0;
+            while i < chars.len() {
+                let ch = chars[i];
+                if !in_s && !in_d && ch == '-' && chars.get(i + 1) == Some(&'-') {
+                    break;
+                }
+                if ch == '\'' && !in_d {
+                    in_s = !in_s;
+                } else if ch == '"' && !in_s {
+                    in_d = !in_d;
+                }
+                if ch == ';' && !in_s && !in_d {
+                    stmts.push((std::mem::take(&mut cur), start, (r, i)));
+                    start = (r, i + 1);
+                } else {
+                    cur.push(ch);
+                }
+                i += 1;
+            }
+            cur.push('\n');
+        }
+        stmts.push((cur, start, (usize::MAX, usize::MAX)));
+        let pos = (row, col);
+        let nonempty: Vec<&(String, (usize, usize), (usize, usize))> = stmts.iter().filter(|s| !s.0.trim().is_empty()).collect();
+        nonempty
+            .iter()
+            .find(|s| pos >= s.1 && pos <= s.2)
+            .or_else(|| nonempty.iter().rev().find(|s| s.1 <= pos))
+            .or(nonempty.first())
+            .map(|s| s.0.trim().to_string())
+            .unwrap_or_default()
+    }
+
+    fn run_sql(&mut self) {
+        let text = self.statement_at_cursor();
+        if text.is_empty() {
+            self.sql.status = Some(("nothing to run".into(), true));
+            return;
+        }
+        self.sql.status = Some(("running…".into(), false));
+        self.db.send(Req::Sql { text });
+    }
+
+    fn input_key(&mut self, k: KeyEvent) {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        let buf = match &mut self.input {
+            Input::Filter(b) | Input::Command(b) | Input::Export(b) => b,
+            Input::None => return,
+        };
+        let mut changed = false;
+        match k.code {
+            KeyCode::Esc => {
+                // The filter stays as typed; commands and exports are dropped.
+                self.input = Input::None;
+                self.input_error = None;
+                return;
+            }
+            KeyCode::Enter => {
+                let text = buf.clone();
+                let kind = std::mem::replace(&mut self.input, Input::None);
+                self.input_error = None;
+                match kind {
+                    Input::Filter(_) => {}
+                    Input::Command(_) => self.command(&text),
+                    Input::Export(_) => self.export(&text),
+                    Input::None => {}
+                }
+                return;
+            }
+            KeyCode::Backspace => {
+                buf.pop();
+                changed = true;
+            }
+            KeyCode::Char('u') if ctrl => {
+                buf.clear();
+                changed = true;
+            }
+            KeyCode::Char('w') if ctrl => {
+                let t = buf.trim_end().to_string();
+                let cut = t.rfind(' ').map(|i| i + 1).unwrap_or(0);
+                buf.truncate(cut);
+                changed = true;
+            }
+            KeyCode::Char(c) if !ctrl => {
+                if buf.chars().count() < 500 {
+                    buf.push(c);
+                    changed = true;
+                }
+            }
+            _ => {}
+        }
+        if changed {
+            if let Input::Filter(text) = &self.input {
+                let text = text.clone();
+                self.apply_filter(&text);
+            }
+        }
+    }
+
+    /// Filter as the user types: a filter that does not parse shows its error and the rows stay.
+    fn apply_filter(&mut self, text: &str) {
+        let Some(id) = self.focused_table_id() else { return };
+        let want = self.tables.get_mut(id).and_then(|t| t.set_filter(text, now()));
+        self.input_error = self.tables.get(id).and_then(|t| t.filter_error.as_ref()).map(|e| e.to_string());
+        self.send_page(id, want);
+    }
+
+    fn overlay_key(&mut self, k: KeyEvent) {
+        let action = self.keymap.action(&k);
+        let ncols = self.focused_table_id().and_then(|id| self.tables.get(id)).map(|t| t.view.columns.len()).unwrap_or(0);
+        match &mut self.overlay {
+            Overlay::Help { filter, scroll } => match k.code {
+                KeyCode::Esc | KeyCode::F(1) => self.overlay = Overlay::None,
+                KeyCode::Char('?') if filter.is_empty() => self.overlay = Overlay::None,
+                KeyCode::Down => *scroll += 1,
+                KeyCode::Up => *scroll = scroll.saturating_sub(1),
+                KeyCode::PageDown => *scroll += 10,
+                KeyCode::PageUp => *scroll = scroll.saturating_sub(10),
+                KeyCode::Backspace => {
+                    filter.pop();
+                    *scroll = 0;
+                }
+                KeyCode::Char(c) => {
+                    filter.push(c);
+                    *scroll = 0;
+                }
+                _ => {}
+            },
+            Overlay::Detail { scroll, lines, .. } => match (k.code, action) {
+                (KeyCode::Esc, _) | (_, Some(Action::Quit)) | (_, Some(Action::Back)) => self.overlay = Overlay::None,
+                (_, Some(Action::Down)) => *scroll = (*scroll + 1).min(lines.len().saturating_sub(1)),
+                (_, Some(Action::Up)) => *scroll = scroll.saturating_sub(1),
+                (_, Some(Action::PageDown)) | (_, Some(Action::HalfDown)) => *scroll = (*scroll + 10).min(lines.len().saturating_sub(1)),
+                (_, Some(Action::PageUp)) | (_, Some(Action::HalfUp)) => *scroll = scroll.saturating_sub(10),
+                (_, Some(Action::Top)) => *scroll = 0,
+                (_, Some(Action::Bottom)) => *scroll = lines.len().saturating_sub(1),
+                (_, Some(Action::Copy)) => {
+                    self.copy = Some(lines.join("\n"));
+                    self.message = Some(("detail copied to the clipboard (OSC 52)".into(), false));
+                }
+                _ => {}
+            },
+            Overlay::Columns { cursor } => {
+                let n = ncols;
+                match (k.code, action) {
+                    (KeyCode::Esc, _) | (KeyCode::Enter, _) | (_, Some(Action::Columns)) => self.overlay = Overlay::None,
+                    (_, Some(Action::Down)) => *cursor = (*cursor + 1).min(n.saturating_sub(1)),
+                    (_, Some(Action::Up)) => *cursor = cursor.saturating_sub(1),
+                    (KeyCode::Char(' '), _) => {
+                        let c = *cursor;
+                        if let Some(t) = self.focused() {
+                            t.toggle_column(c);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Overlay::Scope(ed) => {
+                let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+                match k.code {
+                    KeyCode::Esc => self.overlay = Overlay::None,
+                    KeyCode::Tab | KeyCode::Down => ed.field = (ed.field + 1) % 3,
+                    KeyCode::BackTab | KeyCode::Up => ed.field = (ed.field + 2) % 3,
+                    KeyCode::Char('s') if ctrl => {
+                        let name = ed.name.lines().join(" ").trim().to_string();
+                        let filter = ed.filter.lines().join(" ").trim().to_string();
+                        let desc = ed.description.lines().join(" ").trim().to_string();
+                        match compile_scope(&filter, now()) {
+                            Err(e) => ed.error = Some(format!("filter {e}")),
+                            Ok(_) if name.is_empty() => ed.error = Some("a scope needs a name".into()),
+                            Ok(_) => {
+                                self.db.send(Req::SaveScope { name, filter, description: desc });
+                                self.overlay = Overlay::None;
+                            }
+                        }
+                    }
+                    KeyCode::Enter => {}
+                    _ => {
+                        let ta = match ed.field {
+                            0 => &mut ed.name,
+                            1 => &mut ed.filter,
+                            _ => &mut ed.description,
+                        };
+                        ta.input(k);
+                        if ed.field == 1 {
+                            let f = ed.filter.lines().join(" ");
+                            ed.error = compile_scope(&f, now()).err().map(|e| format!("filter {e}"));
+                        }
+                    }
+                }
+            }
+            Overlay::None => {}
+        }
+    }
+
+    fn open_scope_editor(&mut self, name: &str, filter: &str, desc: &str) {
+        if self.read_only {
+            self.message = Some(("read-only: scopes cannot be changed".into(), true));
+            return;
+        }
+        let mut filter_area = one_line_area(filter);
+        filter_area.set_placeholder_text("e.g. bu=payments and env=prod, internet=true, tag=pci");
+        self.overlay = Overlay::Scope(Box::new(ScopeEditor {
+            name: one_line_area(name),
+            filter: filter_area,
+            description: one_line_area(desc),
+            field: if name.is_empty() { 0 } else { 1 },
+            error: None,
+            preview: None,
+        }));
+    }
+
+    fn switch_tab(&mut self, t: usize) {
+        self.tab = t.min(TABS.len() - 1);
+        self.ensure_loaded();
+    }
+
+    fn move_focused(&mut self, f: impl FnOnce(&mut TableView) -> Option<PageWant>) {
+        let Some(id) = self.focused_table_id() else { return };
+        let w = self.tables.get_mut(id).and_then(f);
+        self.send_page(id, w);
+        if id == "queue" {
+            self.request_detail();
+        }
+    }
+
+    pub fn act(&mut self, a: Action) {
+        match a {
+            Action::Quit => {
+                if !self.jobs.is_empty() && !self.quit_armed {
+                    self.quit_armed = true;
+                    self.message = Some(("a job is running: q again quits and the import rolls back".into(), true));
+                } else {
+                    self.quit = true;
+                }
+            }
+            Action::ForceQuit => self.quit = true,
+            Action::Suspend => self.suspend = true,
+            Action::Help => self.overlay = Overlay::Help { filter: String::new(), scroll: 0 },
+            Action::Command => self.input = Input::Command(String::new()),
+            Action::Filter => {
+                if let Some(t) = self.focused() {
+                    let f = t.filter_text.clone();
+                    self.input = Input::Filter(f);
+                }
+            }
+            Action::Back => {
+                self.message = None;
+                self.quit_armed = false;
+            }
+            Action::Tab(n) => self.switch_tab(n),
+            Action::NextTab => self.switch_tab((self.tab + 1) % TABS.len()),
+            Action::PrevTab => self.switch_tab((self.tab + TABS.len() - 1) % TABS.len()),
+            Action::NextPane | Action::PrevPane => {
+                if self.tab == 2 {
+                    self.discovery = if a == Action::NextPane { (self.discovery + 1) % 3 } else { (self.discovery + 2) % 3 };
+                    self.ensure_loaded();
+                } else if self.tab == 6 {
+                    self.sql.editing = !self.sql.editing;
+                }
+            }
+            Action::Up => self.move_focused(|t| t.move_by(-1)),
+            Action::Down => self.move_focused(|t| t.move_by(1)),
+            Action::PageUp => self.move_focused(|t| {
+                let h = t.height as i64;
+                t.move_by(-h)
+            }),
+            Action::PageDown => self.move_focused(|t| {
+                let h = t.height as i64;
+                t.move_by(h)
+            }),
+            Action::HalfUp => self.move_focused(|t| {
+                let h = (t.height / 2).max(1) as i64;
+                t.move_by(-h)
+            }),
+            Action::HalfDown => self.move_focused(|t| {
+                let h = (t.height / 2).max(1) as i64;
+                t.move_by(h)
+            }),
+            Action::Top => self.move_focused(|t| t.home()),
+            Action::Bottom => self.move_focused(|t| t.end()),
+            Action::Left => {
+                if let Some(t) = self.focused() {
+                    t.col_cursor = t.col_cursor.saturating_sub(1);
+                }
+            }
+            Action::Right => {
+                if let Some(t) = self.focused() {
+                    let n = t.visible_columns().len();
+                    t.col_cursor = (t.col_cursor + 1).min(n.saturating_sub(1));
+                }
+            }
+            Action::SortNext => self.move_focused(|t| Some(t.sort_focused())),
+            Action::SortReverse => self.move_focused(|t| Some(t.reverse())),
+            Action::Columns => {
+                if self.focused_table_id().is_some() {
+                    self.overlay = Overlay::Columns { cursor: 0 };
+                }
+            }
+            Action::Mark => {
+                if let Some(t) = self.focused() {
+                    t.toggle_mark();
+                }
+                self.move_focused(|t| t.move_by(1));
+            }
+            Action::RangeMark => {
+                if let Some(t) = self.focused() {
+                    t.range_mark();
+                }
+            }
+            Action::ClearMarks => {
+                if let Some(t) = self.focused() {
+                    t.marks.clear();
+                    t.mark_anchor = None;
+                }
+            }
+            Action::Copy => {
+                if let Some((col, v)) = self.focused().and_then(|t| t.selected_cell()) {
+                    self.message = Some((format!("copied {col} ({} chars) over OSC 52", v.chars().count()), false));
+                    self.copy = Some(v);
+                }
+            }
+            Action::Export => {
+                if let Some(id) = self.focused_table_id() {
+                    let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+                    self.input = Input::Export(format!("ctem-{id}-{stamp}.csv"));
+                }
+            }
+            Action::Refresh => {
+                self.db.send(Req::Scopes);
+                self.refresh_all();
+                self.message = Some(("reloaded from the store".into(), false));
+            }
+            Action::Open => self.open(),
+            Action::New => {
+                if self.tab == 1 {
+                    self.open_scope_editor("", "", "");
+                }
+            }
+            Action::Edit => {
+                if self.tab == 1 {
+                    if let Some(s) = self.selected_scope() {
+                        self.open_scope_editor(&s.name, &s.filter, &s.description);
+                    }
+                } else if self.tab == 6 {
+                    self.sql.editing = true;
+                }
+            }
+            Action::Delete => {
+                if self.tab == 1 {
+                    if let Some(s) = self.selected_scope() {
+                        if self.read_only {
+                            self.message = Some(("read-only: scopes cannot be deleted".into(), true));
+                        } else if self.delete_armed.as_deref() == Some(s.name.as_str()) {
+                            self.delete_armed = None;
+                            if self.scope.as_ref().is_some_and(|x| x.0 == s.name) {
+                                self.set_scope(None);
+                            }
+                            self.db.send(Req::DeleteScope { name: s.name });
+                        } else {
+                            self.message = Some((format!("delete scope '{}'? press d again to confirm", s.name), true));
+                            self.delete_armed = Some(s.name);
+                        }
+                    }
+                }
+            }
+            Action::Activate => {
+                if self.tab == 1 {
+                    self.activate_selected_scope();
+                }
+            }
+            Action::Run => {
+                if self.tab == 6 {
+                    self.run_sql();
+                }
+            }
+        }
+    }
+
+    fn selected_scope(&self) -> Option<crate::store::scopes::Scope> {
+        let key = self.tables.get("scopes")?.selected()?.key;
+        self.scopes.iter().find(|s| s.scope.id == key).map(|s| s.scope.clone())
+    }
+
+    fn activate_selected_scope(&mut self) {
+        if let Some(s) = self.selected_scope() {
+            let name = s.name.clone();
+            self.command(&format!("scope {name}"));
+        }
+    }
+
+    fn open(&mut self) {
+        let Some(id) = self.focused_table_id() else {
+            if self.tab == 6 {
+                self.sql.editing = true;
+            }
+            return;
+        };
+        let Some(key) = self.tables.get(id).and_then(|t| t.selected()).map(|r| r.key) else { return };
+        match id {
+            "findings" | "queue" | "standup" | "verification" => {
+                self.pending_open = true;
+                self.db.send(Req::Explain { finding_id: key });
+            }
+            "assets" => self.db.send(Req::AssetDetail { asset_id: key }),
+            "imports" => self.db.send(Req::ImportDetail { import_id: key }),
+            "scopes" => self.activate_selected_scope(),
+            "owners" => {
+                let owner = self.tables.get("owners").and_then(|t| t.selected()).map(|r| r.cells[0].clone()).unwrap_or_default();
+                self.tab = 3;
+                let f = if owner == "(no owner)" { "not owner~\".\"".to_string() } else { format!("owner=\"{}\"", owner.replace('"', "\\\"")) };
+                self.apply_filter(&f);
+                self.message = Some((format!("queue of {owner}"), false));
+            }
+            "sql" => {
+                if let Some((col, v)) = self.tables.get("sql").and_then(|t| t.selected_cell()) {
+                    self.overlay = Overlay::Detail { title: col, lines: v.lines().map(str::to_string).collect(), scroll: 0 };
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn export(&mut self, path: &str) {
+        let path = path.trim();
+        if path.is_empty() {
+            return;
+        }
+        let Some(t) = self.focused_table_id().and_then(|id| self.tables.get(id)) else { return };
+        let json = path.ends_with(".json") || path.ends_with(".jsonl");
+        self.db.send(Req::Export {
+            view: t.view.clone(),
+            filter: t.filter.clone(),
+            scope: t.scope.clone(),
+            sort_col: t.sort_col,
+            desc: t.desc,
+            path: PathBuf::from(path),
+            json,
+        });
+        self.message = Some((format!("exporting to {path}…"), false));
+    }
+
+    /// `:` commands: every action has one, so nothing depends on a key the terminal may not send.
+    pub fn command(&mut self, line: &str) {
+        let line = line.trim();
+        let (cmd, rest) = line.split_once(' ').map(|(a, b)| (a, b.trim())).unwrap_or((line, ""));
+        match cmd {
+            "" => {}
+            "q" | "quit" | "q!" => self.quit = true,
+            "help" | "h" => self.overlay = Overlay::Help { filter: rest.to_string(), scroll: 0 },
+            "theme" => {
+                let src = ThemeSource { user_dir: self.theme_dir.as_deref() };
+                if rest.is_empty() {
+                    self.message = Some((format!("themes: {} (now {})", src.names().join(", "), self.theme.name), false));
+                } else if !src.names().iter().any(|n| n == rest) {
+                    self.message = Some((format!("no theme '{rest}' (themes: {})", src.names().join(", ")), true));
+                } else {
+                    let mut w = Vec::new();
+                    self.theme = src.load(rest, &mut w);
+                    self.message = Some((w.first().cloned().unwrap_or_else(|| format!("theme {rest}")), !w.is_empty()));
+                }
+            }
+            "scope" => {
+                let (sub, arg) = rest.split_once(' ').map(|(a, b)| (a, b.trim())).unwrap_or((rest, ""));
+                match sub {
+                    "" => {
+                        let names: Vec<String> = self.scopes.iter().map(|s| s.scope.name.clone()).collect();
+                        let now = self.scope.as_ref().map(|s| s.0.as_str()).unwrap_or("all");
+                        self.message = Some((format!("scope: {now}; saved: {}", if names.is_empty() { "none".into() } else { names.join(", ") }), false));
+                    }
+                    "all" | "none" | "off" => {
+                        self.set_scope(None);
+                        self.message = Some(("scope: all assets".into(), false));
+                    }
+                    "new" => self.open_scope_editor(arg, "", ""),
+                    "delete" => {
+                        if self.read_only {
+                            self.message = Some(("read-only: scopes cannot be deleted".into(), true));
+                        } else {
+                            self.db.send(Req::DeleteScope { name: arg.to_string() });
+                        }
+                    }
+                    name => {
+                        let name = if arg.is_empty() { name.to_string() } else { format!("{name} {arg}") };
+                        match self.scopes.iter().find(|s| s.scope.name.eq_ignore_ascii_case(&name)) {
+                            Some(s) => match compile_scope(&s.scope.filter, now()) {
+                                Ok(c) => {
+                                    let n = s.scope.name.clone();
+                                    self.set_scope(Some((n.clone(), c)));
+                                    self.message = Some((format!("scope: {n}"), false));
+                                }
+                                Err(e) => self.message = Some((format!("scope '{name}' filter {e}"), true)),
+                            },
+                            None => self.message = Some((format!("no scope named '{name}' (:scope new {name} creates it)"), true)),
+                        }
+                    }
+                }
+            }
+            "import" => {
+                if self.read_only {
+                    self.message = Some(("read-only: imports are refused (open without --read-only)".into(), true));
+                } else if rest.is_empty() {
+                    self.message = Some(("usage: :import PATH [PATH...]".into(), true));
+                } else {
+                    let paths = rest.split_whitespace().map(PathBuf::from).collect();
+                    self.db.send(Req::Import { paths });
+                    self.message = Some(("import started".into(), false));
+                }
+            }
+            "export" => {
+                let stamp = chrono::Local::now().format("%Y%m%d-%H%M%S");
+                let id = self.focused_table_id().unwrap_or("view");
+                let path = match rest {
+                    "" | "csv" => format!("ctem-{id}-{stamp}.csv"),
+                    "json" => format!("ctem-{id}-{stamp}.jsonl"),
+                    p => p.to_string(),
+                };
+                self.export(&path);
+            }
+            "filter" => {
+                if self.focused_table_id().is_some() {
+                    self.apply_filter(rest);
+                    if let Some(e) = self.input_error.take() {
+                        self.message = Some((format!("filter {e}"), true));
+                    }
+                }
+            }
+            "sort" => {
+                let (col, dir) = rest.split_once(' ').unwrap_or((rest, ""));
+                let Some(id) = self.focused_table_id() else { return };
+                let want = self.tables.get_mut(id).and_then(|t| {
+                    let i = t.view.columns.iter().position(|c| c.name.eq_ignore_ascii_case(col))?;
+                    t.sort_col = i;
+                    t.desc = dir.eq_ignore_ascii_case("desc");
+                    Some(t.reload())
+                });
+                if want.is_none() {
+                    self.message = Some((format!("no column '{col}' here"), true));
+                }
+                self.send_page(id, want);
+            }
+            "columns" | "cols" => self.act(Action::Columns),
+            "run" => {
+                self.tab = 6;
+                self.run_sql();
+            }
+            "refresh" | "reload" => self.act(Action::Refresh),
+            "tab" => {
+                let want = rest.to_ascii_lowercase().replace('-', "");
+                match TABS.iter().position(|n| n.to_ascii_lowercase().replace('-', "").starts_with(&want) && !want.is_empty()) {
+                    Some(i) => self.switch_tab(i),
+                    None => self.message = Some((format!("no tab '{rest}'"), true)),
+                }
+            }
+            other => {
+                if let Some(a) = Action::all().into_iter().find(|a| a.name() == other) {
+                    self.act(a);
+                } else {
+                    self.message = Some((format!("unknown command ':{other}' (:help lists keys and commands)"), true));
+                }
+            }
+        }
+    }
+}
+
+pub const COMMANDS: &[(&str, &str)] = &[
+    (":scope NAME | all", "narrow every pane to a saved scope"),
+    (":scope new NAME", "create a scope (asset filter)"),
+    (":scope delete NAME", "delete a scope"),
+    (":import PATH...", "import reports in the background"),
+    (":export [csv|json|PATH]", "export the filtered rows of the table"),
+    (":filter EXPR", "filter the focused table"),
+    (":sort COLUMN [asc|desc]", "sort the focused table"),
+    (":theme [NAME]", "switch theme (no name: list)"),
+    (":tab NAME", "jump to a tab"),
+    (":run", "run the SQL statement under the cursor"),
+    (":refresh", "reload from the store"),
+    (":q", "quit"),
+];

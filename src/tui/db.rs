@@ -1,0 +1,485 @@
+//! The store's thread: it owns the DuckDB connection and answers the console's requests over channels,
+//! so the UI never waits on a query. Imports and exports run on their own threads with cloned connections.
+
+use crate::query::Compiled;
+use crate::store::import::{import_file, Outcome};
+use crate::store::views::{param_value, Row, View};
+use crate::store::{scopes, Store};
+use crate::tui::table::{Fill, PageWant};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::Arc;
+
+/// Which table of which pane a page belongs to.
+pub type TableId = &'static str;
+
+pub enum Req {
+    Page { table: TableId, view: View, want: PageWant },
+    Count { table: TableId, generation: u64, view: View, filter: Compiled, scope: Option<Compiled> },
+    Header { scope: Option<Compiled> },
+    Explain { finding_id: i64 },
+    AssetDetail { asset_id: i64 },
+    ImportDetail { import_id: i64 },
+    Scopes,
+    SaveScope { name: String, filter: String, description: String },
+    DeleteScope { name: String },
+    Standup { scope: Option<Compiled> },
+    Export { view: View, filter: Compiled, scope: Option<Compiled>, sort_col: usize, desc: bool, path: PathBuf, json: bool },
+    Import { paths: Vec<PathBuf> },
+    /// Run a statement from the SQL pane: a query becomes a paged view, anything else just runs.
+    Sql { text: String },
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Header {
+    pub assets: i64,
+    pub open: i64,
+    /// critical, high, medium, low, info
+    pub by_severity: [i64; 5],
+    /// P1..P4 when the store has been scored.
+    pub by_priority: Option<[i64; 4]>,
+    pub last_import: Option<String>,
+    pub latest_scan: Option<String>,
+    pub fixed: i64,
+    pub reopened: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Standup {
+    pub since: Option<chrono::NaiveDateTime>,
+    pub until: Option<chrono::NaiveDateTime>,
+    /// (new, fixed, reopened) by severity, critical first.
+    pub by_severity: Vec<(String, i64, i64, i64)>,
+    pub imports: Vec<String>,
+    pub open_now: i64,
+    pub open_before: i64,
+}
+
+pub enum Resp {
+    Page { table: TableId, generation: u64, fill: Fill, rows: Vec<Row> },
+    Count { table: TableId, generation: u64, total: i64 },
+    Header(Header),
+    Detail { title: String, text: String },
+    Scopes(Vec<scopes::ScopeCounts>),
+    Standup(Standup),
+    /// A background job moved on: (job id, label, done, total).
+    Progress { job: u64, label: String, done: u64, total: u64 },
+    JobDone { job: u64, message: String, ok: bool, changed: bool },
+    /// Something worked and the user should know (scope saved ...).
+    Info(String),
+    SqlView { view: View, millis: u128 },
+    SqlDone { message: String },
+    SqlError { message: String },
+    Error { context: String, message: String },
+}
+
+pub struct Db {
+    pub tx: Sender<Req>,
+    pub rx: Receiver<Resp>,
+    /// Requests sent and not yet answered (tests wait for zero).
+    pub pending: usize,
+    pub read_only: bool,
+}
+
+fn first_line(e: impl std::fmt::Display) -> String {
+    let s = e.to_string();
+    s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").to_string()
+}
+
+impl Db {
+    pub fn start(store: Store) -> Db {
+        let (tx, rx_req) = channel::<Req>();
+        let (tx_resp, rx) = channel::<Resp>();
+        let read_only = store.read_only;
+        std::thread::Builder::new()
+            .name("store".into())
+            .spawn(move || worker(store, rx_req, tx_resp))
+            .expect("store thread");
+        Db { tx, rx, pending: 0, read_only }
+    }
+
+    pub fn send(&mut self, r: Req) {
+        if self.tx.send(r).is_ok() {
+            self.pending += 1;
+        }
+    }
+
+    /// Next answer without blocking.
+    pub fn try_recv(&mut self) -> Option<Resp> {
+        let r = self.rx.try_recv().ok()?;
+        if !matches!(r, Resp::Progress { .. }) {
+            self.pending = self.pending.saturating_sub(1);
+        }
+        Some(r)
+    }
+
+    pub fn recv_timeout(&mut self, d: std::time::Duration) -> Option<Resp> {
+        let r = self.rx.recv_timeout(d).ok()?;
+        if !matches!(r, Resp::Progress { .. }) {
+            self.pending = self.pending.saturating_sub(1);
+        }
+        Some(r)
+    }
+}
+
+static JOBS: AtomicU64 = AtomicU64::new(1);
+
+fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>) {
+    let busy_import = Arc::new(AtomicBool::new(false));
+    for req in rx.iter() {
+        let resp = handle(&store, req, &tx, &busy_import);
+        if let Some(r) = resp {
+            if tx.send(r).is_err() {
+                break;
+            }
+        }
+    }
+}
+
+fn now() -> chrono::NaiveDateTime {
+    chrono::Utc::now().naive_utc()
+}
+
+fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBool>) -> Option<Resp> {
+    let c = &store.conn;
+    let err = |context: &str, e: &dyn std::fmt::Display| Resp::Error { context: context.to_string(), message: first_line(e) };
+    Some(match req {
+        Req::Page { table, view, want } => match view.fetch(c, &want.query) {
+            Ok(rows) => Resp::Page { table, generation: want.generation, fill: want.fill, rows },
+            Err(e) => err(view.title, &e),
+        },
+        Req::Count { table, generation, view, filter, scope } => match view.count(c, &filter, scope.as_ref()) {
+            Ok(total) => Resp::Count { table, generation, total },
+            Err(e) => err(view.title, &e),
+        },
+        Req::Header { scope } => match header(store, scope.as_ref()) {
+            Ok(h) => Resp::Header(h),
+            Err(e) => err("header", &e),
+        },
+        Req::Explain { finding_id } => match crate::explain::explain(store, finding_id) {
+            Ok(text) => Resp::Detail { title: format!("Finding {finding_id}"), text },
+            Err(e) => err("detail", &e),
+        },
+        Req::AssetDetail { asset_id } => match asset_detail(store, asset_id) {
+            Ok(text) => Resp::Detail { title: format!("Asset {asset_id}"), text },
+            Err(e) => err("asset", &e),
+        },
+        Req::ImportDetail { import_id } => match import_detail(store, import_id) {
+            Ok(text) => Resp::Detail { title: format!("Import {import_id}"), text },
+            Err(e) => err("import", &e),
+        },
+        Req::Scopes => match scopes::list_with_counts(c, now()) {
+            Ok(v) => Resp::Scopes(v),
+            Err(e) => err("scopes", &e),
+        },
+        Req::SaveScope { name, filter, description } => {
+            if store.read_only {
+                return Some(err("scope", &"read-only: scopes cannot be saved (open without --read-only)"));
+            }
+            match scopes::save(c, &name, &filter, &description, now()) {
+                Ok(()) => Resp::Info(format!("scope '{name}' saved")),
+                Err(e) => err("scope", &e),
+            }
+        }
+        Req::DeleteScope { name } => {
+            if store.read_only {
+                return Some(err("scope", &"read-only: scopes cannot be deleted"));
+            }
+            match scopes::delete(c, &name) {
+                Ok(true) => Resp::Info(format!("scope '{name}' deleted")),
+                Ok(false) => err("scope", &format!("no scope named '{name}'")),
+                Err(e) => err("scope", &e),
+            }
+        }
+        Req::Sql { text } => {
+            let t0 = std::time::Instant::now();
+            if crate::store::views::is_query(&text) {
+                match crate::store::views::sql_result(c, &text) {
+                    Ok(view) => Resp::SqlView { view, millis: t0.elapsed().as_millis() },
+                    Err(e) => Resp::SqlError { message: first_line(e) },
+                }
+            } else if store.read_only {
+                Resp::SqlError { message: "read-only: only queries run here (open without --read-only to change the store)".into() }
+            } else {
+                match c.execute_batch(&text) {
+                    Ok(()) => Resp::SqlDone { message: format!("statement ran in {} ms", t0.elapsed().as_millis()) },
+                    Err(e) => Resp::SqlError { message: first_line(e) },
+                }
+            }
+        }
+        Req::Standup { scope } => match standup(store, scope.as_ref()) {
+            Ok(s) => Resp::Standup(s),
+            Err(e) => err("stand-up", &e),
+        },
+        Req::Export { view, filter, scope, sort_col, desc, path, json } => {
+            let job = JOBS.fetch_add(1, Ordering::Relaxed);
+            let conn = match c.try_clone() {
+                Ok(x) => x,
+                Err(e) => return Some(err("export", &e)),
+            };
+            let total = view.count(c, &filter, scope.as_ref()).unwrap_or(0).max(0) as u64;
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let label = format!("export to {}", path.display());
+                let r = (|| -> anyhow::Result<u64> {
+                    let tmp = path.with_extension("partial");
+                    let f = std::fs::File::create(&tmp)?;
+                    let mut w = std::io::BufWriter::new(f);
+                    let n = view.export(&conn, &filter, scope.as_ref(), sort_col, desc, json, &mut w, &mut |n| {
+                        let _ = tx.send(Resp::Progress { job, label: label.clone(), done: n, total });
+                    })?;
+                    drop(w);
+                    std::fs::rename(&tmp, &path)?;
+                    Ok(n)
+                })();
+                let msg = match &r {
+                    Ok(n) => format!("exported {n} rows to {}", path.display()),
+                    Err(e) => format!("export to {} failed: {}", path.display(), first_line(e)),
+                };
+                let _ = tx.send(Resp::JobDone { job, message: msg, ok: r.is_ok(), changed: false });
+            });
+            return None;
+        }
+        Req::Import { paths } => {
+            if store.read_only {
+                return Some(err("import", &"read-only: imports are refused (open without --read-only)"));
+            }
+            if busy_import.swap(true, Ordering::SeqCst) {
+                return Some(err("import", &"an import is already running; wait for it to finish"));
+            }
+            let job = JOBS.fetch_add(1, Ordering::Relaxed);
+            let conn = match c.try_clone() {
+                Ok(x) => x,
+                Err(e) => {
+                    busy_import.store(false, Ordering::SeqCst);
+                    return Some(err("import", &e));
+                }
+            };
+            let tx = tx.clone();
+            let busy = busy_import.clone();
+            let path = store.path.clone();
+            std::thread::spawn(move || {
+                let st = Store { conn, path, read_only: false };
+                let files = match crate::cli::expand(&paths) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        busy.store(false, Ordering::SeqCst);
+                        let _ = tx.send(Resp::JobDone { job, message: format!("import: {}", first_line(e)), ok: false, changed: false });
+                        return;
+                    }
+                };
+                let total: u64 = files.iter().map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0)).sum();
+                let mut done_before = 0u64;
+                let mut lines = Vec::new();
+                let mut ok = true;
+                let mut changed = false;
+                for f in &files {
+                    let progress = Arc::new(AtomicU64::new(0));
+                    let opts = crate::ingest::ParseOptions { progress: Some(progress.clone()), ..Default::default() };
+                    let label = format!("import {}", f.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default());
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let ticker = {
+                        let (tx, progress, stop, label) = (tx.clone(), progress.clone(), stop.clone(), label.clone());
+                        std::thread::spawn(move || {
+                            while !stop.load(Ordering::Relaxed) {
+                                let d = done_before + progress.load(Ordering::Relaxed);
+                                let _ = tx.send(Resp::Progress { job, label: label.clone(), done: d, total });
+                                std::thread::sleep(std::time::Duration::from_millis(100));
+                            }
+                        })
+                    };
+                    let s = import_file(&st, f, None, &opts);
+                    stop.store(true, Ordering::Relaxed);
+                    let _ = ticker.join();
+                    done_before += std::fs::metadata(f).map(|m| m.len()).unwrap_or(0);
+                    match s.outcome {
+                        Outcome::Failed(_) => ok = false,
+                        Outcome::Imported => changed = true,
+                        Outcome::Unchanged(_) => {}
+                    }
+                    lines.push(s.line().lines().next().unwrap_or("").to_string());
+                }
+                busy.store(false, Ordering::SeqCst);
+                let message = if lines.len() == 1 { lines.remove(0) } else { format!("{} files: {}", lines.len(), lines.join(" | ")) };
+                let _ = tx.send(Resp::JobDone { job, message, ok, changed });
+            });
+            return None;
+        }
+    })
+}
+
+fn scope_cond(scope: Option<&Compiled>) -> (String, Vec<duckdb::types::Value>) {
+    match scope {
+        Some(s) => (format!("asset_id IN (SELECT asset_id FROM assets WHERE {})", s.sql), s.params.iter().map(param_value).collect()),
+        None => ("true".into(), Vec::new()),
+    }
+}
+
+fn header(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Header> {
+    let c = &store.conn;
+    let (cond, p) = scope_cond(scope);
+    let mut h = Header::default();
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE status IN ('open', 'reopened')),
+                count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'critical'),
+                count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'high'),
+                count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'medium'),
+                count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'low'),
+                count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'info'),
+                count(*) FILTER (WHERE status = 'fixed'), count(*) FILTER (WHERE status = 'reopened')
+         FROM findings WHERE {cond}"
+    );
+    c.query_row(&sql, duckdb::params_from_iter(p.iter()), |r| {
+        h.open = r.get(0)?;
+        for i in 0..5 {
+            h.by_severity[i] = r.get(i + 1)?;
+        }
+        h.fixed = r.get(6)?;
+        h.reopened = r.get(7)?;
+        Ok(())
+    })?;
+    let has_priority: i64 = c.query_row(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'findings' AND column_name = 'priority'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_priority > 0 {
+        let sql = format!(
+            "SELECT count(*) FILTER (WHERE priority = 'P1'), count(*) FILTER (WHERE priority = 'P2'),
+                    count(*) FILTER (WHERE priority = 'P3'), count(*) FILTER (WHERE priority = 'P4')
+             FROM findings WHERE status IN ('open', 'reopened') AND {cond}"
+        );
+        let v: [i64; 4] = c.query_row(&sql, duckdb::params_from_iter(p.iter()), |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))?;
+        h.by_priority = Some(v);
+    }
+    let sql = match scope {
+        Some(s) => format!("SELECT count(*) FROM assets WHERE {}", s.sql),
+        None => "SELECT count(*) FROM assets".into(),
+    };
+    let ap: Vec<duckdb::types::Value> = scope.map(|s| s.params.iter().map(param_value).collect()).unwrap_or_default();
+    h.assets = c.query_row(&sql, duckdb::params_from_iter(ap.iter()), |r| r.get(0))?;
+    let (li, ls): (Option<String>, Option<String>) = c.query_row(
+        "SELECT strftime(max(finished_at), '%Y-%m-%d %H:%M'), strftime(max(scan_time), '%Y-%m-%d %H:%M') FROM imports",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    h.last_import = li;
+    h.latest_scan = ls;
+    Ok(h)
+}
+
+/// The stand-up window: the 24 hours up to the latest scan in the store (the data's clock, so a
+/// replayed or offline estate reads the same as a live one).
+pub fn standup_window(store: &Store) -> anyhow::Result<Option<(chrono::NaiveDateTime, chrono::NaiveDateTime)>> {
+    let until: Option<chrono::NaiveDateTime> = store.conn.query_row("SELECT max(scan_time) FROM imports", [], |r| r.get(0))?;
+    Ok(until.map(|u| (u - chrono::Duration::hours(24), u)))
+}
+
+fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
+    let c = &store.conn;
+    let mut s = Standup::default();
+    let Some((since, until)) = standup_window(store)? else { return Ok(s) };
+    s.since = Some(since);
+    s.until = Some(until);
+    let (cond, p) = scope_cond(scope);
+    let sql = format!(
+        "SELECT sev,
+            count(*) FILTER (WHERE first_seen > $since AND first_seen <= $until),
+            count(*) FILTER (WHERE status = 'fixed' AND fixed_at > $since AND fixed_at <= $until),
+            count(*) FILTER (WHERE status = 'reopened' AND last_seen > $since AND last_seen <= $until)
+         FROM (SELECT *, severity AS sev FROM findings WHERE {cond}) f
+         RIGHT JOIN (VALUES ('critical', 4), ('high', 3), ('medium', 2), ('low', 1), ('info', 0)) AS s(sev, r) USING (sev)
+         GROUP BY sev, r ORDER BY r DESC"
+    );
+    let sql = sql.replace("$since", &format!("TIMESTAMP '{}'", since.format("%Y-%m-%d %H:%M:%S"))).replace(
+        "$until",
+        &format!("TIMESTAMP '{}'", until.format("%Y-%m-%d %H:%M:%S")),
+    );
+    let mut st = c.prepare(&sql)?;
+    s.by_severity = st
+        .query_map(duckdb::params_from_iter(p.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let sql = format!(
+        "SELECT count(*) FILTER (WHERE status IN ('open', 'reopened')),
+                count(*) FILTER (WHERE first_seen <= TIMESTAMP '{s0}' AND (fixed_at IS NULL OR fixed_at > TIMESTAMP '{s0}')
+                                 AND status NOT IN ('false_positive'))
+         FROM findings WHERE {cond}",
+        s0 = since.format("%Y-%m-%d %H:%M:%S")
+    );
+    let (a, b): (i64, i64) = c.query_row(&sql, duckdb::params_from_iter(p.iter()), |r| Ok((r.get(0)?, r.get(1)?)))?;
+    s.open_now = a;
+    s.open_before = b;
+    let mut st = c.prepare(&format!(
+        "SELECT strftime(scan_time, '%m-%d %H:%M') || '  ' || tool || '  ' || regexp_extract(file, '[^/]*$') || '  +' || new || ' new, ' || fixed || ' fixed, ' || reopened || ' reopened'
+         FROM imports WHERE scan_time > TIMESTAMP '{}' ORDER BY scan_time DESC, import_id DESC LIMIT 20",
+        since.format("%Y-%m-%d %H:%M:%S")
+    ))?;
+    s.imports = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(s)
+}
+
+fn asset_detail(store: &Store, asset_id: i64) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let c = &store.conn;
+    let cols = [
+        "name", "kind", "hostname", "fqdn", "array_to_string(ips, ', ')", "os", "cloud_provider", "account", "region",
+        "environment", "business_unit", "owner", "criticality", "internet_facing", "array_to_string(tags, ', ')",
+        "array_to_string(sources, ', ')", "in_cmdb", "first_seen", "last_seen",
+    ];
+    let labels = [
+        "name", "kind", "hostname", "fqdn", "ips", "os", "cloud", "account", "region", "environment", "business unit",
+        "owner", "criticality", "internet-facing", "tags", "sources", "in CMDB", "first seen", "last seen",
+    ];
+    let sql = format!("SELECT {} FROM assets WHERE asset_id = ?", cols.iter().map(|c| format!("CAST({c} AS VARCHAR)")).collect::<Vec<_>>().join(", "));
+    let vals: Vec<Option<String>> = c.query_row(&sql, [asset_id], |r| (0..cols.len()).map(|i| r.get(i)).collect())?;
+    let mut out = String::new();
+    for (l, v) in labels.iter().zip(vals) {
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            writeln!(out, "{l:<16} {v}")?;
+        }
+    }
+    writeln!(out, "\nIdentifiers (how scanners' reports were matched to this asset):")?;
+    let mut st = c.prepare("SELECT id_kind, id_value, coalesce(source, '') FROM asset_identifiers WHERE asset_id = ? ORDER BY id_kind, id_value")?;
+    for r in st.query_map([asset_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))? {
+        let (k, v, s) = r?;
+        writeln!(out, "  {k:<12} {v}  ({s})")?;
+    }
+    writeln!(out, "\nOpen findings by severity:")?;
+    let mut st = c.prepare(
+        "SELECT severity, count(*) FROM findings WHERE asset_id = ? AND status IN ('open', 'reopened')
+         GROUP BY severity ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END",
+    )?;
+    for r in st.query_map([asset_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+        let (s, n) = r?;
+        writeln!(out, "  {s:<9} {n}")?;
+    }
+    Ok(out)
+}
+
+fn import_detail(store: &Store, import_id: i64) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let c = &store.conn;
+    let mut out = String::new();
+    let row: Vec<Option<String>> = c.query_row(
+        "SELECT file, sha256, format, tool, CAST(scan_time AS VARCHAR), CAST(started_at AS VARCHAR), CAST(finished_at AS VARCHAR),
+                CAST(records AS VARCHAR), CAST(new AS VARCHAR), CAST(seen_again AS VARCHAR), CAST(fixed AS VARCHAR),
+                CAST(reopened AS VARCHAR), CAST(skipped AS VARCHAR), CAST(assets AS VARCHAR), CAST(bytes AS VARCHAR)
+         FROM imports WHERE import_id = ?",
+        [import_id],
+        |r| (0..15).map(|i| r.get(i)).collect(),
+    )?;
+    let labels = ["file", "sha256", "format", "tool", "scan time", "started", "finished", "records", "new", "seen again", "fixed", "reopened", "skipped", "assets", "bytes"];
+    for (l, v) in labels.iter().zip(row) {
+        writeln!(out, "{l:<12} {}", v.unwrap_or_default())?;
+    }
+    let mut st = c.prepare("SELECT coalesce(position, ''), reason, coalesce(snippet, '') FROM quarantine WHERE import_id = ? LIMIT 50")?;
+    let q: Vec<(String, String, String)> = st.query_map([import_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    if !q.is_empty() {
+        writeln!(out, "\nSkipped records (quarantine):")?;
+        for (p, r, s) in q {
+            writeln!(out, "  {p}: {r}  {s}")?;
+        }
+    }
+    Ok(out)
+}

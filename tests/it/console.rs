@@ -1,0 +1,299 @@
+//! The console without a terminal: keys -> actions -> state, and every pane drawn on a TestBackend.
+
+use crate::common::*;
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ctem::store::Store;
+use ctem::tui::app::{App, Input, Overlay};
+use ctem::tui::db::Db;
+use ctem::tui::keymap::Keymap;
+use ctem::tui::theme::Theme;
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// The sample estate, loaded once, with import times pinned so frames are reproducible.
+fn demo_db() -> &'static Path {
+    static DB: OnceLock<(tempfile::TempDir, std::path::PathBuf)> = OnceLock::new();
+    let (_, p) = DB.get_or_init(|| {
+        let d = tmpdir();
+        let db = d.path().join("demo.duckdb");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
+        ctem::generator::demo::load(&db, &repo).unwrap();
+        let s = Store::open(&db, false).unwrap();
+        s.conn
+            .execute_batch(
+                "UPDATE imports SET started_at = scan_time + INTERVAL 5 MINUTE, finished_at = scan_time + INTERVAL 6 MINUTE;
+                 UPDATE assets SET first_seen = TIMESTAMP '2026-11-01 00:00:00' WHERE first_seen > TIMESTAMP '2026-11-24 00:00:00';",
+            )
+            .unwrap();
+        drop(s);
+        (d, db)
+    });
+    p
+}
+
+fn app_with(theme: &str) -> App {
+    // Each app gets its own copy: DuckDB allows one writer per file.
+    let d = tmpdir();
+    let db = d.path().join("c.duckdb");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let store = Store::open(&db, false).unwrap();
+    std::mem::forget(d);
+    let mut app = App::new(Db::start(store), "demo.duckdb".into(), Theme::builtin(theme), None, Keymap::default());
+    app.start(None, None);
+    app.settle(Duration::from_secs(10));
+    app
+}
+
+fn key(app: &mut App, c: char) {
+    app.on_key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    app.settle(Duration::from_secs(10));
+}
+
+fn code(app: &mut App, k: KeyCode) {
+    app.on_key(KeyEvent::new(k, KeyModifiers::NONE));
+    app.settle(Duration::from_secs(10));
+}
+
+fn typed(app: &mut App, s: &str) {
+    for c in s.chars() {
+        key(app, c);
+    }
+}
+
+fn frame(app: &mut App, w: u16, h: u16) -> (String, Terminal<TestBackend>) {
+    let mut term = Terminal::new(TestBackend::new(w, h)).unwrap();
+    term.draw(|f| ctem::tui::ui::draw(f, app)).unwrap();
+    // Pages requested while drawing (the table learned its height) arrive; draw again.
+    app.settle(Duration::from_secs(10));
+    term.draw(|f| ctem::tui::ui::draw(f, app)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let mut text = String::new();
+    for y in 0..buf.area.height {
+        for x in 0..buf.area.width {
+            text.push_str(buf[(x, y)].symbol());
+        }
+        text.push('\n');
+    }
+    (text, term)
+}
+
+#[test]
+fn every_pane_at_both_sizes_in_both_themes() {
+    for theme in ["default", "monochrome"] {
+        let mut app = app_with(theme);
+        for (w, h) in [(80u16, 24u16), (120, 40)] {
+            for tab in 0..7 {
+                key(&mut app, char::from(b'1' + tab as u8));
+                let (text, term) = frame(&mut app, w, h);
+                assert!(!text.contains("loading"), "tab {tab} at {w}x{h} still loading:\n{text}");
+                insta::assert_snapshot!(format!("pane_{tab}_{w}x{h}_{theme}_text"), text);
+                if theme == "default" || (w, h) == (80, 24) {
+                    insta::assert_debug_snapshot!(format!("pane_{tab}_{w}x{h}_{theme}_styles"), term.backend().buffer());
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn too_small_says_so() {
+    let mut app = app_with("default");
+    let (text, _) = frame(&mut app, 70, 20);
+    assert!(text.contains("terminal too small: 70x20"), "{text}");
+}
+
+#[test]
+fn keys_move_through_tabs_views_and_rows() {
+    let mut app = app_with("default");
+    assert_eq!(app.tab, 0);
+    key(&mut app, '3');
+    assert_eq!(app.tab, 2);
+    assert_eq!(app.focused_table_id(), Some("findings"));
+    code(&mut app, KeyCode::Tab);
+    assert_eq!(app.focused_table_id(), Some("assets"));
+    key(&mut app, ']');
+    assert_eq!(app.tab, 3);
+    key(&mut app, '[');
+    key(&mut app, '[');
+    assert_eq!(app.tab, 1);
+    key(&mut app, '4');
+    let _ = frame(&mut app, 120, 40);
+    let first = app.tables["queue"].selected().unwrap().key;
+    key(&mut app, 'j');
+    assert_eq!(app.tables["queue"].cursor, 1);
+    assert_ne!(app.tables["queue"].selected().unwrap().key, first);
+    key(&mut app, 'G');
+    let t = &app.tables["queue"];
+    assert_eq!(Some(t.cursor as i64 + 1), t.total, "G lands on the last row");
+    key(&mut app, 'g');
+    assert_eq!(app.tables["queue"].cursor, 0);
+    assert_eq!(app.tables["queue"].selected().unwrap().key, first);
+}
+
+#[test]
+fn paging_far_keeps_a_bounded_window() {
+    let mut app = app_with("default");
+    key(&mut app, '3');
+    let _ = frame(&mut app, 120, 40);
+    for _ in 0..60 {
+        code(&mut app, KeyCode::PageDown);
+    }
+    let t = &app.tables["findings"];
+    assert!(t.cursor > 1500, "cursor {}", t.cursor);
+    assert!(t.rows.len() <= ctem::tui::table::MAX_WINDOW, "window {}", t.rows.len());
+    let key_at = t.selected().unwrap().key;
+    // Ids sort ascending here, so the row under the cursor is the id at that position.
+    assert_eq!(key_at, t.cursor as i64 + 1);
+    for _ in 0..60 {
+        code(&mut app, KeyCode::PageUp);
+    }
+    assert_eq!(app.tables["findings"].cursor, 0);
+    assert_eq!(app.tables["findings"].selected().unwrap().key, 1);
+}
+
+#[test]
+fn filter_as_you_type_and_errors_keep_the_rows() {
+    let mut app = app_with("default");
+    key(&mut app, '3');
+    key(&mut app, '/');
+    assert!(matches!(app.input, Input::Filter(_)));
+    typed(&mut app, "sev>=critical");
+    let t = &app.tables["findings"];
+    let crit = count_sql("SELECT count(*) FROM findings WHERE severity = 'critical'");
+    assert_eq!(t.total, Some(crit));
+    assert!(t.rows.iter().all(|r| r.cells[1] == "critical"));
+    // One more character that breaks it: inline error, rows unchanged.
+    typed(&mut app, " (");
+    assert!(app.input_error.is_some());
+    assert_eq!(app.tables["findings"].total, Some(crit));
+    code(&mut app, KeyCode::Esc);
+    assert_eq!(app.input, Input::None);
+    // The last filter that parsed stays.
+    assert_eq!(app.tables["findings"].filter_text.trim(), "sev>=critical");
+}
+
+fn count_sql(sql: &str) -> i64 {
+    let s = Store::open_for_query(demo_db()).unwrap();
+    count(&s, sql)
+}
+
+#[test]
+fn sort_marks_detail_and_commands() {
+    let mut app = app_with("default");
+    key(&mut app, '3');
+    let _ = frame(&mut app, 120, 40);
+    // Sort by the focused column (id), press again to reverse.
+    key(&mut app, 's');
+    assert!(app.tables["findings"].desc);
+    let top = app.tables["findings"].selected().unwrap().key;
+    assert_eq!(top, count_sql("SELECT max(finding_id) FROM findings"));
+    key(&mut app, ' ');
+    key(&mut app, ' ');
+    assert_eq!(app.tables["findings"].marks.len(), 2);
+    key(&mut app, 'V');
+    assert!(app.tables["findings"].marks.is_empty());
+    let at = app.tables["findings"].selected().unwrap().key;
+    assert_eq!(at, top - 2, "marking moves down");
+    code(&mut app, KeyCode::Enter);
+    match &app.overlay {
+        Overlay::Detail { title, lines, .. } => {
+            assert_eq!(title, &format!("Finding {at}"));
+            assert!(lines.iter().any(|l| l.starts_with("Detections:")), "{lines:?}");
+        }
+        _ => panic!("Enter opens the finding"),
+    }
+    code(&mut app, KeyCode::Esc);
+    assert!(matches!(app.overlay, Overlay::None));
+    app.command("theme light");
+    assert_eq!(app.theme.name, "light");
+    app.command("theme nope");
+    assert!(app.message.as_ref().unwrap().1, "unknown theme is an error message");
+    key(&mut app, 'q');
+    assert!(app.quit);
+}
+
+#[test]
+fn scopes_narrow_every_pane() {
+    let mut app = app_with("default");
+    key(&mut app, '2');
+    key(&mut app, 'n');
+    assert!(matches!(app.overlay, Overlay::Scope(_)));
+    typed(&mut app, "pay-prod");
+    code(&mut app, KeyCode::Tab);
+    typed(&mut app, "bu=payments and env=prod");
+    app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL));
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.scopes.len(), 1);
+    let sc = &app.scopes[0];
+    let assets = count_sql("SELECT count(*) FROM assets WHERE lower(business_unit) = 'payments' AND lower(environment) = 'prod'");
+    assert_eq!(sc.assets, assets);
+    app.command("scope pay-prod");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.header.assets, assets);
+    key(&mut app, '3');
+    key(&mut app, '3');
+    let open_in_scope = count_sql(
+        "SELECT count(*) FROM findings f JOIN assets a USING (asset_id) WHERE lower(a.business_unit) = 'payments' AND lower(a.environment) = 'prod'",
+    );
+    assert_eq!(app.tables["findings"].total, Some(open_in_scope));
+    app.command("scope all");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.header.assets, count_sql("SELECT count(*) FROM assets"));
+}
+
+#[test]
+fn read_only_refuses_writes_with_a_reason() {
+    let d = tmpdir();
+    let db = d.path().join("ro.duckdb");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let store = Store::open(&db, true).unwrap();
+    let mut app = App::new(Db::start(store), "ro".into(), Theme::builtin("default"), None, Keymap::default());
+    app.start(None, None);
+    app.settle(Duration::from_secs(10));
+    app.command("import /nonexistent");
+    assert!(app.message.as_ref().unwrap().0.contains("read-only"));
+    key(&mut app, '2');
+    key(&mut app, 'n');
+    assert!(matches!(app.overlay, Overlay::None));
+    assert!(app.message.as_ref().unwrap().0.contains("read-only"));
+}
+
+#[test]
+fn sql_pane_runs_the_statement_under_the_cursor() {
+    let mut app = app_with("default");
+    key(&mut app, '7');
+    code(&mut app, KeyCode::Enter);
+    assert!(app.sql.editing);
+    code(&mut app, KeyCode::F(5));
+    let t = &app.tables["sql"];
+    assert_eq!(t.view.columns.iter().map(|c| c.name.to_string()).collect::<Vec<_>>(), vec!["severity", "open"]);
+    assert_eq!(t.total, Some(5));
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELEC nonsense".into()]);
+    app.sql.editing = true;
+    code(&mut app, KeyCode::F(5));
+    let (msg, err) = app.sql.status.clone().unwrap();
+    assert!(err && msg.contains("syntax error"), "{msg}");
+}
+
+#[test]
+fn export_writes_the_filtered_rows() {
+    let mut app = app_with("default");
+    key(&mut app, '3');
+    app.command("filter sev=critical");
+    let d = tmpdir();
+    let out = d.path().join("crit.csv");
+    app.command(&format!("export {}", out.display()));
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !out.exists() && std::time::Instant::now() < end {
+        app.settle(Duration::from_millis(100));
+        app.pump();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows = text.lines().count() as i64 - 1;
+    assert_eq!(rows, count_sql("SELECT count(*) FROM findings WHERE severity = 'critical'"));
+    assert!(text.lines().next().unwrap().starts_with("id,sev,status,asset"));
+}
