@@ -89,6 +89,9 @@ pub enum Cmd {
         /// Which formats: nessus,trivy,grype
         #[arg(long, default_value = "nessus,trivy,grype")]
         formats: String,
+        /// Measure the console (keystroke to frame) on a store of --findings instead
+        #[arg(long)]
+        console: bool,
     },
 }
 
@@ -247,7 +250,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Cmd::Bench { findings, dir, formats } => {
+        Cmd::Bench { findings, dir, formats, console } => {
+            if *console {
+                crate::generator::bench::console(*findings, dir.clone())?;
+                return Ok(0);
+            }
             crate::generator::bench::run(*findings, dir.clone(), formats)?;
             Ok(0)
         }

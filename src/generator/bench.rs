@@ -60,3 +60,131 @@ pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> 
     }
     Ok(())
 }
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Console responsiveness on a store of `n` findings: keystroke to repainted frame (the store's answers
+/// included), first frame, draw time at 200x60 and memory while paging. No terminal is needed: frames
+/// are drawn into ratatui's TestBackend, the same drawing code the console runs.
+pub fn console(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    use crate::tui::app::App;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ratatui::backend::TestBackend;
+    use ratatui::Terminal;
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("ctem-bench"));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join(format!("console-{n}.duckdb"));
+    if !db.exists() {
+        let f = dir.join(format!("estate-{n}-w0.nessus"));
+        let f = if f.exists() { f } else { write_week(&dir, n, "nessus", 0)? };
+        let (secs, _, _) = timed_import(&db, &f)?;
+        println!("store of {n} findings built in {secs:.1}s ({})", db.display());
+    }
+    let store = crate::store::Store::open(&db, false)?;
+    let t0 = Instant::now();
+    let mut app = App::new(
+        crate::tui::db::Db::start(store),
+        "bench".into(),
+        crate::tui::theme::Theme::builtin("default"),
+        None,
+        crate::tui::keymap::Keymap::default(),
+    );
+    let mut term = Terminal::new(TestBackend::new(200, 60))?;
+    app.start(Some("discovery"), None);
+    app.settle(Duration::from_secs(30));
+    term.draw(|f| crate::tui::ui::draw(f, &mut app))?;
+    app.settle(Duration::from_secs(30));
+    term.draw(|f| crate::tui::ui::draw(f, &mut app))?;
+    let first = t0.elapsed().as_secs_f64() * 1000.0;
+    let rss0 = rss_kib();
+    let mut draws = Vec::new();
+    // Keystroke -> the frame that shows the new rows (the row count "N of M" may follow a moment later;
+    // it is waited for before the next key, so it never overlaps the next measurement).
+    let mut step = |app: &mut App, term: &mut Terminal<TestBackend>, k: KeyEvent| -> anyhow::Result<f64> {
+        let s = Instant::now();
+        app.on_key(k);
+        let end = Instant::now() + Duration::from_secs(30);
+        while app.tables.get("findings").is_some_and(|t| t.in_flight) && Instant::now() < end {
+            if let Some(r) = app.db.recv_timeout(Duration::from_millis(5)) {
+                app.on_resp(r);
+            }
+        }
+        let d = Instant::now();
+        term.draw(|f| crate::tui::ui::draw(f, app))?;
+        draws.push(d.elapsed().as_secs_f64() * 1000.0);
+        let ms = s.elapsed().as_secs_f64() * 1000.0;
+        app.settle(Duration::from_secs(30));
+        term.draw(|f| crate::tui::ui::draw(f, app))?;
+        app.settle(Duration::from_secs(30));
+        Ok(ms)
+    };
+    let key = |c: KeyCode| KeyEvent::new(c, KeyModifiers::NONE);
+    let mut rows: Vec<(&str, Vec<f64>)> = Vec::new();
+    let mut v = Vec::new();
+    for _ in 0..300 {
+        v.push(step(&mut app, &mut term, key(KeyCode::Char('j')))?);
+    }
+    rows.push(("scroll (j) x300", v));
+    let mut v = Vec::new();
+    for _ in 0..200 {
+        v.push(step(&mut app, &mut term, key(KeyCode::PageDown))?);
+    }
+    rows.push(("page down x200", v));
+    let rss1 = rss_kib();
+    let mut v = Vec::new();
+    for _ in 0..50 {
+        v.push(step(&mut app, &mut term, key(KeyCode::PageUp))?);
+    }
+    rows.push(("page up x50", v));
+    let mut v = Vec::new();
+    for _ in 0..5 {
+        v.push(step(&mut app, &mut term, key(KeyCode::Char('G')))?);
+        v.push(step(&mut app, &mut term, key(KeyCode::Char('g')))?);
+    }
+    rows.push(("G / g (ends) x10", v));
+    let mut v = Vec::new();
+    for col in 0..5 {
+        app.tables.get_mut("findings").map(|t| t.col_cursor = col);
+        v.push(step(&mut app, &mut term, key(KeyCode::Char('s')))?);
+        v.push(step(&mut app, &mut term, key(KeyCode::Char('s')))?);
+    }
+    rows.push(("sort by a column x10", v));
+    let mut v = Vec::new();
+    for _ in 0..3 {
+        app.input = crate::tui::app::Input::None;
+        step(&mut app, &mut term, key(KeyCode::Char('/')))?;
+        for _ in 0..30 {
+            step(&mut app, &mut term, key(KeyCode::Backspace))?;
+        }
+        for c in "sev>=high synthetic issue 42".chars() {
+            v.push(step(&mut app, &mut term, key(KeyCode::Char(c)))?);
+        }
+        step(&mut app, &mut term, key(KeyCode::Enter))?;
+    }
+    rows.push(("typing a filter x84", v));
+    let rss2 = rss_kib();
+    println!("console benchmark: {n} findings, frames 200x60 (TestBackend)");
+    println!("{:<24} {:>9} {:>9} {:>9}", "keystroke -> frame", "p50 ms", "p95 ms", "max ms");
+    for (label, mut v) in rows {
+        let (a, b, c) = (pct(&mut v, 0.5), pct(&mut v, 0.95), pct(&mut v, 1.0));
+        println!("{label:<24} {a:>9.1} {b:>9.1} {c:>9.1}");
+    }
+    let (d50, d95, dmax) = (pct(&mut draws, 0.5), pct(&mut draws, 0.95), pct(&mut draws, 1.0));
+    println!("{:<24} {d50:>9.2} {d95:>9.2} {dmax:>9.2}", "draw 200x60");
+    println!("first frame with rows: {first:.0} ms");
+    println!("RSS: {:.1} MB after the first frame, {:.1} MB after 500 rows and 200 pages, {:.1} MB at the end", rss0 as f64 / 1024.0, rss1 as f64 / 1024.0, rss2 as f64 / 1024.0);
+    Ok(())
+}

@@ -235,6 +235,14 @@ impl Parser<'_> {
     }
 
     fn bare(&mut self, word: &str) -> String {
+        // A CVE id (or its start) searches the CVE lists, when the table has them.
+        if word.len() >= 4 && word[..4].eq_ignore_ascii_case("cve-") {
+            if let Some(f) = self.fields.iter().find(|f| f.name == "cve" && f.kind == FieldKind::List) {
+                self.params.push(Param::Text(format!("%{}%", like_escape(&word.to_ascii_uppercase()))));
+                return format!("array_to_string(coalesce({}, []), ' ') LIKE ? ESCAPE '\\'", f.sql);
+            }
+        }
+        // ILIKE per field: no lower-cased copies of a million strings.
         let pat = format!("%{}%", like_escape(word));
         let parts: Vec<String> = self
             .text_fields
@@ -490,6 +498,7 @@ mod tests {
         Field { name: "cvss", aliases: &[], sql: "cvss_score", kind: FieldKind::Float },
         Field { name: "sources", aliases: &["source"], sql: "sources", kind: FieldKind::List },
         Field { name: "kev", aliases: &[], sql: "kev", kind: FieldKind::Bool },
+        Field { name: "cve", aliases: &[], sql: "cves", kind: FieldKind::List },
         Field { name: "priority", aliases: &["prio"], sql: "priority", kind: FieldKind::Priority },
     ];
 
@@ -511,6 +520,8 @@ mod tests {
         let r = c("log4j").unwrap();
         assert!(r.sql.contains("title") && r.sql.contains("asset_name"), "{}", r.sql);
         assert_eq!(r.params, vec![Param::Text("%log4j%".into()), Param::Text("%log4j%".into())]);
+        let r = c("CVE-2021-44").unwrap();
+        assert_eq!(r.params, vec![Param::Text("%CVE-2021-44%".into())]);
     }
 
     #[test]

@@ -176,11 +176,13 @@ impl App {
         if let (Some(w), Some(t)) = (want, self.tables.get(id)) {
             let count = w.fill == crate::tui::table::Fill::Reset;
             let view = t.view.clone();
+            let generation = w.generation;
+            // The page first: the frame repaints with rows before the total is known.
+            self.db.send(Req::Page { table: id, view: view.clone(), want: w });
             if count {
                 let (filter, scope) = t.count_query();
-                self.db.send(Req::Count { table: id, generation: w.generation, view: view.clone(), filter, scope });
+                self.db.send(Req::Count { table: id, generation, view, filter, scope });
             }
-            self.db.send(Req::Page { table: id, view, want: w });
         }
     }
 
@@ -317,6 +319,7 @@ impl App {
                 self.refresh_all();
             }
             Resp::SqlError { message } => self.sql.status = Some((message, true)),
+            Resp::Skipped => {}
         }
     }
 

@@ -71,6 +71,8 @@ pub enum Resp {
     SqlView { view: View, millis: u128 },
     SqlDone { message: String },
     SqlError { message: String },
+    /// A request made stale by a newer one; nothing to do.
+    Skipped,
     Error { context: String, message: String },
 }
 
@@ -125,13 +127,43 @@ impl Db {
 
 static JOBS: AtomicU64 = AtomicU64::new(1);
 
+/// Which table and generation a request serves, if it is a page or a count.
+fn table_generation(r: &Req) -> Option<(TableId, u64)> {
+    match r {
+        Req::Page { table, want, .. } => Some((table, want.generation)),
+        Req::Count { table, generation, .. } => Some((table, *generation)),
+        _ => None,
+    }
+}
+
 fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>) {
     let busy_import = Arc::new(AtomicBool::new(false));
-    for req in rx.iter() {
-        let resp = handle(&store, req, &tx, &busy_import);
-        if let Some(r) = resp {
+    let mut queue: std::collections::VecDeque<Req> = std::collections::VecDeque::new();
+    loop {
+        if queue.is_empty() {
+            match rx.recv() {
+                Ok(r) => queue.push_back(r),
+                Err(_) => return,
+            }
+        }
+        while let Ok(r) = rx.try_recv() {
+            queue.push_back(r);
+        }
+        let req = queue.pop_front().expect("queued request");
+        // Typing a filter asks for a page per keystroke: pages and counts that a newer request for the
+        // same table has made stale are answered as skipped, not run.
+        if let Some((t, g)) = table_generation(&req) {
+            let stale = queue.iter().any(|q| table_generation(q).is_some_and(|(t2, g2)| t2 == t && g2 > g));
+            if stale {
+                if tx.send(Resp::Skipped).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        if let Some(r) = handle(&store, req, &tx, &busy_import) {
             if tx.send(r).is_err() {
-                break;
+                return;
             }
         }
     }
