@@ -249,7 +249,7 @@ impl Parser<'_> {
             .iter()
             .map(|e| {
                 self.params.push(Param::Text(pat.clone()));
-                format!("coalesce(CAST({e} AS VARCHAR), '') ILIKE ? ESCAPE '\\'")
+                format!("{e} ILIKE ? ESCAPE '\\'")
             })
             .collect();
         if parts.is_empty() { "true".into() } else { format!("({})", parts.join(" OR ")) }

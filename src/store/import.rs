@@ -16,6 +16,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 const BATCH: usize = 8192;
+/// Report rows per INSERT of new findings.
+const INSERT_SLICE: i64 = 500_000;
 /// The engine's memory limit while importing (the process stays under 500 MB on a 2 GB Nessus file).
 const DEFAULT_IMPORT_MEMORY: &str = "320MB";
 
@@ -993,26 +995,31 @@ FROM stage_fd WHERE existing_id IS NULL;
         params![scan, scan],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    c.execute(
-        &format!(
-            r#"INSERT INTO findings
+    // New findings in slices of the report, so no join holds the whole report at once (bounded memory).
+    let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_new", [], |r| r.get(0))?;
+    let insert_sql = format!(
+        r#"INSERT INTO findings
 SELECT n.fid, d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], s.vuln_id, d.vuln_key, d.loc_key,
        {cves}, {aliases}, {cwes}, s.title, dt.txt, s.severity, s.cvss_score, s.cvss_vector, s.category,
        s.package, s.installed_version, s.fixed_version, st.txt, s.port, s.protocol, s.location,
        CASE s.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
        ?, ?, NULL, 0, s.exploit, ?, ?
-FROM stage_new n
+FROM (SELECT * FROM stage_new WHERE seq > ? AND seq <= ?) n
 JOIN stage_fd d ON d.seq = n.seq
-JOIN stage_findings s ON s.seq = n.seq
+JOIN (SELECT * FROM stage_findings WHERE seq > ? AND seq <= ?) s ON s.seq = n.seq
 JOIN assets a ON a.asset_id = d.asset_id
 LEFT JOIN stage_texts dt ON dt.tid = s.desc_t
 LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
-            cves = split_list("s.cves"),
-            aliases = split_list("s.aliases"),
-            cwes = split_list("s.cwes")
-        ),
-        params![tool, scan, scan, import_id, import_id],
-    )?;
+        cves = split_list("s.cves"),
+        aliases = split_list("s.aliases"),
+        cwes = split_list("s.cwes")
+    );
+    let mut lo = 0i64;
+    while lo < max_seq {
+        let hi = lo + INSERT_SLICE;
+        c.execute(&insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi, lo, hi])?;
+        lo = hi;
+    }
     ph.mark("insert new findings");
     let reopen = "(f.status = 'fixed' AND f.fixed_at < $1)";
     c.execute(

@@ -125,8 +125,9 @@ fn finding_columns() -> Vec<Column> {
     ]
 }
 
+/// What a bare word searches: the title and the host (a word that starts `CVE-` searches the CVEs).
 fn finding_text_fields() -> Vec<&'static str> {
-    vec!["title", "asset_name", "vuln_id", "package"]
+    vec!["title", "asset_name"]
 }
 
 /// Every finding.

@@ -486,6 +486,20 @@ fn asset_detail(store: &Store, asset_id: i64) -> anyhow::Result<String> {
         let (s, n) = r?;
         writeln!(out, "  {s:<9} {n}")?;
     }
+    writeln!(out, "\nOpen findings, most severe first (id, severity, vulnerability, title, sources):")?;
+    let mut st = c.prepare(
+        "SELECT finding_id, severity, vuln_id, title, array_to_string(sources, ',') FROM findings
+         WHERE asset_id = ? AND status IN ('open', 'reopened')
+         ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 WHEN 'low' THEN 3 ELSE 4 END,
+                  cvss_score DESC NULLS LAST, finding_id
+         LIMIT 200",
+    )?;
+    for r in st.query_map([asset_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?))
+    })? {
+        let (id, sev, v, t, src) = r?;
+        writeln!(out, "  {id:>8} {sev:<8} {v:<16} {t}  [{src}]")?;
+    }
     Ok(out)
 }
 
