@@ -893,7 +893,7 @@ const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
-DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new;
+DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seen;
 "#;
 
 struct Counts {
@@ -1021,25 +1021,41 @@ LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
         lo = hi;
     }
     ph.mark("insert new findings");
+    // Findings seen again. Each column is written only where it changes: on a rescan most rows just
+    // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow.
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE stage_seen AS
+         SELECT p.existing_id AS fid, s.cves, s.sev_rank, s.severity, s.applic
+         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq WHERE p.existing_id IS NOT NULL",
+    )?;
     let reopen = "(f.status = 'fixed' AND f.fixed_at < $1)";
     c.execute(
         &format!(
             r#"UPDATE findings f SET
-    last_seen = greatest(f.last_seen, $1),
-    last_import_id = $2,
-    sources = CASE WHEN list_contains(f.sources, $3) THEN f.sources ELSE list_append(f.sources, $3) END,
-    cves = CASE WHEN d.cves = '' THEN f.cves ELSE list_sort(list_distinct(list_concat(f.cves, string_split(d.cves, ',')))) END,
-    severity = CASE WHEN d.sev_rank > {SEV_RANK} THEN d.severity ELSE f.severity END,
-    status = CASE WHEN {reopen} THEN 'reopened'
-                  WHEN d.applic <> 'affected' AND f.status IN ('open', 'reopened') THEN 'false_positive'
-                  ELSE f.status END,
+    status = CASE WHEN {reopen} THEN 'reopened' ELSE 'false_positive' END,
     times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
     fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END
-FROM (SELECT p.existing_id, s.cves, s.sev_rank, s.severity, s.applic
-      FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq WHERE p.existing_id IS NOT NULL) d
-WHERE f.finding_id = d.existing_id"#
+FROM stage_seen d
+WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status IN ('open', 'reopened')))"#
         ),
-        params![scan, import_id, tool],
+        params![scan],
+    )?;
+    c.execute(
+        "UPDATE findings f SET sources = list_append(f.sources, $1)
+         FROM stage_seen d WHERE f.finding_id = d.fid AND NOT list_contains(f.sources, $1)",
+        params![tool],
+    )?;
+    c.execute_batch(
+        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, string_split(d.cves, ','))))
+         FROM stage_seen d
+         WHERE f.finding_id = d.fid AND d.cves <> '' AND NOT list_has_all(f.cves, string_split(d.cves, ','))",
+    )?;
+    c.execute_batch(&format!(
+        "UPDATE findings f SET severity = d.severity FROM stage_seen d WHERE f.finding_id = d.fid AND d.sev_rank > {SEV_RANK}"
+    ))?;
+    c.execute(
+        "UPDATE findings f SET last_seen = greatest(f.last_seen, $1), last_import_id = $2 FROM stage_seen d WHERE f.finding_id = d.fid",
+        params![scan, import_id],
     )?;
     ph.mark("update seen-again findings");
     // 3. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
@@ -1054,10 +1070,10 @@ WHERE status IN ('open', 'reopened') AND last_seen < ? AND list_contains(sources
     c.execute(
         &format!(
             r#"INSERT INTO detections
-SELECT ?, f.finding_id, ?, s.raw_id, s.vuln_id, {cves}, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
+SELECT ?, p.finding_id, ?, s.raw_id, s.vuln_id, {cves}, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
 FROM stage_sf k
-JOIN stage_pick p USING (asset_id, vuln_key, loc_key)
-JOIN findings f ON f.fingerprint = p.fp
+JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
+      FROM stage_fd d LEFT JOIN stage_new n USING (seq)) p USING (asset_id, vuln_key, loc_key)
 JOIN stage_findings s ON s.seq = k.seq
 JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
             cves = split_list("s.cves")
