@@ -332,6 +332,25 @@ impl View {
         let s = self.sort_expr(q.sort_col);
         let (mut w, mut params) = self.where_clause(&q.filter, q.scope.as_ref());
         let key = self.key;
+        if s == key {
+            // Sorted by the key itself: a plain range on a non-null column (zone maps skip row groups).
+            let dir_desc = q.desc ^ q.backward;
+            let (cmp, d) = if dir_desc { ("<", "DESC") } else { (">", "ASC") };
+            if let Some((_, k)) = &q.anchor {
+                w.push_str(&format!(" AND {key} {cmp} ?"));
+                params.push(Value::BigInt(*k));
+            }
+            let cols: Vec<String> = self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect();
+            let (from, from_params) = self.from_part(q.scope.as_ref());
+            params.extend(from_params);
+            let sql = format!(
+                "WITH page AS (SELECT {key} AS __k FROM {w} ORDER BY {key} {d} LIMIT {limit})
+                 SELECT page.__k, page.__k, {cols} FROM page JOIN {from} ON {key} = page.__k ORDER BY page.__k {d}",
+                cols = cols.join(", "),
+                limit = q.limit
+            );
+            return (sql, params);
+        }
         // Order: non-null sort values first, then by value, then by key, in the requested direction.
         // Walking backwards reverses every part and the caller flips the rows.
         let forward_desc = q.desc;
