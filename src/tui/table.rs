@@ -116,6 +116,12 @@ impl TableView {
     /// Keep the cursor where it is (by key) when reloading in place is not possible: start at the top.
     pub fn set_filter(&mut self, text: &str, now: chrono::NaiveDateTime) -> Option<PageWant> {
         match self.view.compile_filter(text, now) {
+            // The same condition (a space typed, say): nothing to ask the store.
+            Ok(c) if c == self.filter && self.loaded_once => {
+                self.filter_text = text.to_string();
+                self.filter_error = None;
+                None
+            }
             Ok(c) => {
                 self.filter_text = text.to_string();
                 self.filter = c;
