@@ -170,7 +170,11 @@ pub fn console(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
             step(&mut app, &mut term, key(KeyCode::Backspace))?;
         }
         for c in "sev>=high synthetic issue 42".chars() {
-            v.push(step(&mut app, &mut term, key(KeyCode::Char(c)))?);
+            let ms = step(&mut app, &mut term, key(KeyCode::Char(c)))?;
+            if std::env::var_os("CTEM_BENCH_VERBOSE").is_some() {
+                eprintln!("  typed {c:?}: {ms:.1} ms");
+            }
+            v.push(ms);
         }
         step(&mut app, &mut term, key(KeyCode::Enter))?;
     }
