@@ -300,11 +300,6 @@ pub fn parse_xml(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptio
                     rating_vector = None;
                     rating_sev = None;
                 }
-                "source" => {
-                    if let (Some((v, _)), Some(n)) = (cur.as_mut(), attr(e, "name")) {
-                        let _ = (v, n);
-                    }
-                }
                 _ => {}
             },
             XmlEv::Close(name, text) => {

@@ -57,7 +57,6 @@ struct GArtifact {
     #[serde(rename = "type")]
     kind: Option<String>,
     locations: Vec<GLoc>,
-    purl: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -144,7 +143,6 @@ impl Ctx<'_> {
             m.artifact.version.clone().unwrap_or_default(),
             m.artifact.kind.clone().unwrap_or_default()
         );
-        let _ = &m.artifact.purl;
         self.sink.finding(f);
     }
 }

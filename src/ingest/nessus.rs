@@ -12,7 +12,6 @@ struct Host {
     fqdn: Option<String>,
     netbios: Option<String>,
     os: Option<String>,
-    mac: Option<String>,
     end: Option<String>,
     idx: Option<u32>,
     cloud_id: Option<String>,
@@ -70,7 +69,6 @@ fn host_asset(h: &Host) -> RawAsset {
     if let Some(id) = &h.cloud_id {
         a.ids.push((IdKind::CloudId, id.clone()));
     }
-    let _ = &h.mac;
     a
 }
 
@@ -142,7 +140,6 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                             "host-fqdn" => h.fqdn = v,
                             "netbios-name" => h.netbios = v,
                             "operating-system" => h.os = v.map(|s| s.lines().next().unwrap_or("").to_string()),
-                            "mac-address" => h.mac = v,
                             "HOST_END" => h.end = v,
                             "aws-instance-instanceId" | "azure-vm-id" | "gcp-instance-id" => h.cloud_id = v,
                             "system-type" => h.system_type = v,

@@ -139,7 +139,6 @@ struct Collector {
     tx: SyncSender<Batch>,
     batch: Batch,
     tool: String,
-    tool_from_report: bool,
     texts: FxMap<String, u32>,
     text_bytes: usize,
     next_text: u32,
@@ -348,7 +347,6 @@ impl Sink for Collector {
         let n = name.trim().to_ascii_lowercase();
         if !n.is_empty() {
             self.tool = n;
-            self.tool_from_report = true;
         }
     }
 }
@@ -640,7 +638,6 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         tx,
         batch: Batch::default(),
         tool: format.default_tool().to_string(),
-        tool_from_report: false,
         texts: FxMap::default(),
         text_bytes: 0,
         next_text: 0,
@@ -671,7 +668,6 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
                 Err(e) => return Err(ParseError::new("end of input", e.to_string())),
             }
         }
-        let _ = c.tool_from_report;
         Ok(c.finish())
     });
     let result = stage_and_merge(store, rx, parser, &hh, &display, format, started_at);
@@ -715,11 +711,7 @@ fn stage_and_merge(
         let mut af = c.appender("stage_findings")?;
         let mut at = c.appender("stage_texts")?;
         let mut aq = c.appender("stage_skips")?;
-        let skip_append = std::env::var_os("CTEM_PROFILE_NOAPPEND").is_some();
         for b in rx.iter() {
-            if skip_append {
-                continue;
-            }
             for (id, t) in &b.texts {
                 at.append_row(params![id, t])?;
             }

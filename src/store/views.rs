@@ -657,11 +657,9 @@ pub fn sql_result(c: &Connection, sql: &str) -> Result<View, duckdb::Error> {
     let names: Vec<String> = st.column_names();
     let columns = names
         .iter()
-        .enumerate()
-        .map(|(i, n)| {
+        .map(|n| {
             let quoted = format!("\"{}\"", n.replace('"', "\"\""));
             let w = (n.chars().count() as u16).clamp(6, 24);
-            let _ = i;
             dynamic_column(n.clone(), quoted, w)
         })
         .collect();

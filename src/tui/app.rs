@@ -29,7 +29,6 @@ pub struct ScopeEditor {
     pub description: TextArea<'static>,
     pub field: usize,
     pub error: Option<String>,
-    pub preview: Option<String>,
 }
 
 pub enum Overlay {
@@ -221,16 +220,8 @@ impl App {
     fn set_scope(&mut self, scope: Option<(String, Compiled)>) {
         self.scope = scope;
         let c = self.scope.as_ref().map(|s| s.1.clone());
-        let ids: Vec<TableId> = self.tables.keys().copied().collect();
-        for id in ids {
-            if let Some(t) = self.tables.get_mut(id) {
-                if t.view.scope_asset.is_some() {
-                    t.scope = c.clone();
-                    t.cursor = 0;
-                    t.top = 0;
-                    t.marks.clear();
-                }
-            }
+        for t in self.tables.values_mut() {
+            t.scope_to(c.clone());
         }
         self.refresh_all();
     }
@@ -599,7 +590,6 @@ impl App {
             description: one_line_area(desc),
             field: if name.is_empty() { 0 } else { 1 },
             error: None,
-            preview: None,
         }));
     }
 

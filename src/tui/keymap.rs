@@ -316,16 +316,7 @@ impl Keymap {
     }
 
     pub fn action(&self, e: &KeyEvent) -> Option<Action> {
-        let k = Key::from_event(e);
-        self.map.get(&k).copied().or_else(|| {
-            // Terminals differ on whether Shift comes with an upper-case letter.
-            if let KeyCode::Char(c) = k.code {
-                let k2 = Key { code: KeyCode::Char(c), ctrl: k.ctrl, alt: k.alt };
-                self.map.get(&k2).copied()
-            } else {
-                None
-            }
-        })
+        self.map.get(&Key::from_event(e)).copied()
     }
 
     /// The keys bound to an action, shortest first.

@@ -138,12 +138,14 @@ impl TableView {
         }
     }
 
-    pub fn set_scope(&mut self, scope: Option<Compiled>) -> Option<PageWant> {
-        self.view.scope_asset?;
-        self.scope = scope;
-        self.cursor = 0;
-        self.top = 0;
-        Some(self.reload())
+    /// Narrow to a scope (tables without an asset link ignore it); the caller reloads.
+    pub fn scope_to(&mut self, scope: Option<Compiled>) {
+        if self.view.scope_asset.is_some() {
+            self.scope = scope;
+            self.cursor = 0;
+            self.top = 0;
+            self.marks.clear();
+        }
     }
 
     pub fn visible_columns(&self) -> Vec<usize> {

@@ -2,7 +2,7 @@
 
 use crate::tui::app::{App, Input, Overlay, COMMANDS, DISCOVERY, TABS};
 use crate::tui::keymap::Action;
-use crate::tui::table::{fit, group, put};
+use crate::tui::table::{fit, group};
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
@@ -421,5 +421,4 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
             }
         }
     }
-    let _ = put;
 }
