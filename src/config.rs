@@ -62,7 +62,8 @@ start_tab = "standup"      # standup, scoping, discovery, prioritization, valida
 # export = "ctrl-x"
 "#;
 
-fn line_of(text: &str, offset: usize) -> usize {
+/// The 1-based line of a byte offset (for "file line N" warnings).
+pub fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
 }
 

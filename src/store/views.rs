@@ -304,19 +304,7 @@ impl View {
     /// `FROM` target and WHERE clause (without keyset), and their parameters in order. A `from` with a
     /// `{scope}` placeholder (aggregating views) takes the scope condition inside; others get it outside.
     pub fn where_clause(&self, filter: &Compiled, scope: Option<&Compiled>) -> (String, Vec<Value>) {
-        let mut params: Vec<Value> = Vec::new();
-        let scope_cond = |a: &str, s: &Compiled| format!("{a} IN (SELECT asset_id FROM assets WHERE {})", s.sql);
-        let from = if self.from.contains("{scope}") {
-            match scope {
-                Some(s) => {
-                    params.extend(s.params.iter().map(param_value));
-                    self.from.replace("{scope}", &scope_cond("asset_id", s))
-                }
-                None => self.from.replace("{scope}", "true"),
-            }
-        } else {
-            self.from.clone()
-        };
+        let (from, mut params) = self.from_part(scope);
         let mut w = format!("{from} WHERE ({}) AND ({})", self.base_where, filter.sql);
         params.extend(filter.params.iter().map(param_value));
         if !self.from.contains("{scope}") {
@@ -326,6 +314,11 @@ impl View {
             }
         }
         (w, params)
+    }
+
+    /// Every column as text, for display and export.
+    fn text_columns(&self) -> String {
+        self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect::<Vec<_>>().join(", ")
     }
 
     pub fn page_sql(&self, q: &PageQuery) -> (String, Vec<Value>) {
@@ -340,13 +333,12 @@ impl View {
                 w.push_str(&format!(" AND {key} {cmp} ?"));
                 params.push(Value::BigInt(*k));
             }
-            let cols: Vec<String> = self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect();
             let (from, from_params) = self.from_part(q.scope.as_ref());
             params.extend(from_params);
             let sql = format!(
                 "WITH page AS (SELECT {key} AS __k FROM {w} ORDER BY {key} {d} LIMIT {limit})
                  SELECT page.__k, page.__k, {cols} FROM page JOIN {from} ON {key} = page.__k ORDER BY page.__k {d}",
-                cols = cols.join(", "),
+                cols = self.text_columns(),
                 limit = q.limit
             );
             return (sql, params);
@@ -376,7 +368,6 @@ impl View {
         }
         let d = if dir_desc { "DESC" } else { "ASC" };
         let nulls = if q.backward { "DESC" } else { "ASC" };
-        let cols: Vec<String> = self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect();
         // Two steps: find the page's keys with only the sort value in hand, then build the display
         // columns for those rows alone (formatting a million rows to keep two hundred is the slow part).
         let (from, from_params) = self.from_part(q.scope.as_ref());
@@ -385,7 +376,7 @@ impl View {
             "WITH page AS (SELECT {key} AS __k, {s} AS __s FROM {w} ORDER BY (({s}) IS NULL) {nulls}, {s} {d}, {key} {d} LIMIT {limit})
              SELECT page.__k, page.__s, {cols} FROM page JOIN {from} ON {key} = page.__k
              ORDER BY (page.__s IS NULL) {nulls}, page.__s {d}, page.__k {d}",
-            cols = cols.join(", "),
+            cols = self.text_columns(),
             limit = q.limit
         );
         (sql, params)
@@ -395,10 +386,7 @@ impl View {
     fn from_part(&self, scope: Option<&Compiled>) -> (String, Vec<Value>) {
         if self.from.contains("{scope}") {
             match scope {
-                Some(s) => (
-                    self.from.replace("{scope}", &format!("asset_id IN (SELECT asset_id FROM assets WHERE {})", s.sql)),
-                    s.params.iter().map(param_value).collect(),
-                ),
+                Some(s) => (self.from.replace("{scope}", &scope_cond("asset_id", s)), s.params.iter().map(param_value).collect()),
                 None => (self.from.replace("{scope}", "true"), Vec::new()),
             }
         } else {
@@ -450,8 +438,7 @@ impl View {
         let (w, params) = self.where_clause(filter, scope);
         let s = self.sort_expr(sort_col);
         let d = if desc { "DESC" } else { "ASC" };
-        let cols: Vec<String> = self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect();
-        let sql = format!("SELECT {} FROM {w} ORDER BY {s} {d} NULLS LAST, {} {d}", cols.join(", "), self.key);
+        let sql = format!("SELECT {} FROM {w} ORDER BY {s} {d} NULLS LAST, {} {d}", self.text_columns(), self.key);
         let mut stmt = c.prepare(&sql)?;
         let mut rows = stmt.query(duckdb::params_from_iter(params.iter()))?;
         let names: Vec<&str> = self.columns.iter().map(|c| c.name.as_ref()).collect();
@@ -487,6 +474,11 @@ impl View {
         progress(n);
         Ok(n)
     }
+}
+
+/// `expr` names an asset in the scope.
+fn scope_cond(expr: &str, s: &Compiled) -> String {
+    format!("{expr} IN (SELECT asset_id FROM assets WHERE {})", s.sql)
 }
 
 /// The asset filter of a scope, compiled.

@@ -3,6 +3,7 @@
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 use std::collections::HashMap;
+use crate::config::line_of;
 use std::path::Path;
 
 /// Every role a theme may style. Widgets ask by role, never by colour.
@@ -164,10 +165,6 @@ fn style(spec: &StyleSpec, truecolor: bool) -> Result<Style, String> {
     }
 }
 
-/// The 1-based line of a byte offset.
-fn line_of(text: &str, offset: usize) -> usize {
-    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
-}
 
 /// Where theme sources come from: built-ins, shadowed by `<config>/themes/NAME.toml`.
 pub struct ThemeSource<'a> {
