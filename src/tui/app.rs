@@ -79,8 +79,6 @@ pub struct App {
     pub dirty: bool,
     pub copy: Option<String>,
     pub delete_armed: Option<String>,
-    /// The next finding detail answers Enter (an overlay), not the Prioritization side panel.
-    pub pending_open: bool,
 }
 
 fn now() -> chrono::NaiveDateTime {
@@ -134,7 +132,6 @@ impl App {
             dirty: true,
             copy: None,
             delete_armed: None,
-            pending_open: false,
         }
     }
 
@@ -249,7 +246,7 @@ impl App {
             self.detail_for = id;
             self.detail_text.clear();
             if let Some(id) = id {
-                self.db.send(Req::Explain { finding_id: id });
+                self.db.send(Req::Explain { finding_id: id, panel: true });
             }
         }
     }
@@ -272,11 +269,10 @@ impl App {
             Resp::Header(h) => self.header = h,
             Resp::Standup(s) => self.set_standup(s),
             Resp::Scopes(v) => self.scopes = v,
-            Resp::Detail { title, text } => {
-                if self.tab == 3 && matches!(self.overlay, Overlay::None) && title.starts_with("Finding") && !self.pending_open {
+            Resp::Detail { title, text, panel } => {
+                if panel {
                     self.detail_text = text;
                 } else {
-                    self.pending_open = false;
                     self.overlay = Overlay::Detail { title, lines: text.lines().map(str::to_string).collect(), scroll: 0 };
                 }
             }
@@ -782,8 +778,7 @@ impl App {
         let Some(key) = self.tables.get(id).and_then(|t| t.selected()).map(|r| r.key) else { return };
         match id {
             "findings" | "queue" | "standup" | "verification" => {
-                self.pending_open = true;
-                self.db.send(Req::Explain { finding_id: key });
+                self.db.send(Req::Explain { finding_id: key, panel: false });
             }
             "assets" => self.db.send(Req::AssetDetail { asset_id: key }),
             "imports" => self.db.send(Req::ImportDetail { import_id: key }),

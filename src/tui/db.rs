@@ -18,7 +18,8 @@ pub enum Req {
     Page { table: TableId, view: View, want: PageWant },
     Count { table: TableId, generation: u64, view: View, filter: Compiled, scope: Option<Compiled> },
     Header { scope: Option<Compiled> },
-    Explain { finding_id: i64 },
+    /// A finding's explanation; `panel` for the Prioritization side panel, else a detail overlay.
+    Explain { finding_id: i64, panel: bool },
     AssetDetail { asset_id: i64 },
     ImportDetail { import_id: i64 },
     Scopes,
@@ -60,7 +61,7 @@ pub enum Resp {
     Page { table: TableId, generation: u64, fill: Fill, rows: Vec<Row> },
     Count { table: TableId, generation: u64, total: i64 },
     Header(Header),
-    Detail { title: String, text: String },
+    Detail { title: String, text: String, panel: bool },
     Scopes(Vec<scopes::ScopeCounts>),
     Standup(Standup),
     /// A background job moved on: (job id, label, done, total).
@@ -136,6 +137,10 @@ fn table_generation(r: &Req) -> Option<(TableId, u64)> {
     }
 }
 
+fn is_panel_detail(r: &Req) -> bool {
+    matches!(r, Req::Explain { panel: true, .. })
+}
+
 fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>) {
     let busy_import = Arc::new(AtomicBool::new(false));
     let mut queue: std::collections::VecDeque<Req> = std::collections::VecDeque::new();
@@ -152,14 +157,16 @@ fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>) {
         let req = queue.pop_front().expect("queued request");
         // Typing a filter asks for a page per keystroke: pages and counts that a newer request for the
         // same table has made stale are answered as skipped, not run.
-        if let Some((t, g)) = table_generation(&req) {
-            let stale = queue.iter().any(|q| table_generation(q).is_some_and(|(t2, g2)| t2 == t && g2 > g));
-            if stale {
-                if tx.send(Resp::Skipped).is_err() {
-                    return;
-                }
-                continue;
+        // So is the side panel's detail when the cursor has already moved on.
+        let stale = match table_generation(&req) {
+            Some((t, g)) => queue.iter().any(|q| table_generation(q).is_some_and(|(t2, g2)| t2 == t && g2 > g)),
+            None => is_panel_detail(&req) && queue.iter().any(is_panel_detail),
+        };
+        if stale {
+            if tx.send(Resp::Skipped).is_err() {
+                return;
             }
+            continue;
         }
         if let Some(r) = handle(&store, req, &tx, &busy_import) {
             if tx.send(r).is_err() {
@@ -189,16 +196,16 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             Ok(h) => Resp::Header(h),
             Err(e) => err("header", &e),
         },
-        Req::Explain { finding_id } => match crate::explain::explain(store, finding_id) {
-            Ok(text) => Resp::Detail { title: format!("Finding {finding_id}"), text },
+        Req::Explain { finding_id, panel } => match crate::explain::explain(store, finding_id) {
+            Ok(text) => Resp::Detail { title: format!("Finding {finding_id}"), text, panel },
             Err(e) => err("detail", &e),
         },
         Req::AssetDetail { asset_id } => match asset_detail(store, asset_id) {
-            Ok(text) => Resp::Detail { title: format!("Asset {asset_id}"), text },
+            Ok(text) => Resp::Detail { title: format!("Asset {asset_id}"), text, panel: false },
             Err(e) => err("asset", &e),
         },
         Req::ImportDetail { import_id } => match import_detail(store, import_id) {
-            Ok(text) => Resp::Detail { title: format!("Import {import_id}"), text },
+            Ok(text) => Resp::Detail { title: format!("Import {import_id}"), text, panel: false },
             Err(e) => err("import", &e),
         },
         Req::Scopes => match scopes::list_with_counts(c, now()) {
