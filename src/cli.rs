@@ -78,6 +78,34 @@ pub enum Cmd {
         #[arg(long, default_value = "nessus")]
         format: String,
     },
+    /// Threat intelligence: load feed files (KEV, EPSS, ATT&CK, CAPEC, CTID), download them, show freshness
+    Intel {
+        #[command(subcommand)]
+        cmd: IntelCmd,
+    },
+    /// Recompute risk scores now, or with --weights FILE --diff show how the ranking would move (changing nothing)
+    Score {
+        /// Weights file (TOML; the `[weights]` keys of config.toml)
+        #[arg(long, value_name = "FILE")]
+        weights: Option<PathBuf>,
+        /// Compare the ranking under --weights with the stored one
+        #[arg(long, requires = "weights")]
+        diff: bool,
+        /// How many findings each list of the diff shows
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Open findings grouped by the fix that removes them, most risk removed first
+    Fixes {
+        /// Show only the first N groups
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        /// One row per fix and asset owner
+        #[arg(long)]
+        by_owner: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
     /// Measure import throughput on generated estates (prints numbers; see README)
     #[command(hide = true)]
     Bench {
@@ -93,6 +121,32 @@ pub enum Cmd {
         #[arg(long)]
         console: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum IntelCmd {
+    /// Load feed files (format recognised from content; .gz read transparently); each replaces its feed
+    Load {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Download the KEV, EPSS, ATT&CK and CAPEC feeds from their official addresses and load them
+    /// (HTTPS_PROXY honoured; CTEM_INTEL_MIRROR names a mirror holding the same file names)
+    Update,
+    /// Every loaded feed with its version, date and age
+    Status,
+}
+
+/// Open the store for writing with the risk weights of config.toml (its warnings go to stderr).
+fn open_rw(cli: &Cli, paths: &Paths) -> anyhow::Result<Store> {
+    let mut warnings = Vec::new();
+    let cfg = crate::config::Config::load(&paths.config_file(), &mut warnings);
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    let mut store = Store::open(&db_path(cli, paths), cli.read_only)?;
+    store.weights = cfg.weights;
+    Ok(store)
 }
 
 pub fn db_path(cli: &Cli, paths: &Paths) -> PathBuf {
@@ -169,7 +223,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 None => None,
             };
             let files = expand(inputs)?;
-            let store = Store::open(&db_path(&cli, &paths), cli.read_only)?;
+            let store = open_rw(&cli, &paths)?;
             let opts = ParseOptions { asset_hint: asset.clone(), mapping, progress: None };
             let mut failed = 0;
             for s in import_paths(&store, &files, fmt, &opts) {
@@ -191,7 +245,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 None => None,
             };
-            let store = Store::open(&db_path(&cli, &paths), cli.read_only)?;
+            let store = open_rw(&cli, &paths)?;
             let s = crate::store::cmdb::import_assets(&store, file, m.as_ref())?;
             println!("{}: {} assets: {} new, {} matched to known assets, {} rows skipped", file.display(), s.rows, s.new, s.matched, s.skipped.len());
             for w in &s.skipped {
@@ -250,12 +304,94 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Intel { cmd } => intel(&cli, &paths, cmd),
+        Cmd::Score { weights, diff, top } => {
+            if let Some(wf) = weights {
+                let alt = crate::risk::Weights::load(wf).map_err(anyhow::Error::msg)?;
+                if !*diff {
+                    bail!("--weights is for trying weights out with --diff; to change the weights in use, edit [weights] in {}", paths.config_file().display());
+                }
+                let store = Store::open(&db_path(&cli, &paths), true).or_else(|_| Store::open(&db_path(&cli, &paths), false))?;
+                print!("{}", crate::risk::diff(&store, &alt, *top)?);
+                return Ok(0);
+            }
+            let store = open_rw(&cli, &paths)?;
+            let t = std::time::Instant::now();
+            let n = crate::risk::rescore_store(&store)?;
+            let open = store.count("SELECT count(*) FROM findings WHERE status IN ('open', 'reopened')")?;
+            println!("{open} open findings scored in {:.2} s ({n} scores changed)", t.elapsed().as_secs_f64());
+            print!("{}", crate::risk::summary(&store)?);
+            Ok(0)
+        }
+        Cmd::Fixes { top, by_owner, format } => {
+            let store = Store::open_for_query(&db_path(&cli, &paths))?;
+            let sql = if *by_owner {
+                format!("SELECT fix, kind, owner, findings, assets, risk_removed FROM fix_group_owners LIMIT {top}")
+            } else {
+                format!("SELECT fix, kind, findings, assets, risk_removed, p1, kev, array_to_string(owners, ', ') AS owners FROM fix_groups LIMIT {top}")
+            };
+            let fmt = OutFormat::parse(format).unwrap_or(OutFormat::Table);
+            let stdout = std::io::stdout();
+            let mut lock = stdout.lock();
+            run_query(&store.conn, &sql, fmt, &mut lock)?;
+            Ok(0)
+        }
         Cmd::Bench { findings, dir, formats, console } => {
             if *console {
                 crate::generator::bench::console(*findings, dir.clone())?;
                 return Ok(0);
             }
             crate::generator::bench::run(*findings, dir.clone(), formats)?;
+            Ok(0)
+        }
+    }
+}
+
+fn intel(cli: &Cli, paths: &Paths, cmd: &IntelCmd) -> anyhow::Result<i32> {
+    match cmd {
+        IntelCmd::Load { files } => {
+            let store = open_rw(cli, paths)?;
+            let mut failed = 0;
+            for f in expand(files)? {
+                match crate::intel::load_file(&store, &f) {
+                    Ok(l) => println!("{}", l.line(&f.display().to_string())),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}", first_line(&format!("{e:#}")));
+                    }
+                }
+            }
+            if failed > 0 {
+                eprintln!("{failed} feed file(s) not loaded; the intel loaded before stays in force for those feeds");
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        IntelCmd::Update => {
+            let store = open_rw(cli, paths)?;
+            let mirror = std::env::var("CTEM_INTEL_MIRROR").ok().filter(|m| !m.is_empty());
+            let (outcomes, offline) = crate::intel::update::run(&store, &paths.data_dir.join("intel"), mirror.as_deref())?;
+            if offline {
+                eprintln!(
+                    "no network: none of the feed servers could be reached ({}).\nOffline, download the files elsewhere and load them with `ctem intel load FILE...`; the intel loaded before stays in force.",
+                    outcomes.first().and_then(|o| o.result.as_ref().err().cloned()).unwrap_or_default()
+                );
+                return Ok(1);
+            }
+            let mut failed = 0;
+            for o in outcomes {
+                match o.result {
+                    Ok(l) => println!("{}", l.line(&o.url)),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("{}: not updated: {}", o.feed, first_line(&e));
+                    }
+                }
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+        IntelCmd::Status => {
+            let store = Store::open(&db_path(cli, paths), true)?;
+            print!("{}", crate::intel::status(&store.conn, chrono::Utc::now().naive_utc())?);
             Ok(0)
         }
     }

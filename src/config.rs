@@ -14,11 +14,13 @@ pub struct Config {
     pub start_tab: Option<String>,
     /// Scope activated at start.
     pub scope: Option<String>,
+    /// Risk factor weights and priority thresholds (`[weights]`).
+    pub weights: crate::risk::Weights,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { theme: "default".into(), keys: Vec::new(), start_tab: None, scope: None }
+        Config { theme: "default".into(), keys: Vec::new(), start_tab: None, scope: None, weights: Default::default() }
     }
 }
 
@@ -44,9 +46,8 @@ struct File {
     keys: BTreeMap<String, Keys>,
     #[serde(default)]
     console: Console,
-    /// Read by the prioritisation engine.
+    /// Checked and read by `risk::Weights::parse`.
     #[serde(default)]
-    #[allow(dead_code)]
     weights: Option<toml::Value>,
 }
 
@@ -56,6 +57,20 @@ theme = "default"          # default, light, high-contrast, monochrome, or a fil
 [console]
 start_tab = "standup"      # standup, scoping, discovery, prioritization, validation, mobilization, sql
 # scope = "prod"           # scope activated at start
+
+[weights]                  # risk score: points per factor (0-100) and priority thresholds
+# severity = 30            # CVSS 10 earns this much (CVSS / 10 of it; severity stands in without CVSS)
+# kev = 35                 # listed in CISA KEV
+# ransomware = 5           # KEV entry with known ransomware use
+# epss = 25                # EPSS probability 1.0 earns this much
+# exploit = 10             # the scanner reports a public exploit (not in KEV)
+# internet = 10            # internet-facing asset, public IP, or a cloud exposure finding
+# criticality = 10         # asset criticality 5: +10, 1: -10
+# runtime = 5              # running workload or listening service
+# non_production = 10      # subtracted for dev, test, staging
+# p1 = 70                  # score thresholds of P1, P2, P3 (info findings are always P4)
+# p2 = 45
+# p3 = 25
 
 [keys]                     # action = "key" or ["key", "key"]; replaces the action's default keys
 # quit = ["q", "ctrl-q"]
@@ -95,6 +110,13 @@ impl Config {
                 .collect(),
             start_tab: f.console.start_tab,
             scope: f.console.scope,
+            weights: match &f.weights {
+                None => Default::default(),
+                Some(_) => crate::risk::Weights::parse(text, file).unwrap_or_else(|e| {
+                    warnings.push(format!("{e}; using the default weights"));
+                    Default::default()
+                }),
+            },
         }
     }
 

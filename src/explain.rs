@@ -30,6 +30,7 @@ pub fn explain(store: &Store, finding_id: i64) -> anyhow::Result<String> {
     };
     let get = |name: &str| text(&row[cols.iter().position(|c| *c == name).unwrap()]);
     writeln!(out, "Finding {}: {}", get("finding_id"), get("title"))?;
+    risk_section(c, finding_id, &mut out)?;
     for k in &cols[1..cols.len() - 3] {
         let v = get(k);
         if !v.is_empty() && v != "[]" {
@@ -106,4 +107,58 @@ pub fn explain(store: &Store, finding_id: i64) -> anyhow::Result<String> {
         }
     }
     Ok(out)
+}
+
+/// The risk score with each factor's contribution, the exploit intel behind it, and the fix.
+fn risk_section(c: &duckdb::Connection, finding_id: i64, out: &mut String) -> anyhow::Result<()> {
+    type Risk = (Option<f64>, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>, String);
+    let r: Risk = c.query_row(
+        "SELECT risk_score, priority, risk_factors, fix_kind, fix, fix_target, status FROM findings WHERE finding_id = ?",
+        params![finding_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?)),
+    )?;
+    let (score, prio, factors, kind, fix, target, status) = r;
+    match (score, factors) {
+        (Some(s), Some(f)) => {
+            let open = status == "open" || status == "reopened";
+            writeln!(
+                out,
+                "\nRisk {s:.1} of 100, {}{}",
+                prio.unwrap_or_default(),
+                if open { "" } else { " (as last scored while open)" }
+            )?;
+            for part in f.split("; ") {
+                writeln!(out, "  {part}")?;
+            }
+        }
+        _ => writeln!(out, "\nRisk: not scored (only open findings are scored)")?,
+    }
+    let kev: Vec<(String, Option<String>, Option<String>, Option<String>)> = {
+        let mut st = c.prepare(
+            "SELECT k.cve, k.name, strftime(k.due_date, '%Y-%m-%d'), k.required_action
+             FROM kev k WHERE k.cve IN (SELECT unnest(cves) FROM findings WHERE finding_id = ?) ORDER BY k.cve",
+        )?;
+        let rows = st.query_map(params![finding_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (cve, name, due, action) in kev {
+        writeln!(out, "  CISA KEV {cve}: {}", name.unwrap_or_default())?;
+        if let Some(a) = action {
+            writeln!(out, "    required action (due {}): {a}", due.unwrap_or_else(|| "-".into()))?;
+        }
+    }
+    if let (Some(k), Some(f)) = (kind, fix) {
+        let (n, a): (i64, i64) = c.query_row(
+            "SELECT count(*), count(DISTINCT asset_id) FROM findings WHERE fix = ? AND fix_kind = ? AND status IN ('open', 'reopened')",
+            params![f, k],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let fix_text = match target {
+            Some(t) if k == "package_upgrade" => format!("{f} (to {t} or later)"),
+            _ => f,
+        };
+        writeln!(out, "Fix ({}): {fix_text}", k.replace('_', " "))?;
+        writeln!(out, "  the same fix closes {n} open findings on {a} assets")?;
+    }
+    Ok(())
 }

@@ -9,6 +9,8 @@ pub mod ingest;
 pub mod model;
 pub mod paths;
 pub mod query;
+pub mod risk;
+pub mod intel;
 pub mod store;
 pub mod tui;
 

@@ -6,6 +6,12 @@ use clap::Parser;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // Output piped into `head` and closed early ends the process quietly, as other command-line tools do,
+    // instead of a panic on the failed write.
+    // SAFETY: called before any thread starts; restores the default disposition of one signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = ctem::cli::Cli::parse();
     match ctem::cli::run(cli) {
         Ok(code) => std::process::exit(code),

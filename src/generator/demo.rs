@@ -20,6 +20,16 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
         let s = crate::store::cmdb::import_assets(&store, &cmdb, None)?;
         writeln!(out, "CMDB: {} assets ({} skipped)", s.rows, s.skipped.len())?;
     }
+    let intel = dir.join("intel");
+    if intel.is_dir() {
+        let mut files: Vec<_> = std::fs::read_dir(&intel)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+        files.sort();
+        for f in files {
+            let l = crate::intel::load_file(&store, &f)?;
+            let name = f.strip_prefix(dir).map(|p| p.display().to_string()).unwrap_or_else(|_| f.display().to_string());
+            writeln!(out, "{}", l.line(&name))?;
+        }
+    }
     let scans = dir.join("scans");
     let mut failed = 0;
     for s in crate::cli::load_dir(&store, &scans)? {
@@ -55,5 +65,14 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
         q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND severity = 'info'")
     )?;
     writeln!(out, "  findings reported by more than one tool: {}", q("SELECT count(*) FROM findings WHERE len(sources) > 1"))?;
+    writeln!(
+        out,
+        "  open by priority: {} P1, {} P2, {} P3, {} P4; {} open findings on CISA KEV",
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND priority = 'P1'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND priority = 'P2'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND priority = 'P3'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND priority = 'P4'"),
+        q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND kev")
+    )?;
     Ok(out)
 }

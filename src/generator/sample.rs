@@ -525,6 +525,12 @@ ctl-dlp-corp,Endpoint DLP (Corporate IT),dlp,SC-7(10),detect,bu:Corporate IT,dis
 }
 
 /// Write the whole sample estate below `dir`. Deterministic: the same bytes every time.
+/// CISA KEV 2025.08.25 and FIRST EPSS scores of the KEV CVEs (see sample-data/README.md for sources and licences).
+const INTEL_SNAPSHOT: &[(&str, &[u8])] = &[
+    ("known_exploited_vulnerabilities.json.gz", include_bytes!("../../sample-data/intel/known_exploited_vulnerabilities.json.gz")),
+    ("epss_kev_nvd.csv.gz", include_bytes!("../../sample-data/intel/epss_kev_nvd.csv.gz")),
+];
+
 pub fn write(dir: &Path) -> anyhow::Result<()> {
     let e = estate();
     let finds = host_findings(&e);
@@ -534,6 +540,11 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     let mut f = create(&dir.join("controls/controls.csv"))?;
     write_controls(&mut f)?;
     drop(f);
+    // The intel snapshot is third-party data, shipped unchanged inside the binary.
+    std::fs::create_dir_all(dir.join("intel"))?;
+    for (name, bytes) in INTEL_SNAPSHOT {
+        std::fs::write(dir.join("intel").join(name), bytes)?;
+    }
     for (wk, day) in WEEKS.iter().enumerate() {
         let base = dir.join("scans").join(day);
         let mut f = create(&base.join("nessus-internal.nessus.gz"))?;

@@ -235,6 +235,14 @@ impl Ctx<'_> {
         let wl = if ns.is_empty() { format!("{kind}/{name}") } else { format!("{ns}/{kind}/{name}") };
         let mut a = RawAsset::named(AssetKind::K8sWorkload, wl.clone());
         a.ids.push((IdKind::Workload, format!("{cluster}/{wl}")));
+        // The workload's image OS, from an OS-package target such as "registry/app:1.2 (debian 12.2)".
+        a.os = r.results.iter().flatten().find_map(|res| {
+            if res.class.as_deref() != Some("os-pkgs") {
+                return None;
+            }
+            let (_, rest) = res.target.rsplit_once(" (")?;
+            rest.strip_suffix(')').map(str::to_string).filter(|s| !s.is_empty())
+        });
         let idx = self.sink.asset(a);
         for res in r.results.unwrap_or_default() {
             self.result(idx, res);

@@ -265,6 +265,8 @@ pub fn import_assets(store: &Store, path: &Path, mapping: Option<&AssetMapping>)
                  AND a.asset_id IN (SELECT asset_id FROM stage_cmap);
                DROP TABLE stage_cmdb; DROP TABLE stage_cmdb_ids; DROP TABLE stage_cmap;"#,
         )?;
+        // Criticality, exposure and environment feed the risk score.
+        crate::risk::rescore_store(store)?;
         Ok((new, matched))
     })();
     match r {

@@ -845,8 +845,11 @@ fn stage_and_merge(
     )
     .map_err(sql)?;
     c.execute_batch(STAGE_DROP).map_err(sql)?;
+    ph.mark("import row");
+    crate::risk::rescore_store(store).map_err(sql)?;
+    ph.mark("rescore");
     c.execute_batch("COMMIT").map_err(sql)?;
-    ph.mark("import row + commit");
+    ph.mark("commit");
     Ok(Summary {
         file: display.to_string(),
         format: Some(format),
@@ -990,7 +993,10 @@ FROM stage_fd WHERE existing_id IS NULL;
     // New findings in slices of the report, so no join holds the whole report at once (bounded memory).
     let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_new", [], |r| r.get(0))?;
     let insert_sql = format!(
-        r#"INSERT INTO findings
+        r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
+       cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
+       package, installed_version, fixed_version, solution, port, protocol, location,
+       status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
 SELECT n.fid, d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], s.vuln_id, d.vuln_key, d.loc_key,
        {cves}, {aliases}, {cwes}, s.title, dt.txt, s.severity, s.cvss_score, s.cvss_vector, s.category,
        s.package, s.installed_version, s.fixed_version, st.txt, s.port, s.protocol, s.location,

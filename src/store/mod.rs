@@ -28,6 +28,8 @@ pub struct Store {
     pub conn: Connection,
     pub path: PathBuf,
     pub read_only: bool,
+    /// Risk weights used when the store rescores (after imports and intel loads).
+    pub weights: crate::risk::Weights,
 }
 
 fn classify_open_error(path: &Path, e: duckdb::Error) -> StoreError {
@@ -70,7 +72,7 @@ impl Store {
             cfg = cfg.access_mode(AccessMode::ReadOnly)?;
         }
         let conn = Connection::open_with_flags(path, cfg).map_err(|e| classify_open_error(path, e))?;
-        let store = Store { conn, path: path.to_path_buf(), read_only };
+        let store = Store { conn, path: path.to_path_buf(), read_only, weights: Default::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -84,14 +86,14 @@ impl Store {
             .access_mode(AccessMode::ReadOnly)?
             .enable_external_access(false)?;
         let conn = Connection::open_with_flags(path, cfg).map_err(|e| classify_open_error(path, e))?;
-        let store = Store { conn, path: path.to_path_buf(), read_only: true };
+        let store = Store { conn, path: path.to_path_buf(), read_only: true, weights: Default::default() };
         store.migrate()?;
         Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory()?;
-        let store = Store { conn, path: PathBuf::from(":memory:"), read_only: false };
+        let store = Store { conn, path: PathBuf::from(":memory:"), read_only: false, weights: Default::default() };
         store.migrate()?;
         Ok(store)
     }

@@ -175,3 +175,13 @@ pub fn run_query(conn: &duckdb::Connection, sql: &str, fmt: OutFormat, out: &mut
     }
     Ok(n)
 }
+
+/// At most `n` characters, with an ellipsis when cut.
+pub fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut t: String = s.chars().take(n.saturating_sub(1)).collect();
+    t.push('…');
+    t
+}

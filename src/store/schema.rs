@@ -142,4 +142,110 @@ CREATE TABLE scopes (
 );
 "#,
 ),
+(
+    3,
+    "intel feeds (KEV, EPSS, ATT&CK, CAPEC, CTID) and risk scores on findings",
+    r#"
+CREATE TABLE intel_feeds (
+    feed       VARCHAR NOT NULL,   -- kev, epss, attack, capec, ctid:<framework>
+    version    VARCHAR,
+    feed_date  TIMESTAMP,
+    file       VARCHAR NOT NULL,
+    sha256     VARCHAR NOT NULL,
+    records    BIGINT NOT NULL,
+    loaded_at  TIMESTAMP NOT NULL
+);
+CREATE TABLE kev (
+    cve             VARCHAR NOT NULL,
+    vendor          VARCHAR,
+    product         VARCHAR,
+    name            VARCHAR,
+    date_added      DATE,
+    due_date        DATE,
+    ransomware      BOOLEAN NOT NULL,
+    required_action VARCHAR,
+    cwes            VARCHAR[] NOT NULL DEFAULT []
+);
+CREATE TABLE epss (
+    cve        VARCHAR NOT NULL,
+    epss       DOUBLE NOT NULL,
+    percentile DOUBLE
+);
+CREATE TABLE attack_techniques (
+    technique_id    VARCHAR NOT NULL,
+    name            VARCHAR NOT NULL,
+    tactics         VARCHAR[] NOT NULL DEFAULT [],
+    is_subtechnique BOOLEAN NOT NULL,
+    deprecated      BOOLEAN NOT NULL,
+    url             VARCHAR
+);
+CREATE TABLE attack_tactics (
+    tactic_id  VARCHAR NOT NULL,
+    shortname  VARCHAR NOT NULL,
+    name       VARCHAR NOT NULL
+);
+CREATE TABLE capec (
+    capec_id   VARCHAR NOT NULL,
+    name       VARCHAR NOT NULL,
+    cwes       VARCHAR[] NOT NULL DEFAULT [],
+    techniques VARCHAR[] NOT NULL DEFAULT [],
+    deprecated BOOLEAN NOT NULL
+);
+CREATE TABLE ctid_mappings (
+    framework              VARCHAR NOT NULL,
+    capability_id          VARCHAR NOT NULL,
+    capability_group       VARCHAR,
+    capability_description VARCHAR,
+    mapping_type           VARCHAR,
+    technique_id           VARCHAR NOT NULL,
+    technique_name         VARCHAR,
+    score_category         VARCHAR,
+    score_value            VARCHAR
+);
+ALTER TABLE findings ADD COLUMN risk_score DOUBLE;
+ALTER TABLE findings ADD COLUMN priority VARCHAR;
+ALTER TABLE findings ADD COLUMN kev BOOLEAN;
+ALTER TABLE findings ADD COLUMN epss DOUBLE;
+ALTER TABLE findings ADD COLUMN epss_percentile DOUBLE;
+ALTER TABLE findings ADD COLUMN internet_exposed BOOLEAN;
+ALTER TABLE findings ADD COLUMN runtime BOOLEAN;
+ALTER TABLE findings ADD COLUMN risk_factors VARCHAR;
+ALTER TABLE findings ADD COLUMN fix_kind VARCHAR;
+ALTER TABLE findings ADD COLUMN fix VARCHAR;
+ALTER TABLE findings ADD COLUMN fix_target VARCHAR;
+
+-- Numeric parts of a version string, for ordering versions ("2.17.1" after "2.9.0").
+CREATE MACRO version_key(v) AS list_transform(regexp_extract_all(v, '[0-9]+'), lambda x: TRY_CAST(x AS BIGINT));
+
+-- Open findings grouped by the fix that removes them, biggest risk removed first.
+CREATE VIEW fix_groups AS
+SELECT CASE WHEN f.fix_kind = 'package_upgrade' THEN f.fix || ' to ' || arg_max(f.fix_target, version_key(f.fix_target)) ELSE f.fix END AS fix,
+       f.fix_kind AS kind,
+       count(*) AS findings,
+       count(DISTINCT f.asset_id) AS assets,
+       round(sum(coalesce(f.risk_score, 0)), 1) AS risk_removed,
+       count(*) FILTER (WHERE f.priority = 'P1') AS p1,
+       count(*) FILTER (WHERE f.kev) AS kev,
+       list_sort(list_distinct(list(a.owner))) AS owners,
+       f.fix AS fix_key
+FROM findings f LEFT JOIN assets a ON a.asset_id = f.asset_id
+WHERE f.status IN ('open', 'reopened') AND f.fix IS NOT NULL
+GROUP BY f.fix_kind, f.fix
+ORDER BY risk_removed DESC, findings DESC, fix;
+
+-- The same, split by asset owner (one row per fix and owner).
+CREATE VIEW fix_group_owners AS
+SELECT CASE WHEN f.fix_kind = 'package_upgrade' THEN f.fix || ' to ' || arg_max(f.fix_target, version_key(f.fix_target)) ELSE f.fix END AS fix,
+       f.fix_kind AS kind,
+       coalesce(a.owner, '(no owner)') AS owner,
+       count(*) AS findings,
+       count(DISTINCT f.asset_id) AS assets,
+       round(sum(coalesce(f.risk_score, 0)), 1) AS risk_removed,
+       f.fix AS fix_key
+FROM findings f LEFT JOIN assets a ON a.asset_id = f.asset_id
+WHERE f.status IN ('open', 'reopened') AND f.fix IS NOT NULL
+GROUP BY f.fix_kind, f.fix, coalesce(a.owner, '(no owner)')
+ORDER BY risk_removed DESC, findings DESC, fix, owner;
+"#,
+),
 ];

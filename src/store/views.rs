@@ -63,7 +63,7 @@ pub fn finding_fields() -> Vec<Field> {
         Field { name: "category", aliases: &["cat"], sql: "category", kind: Text },
         Field { name: "package", aliases: &["pkg"], sql: "package", kind: Text },
         Field { name: "version", aliases: &["installed_version"], sql: "installed_version", kind: Text },
-        Field { name: "fixed_version", aliases: &["fix"], sql: "fixed_version", kind: Text },
+        Field { name: "fixed_version", aliases: &["fixed", "fixed_in"], sql: "fixed_version", kind: Text },
         Field { name: "port", aliases: &[], sql: "port", kind: Int },
         Field { name: "location", aliases: &["loc", "file"], sql: "location", kind: Text },
         Field { name: "cvss", aliases: &["cvss_score"], sql: "cvss_score", kind: Float },
@@ -72,6 +72,14 @@ pub fn finding_fields() -> Vec<Field> {
         Field { name: "fixed_at", aliases: &[], sql: "fixed_at", kind: Time },
         Field { name: "reopened", aliases: &["times_reopened"], sql: "times_reopened", kind: Int },
         Field { name: "exploit", aliases: &["exploit_available"], sql: "exploit_available", kind: Bool },
+        Field { name: "risk", aliases: &["risk_score", "score"], sql: "risk_score", kind: Float },
+        Field { name: "priority", aliases: &["prio", "p"], sql: "priority", kind: Text },
+        Field { name: "kev", aliases: &[], sql: "kev", kind: Bool },
+        Field { name: "epss", aliases: &[], sql: "epss", kind: Float },
+        Field { name: "exposed", aliases: &["internet", "internet_exposed"], sql: "internet_exposed", kind: Bool },
+        Field { name: "runtime", aliases: &["running"], sql: "runtime", kind: Bool },
+        Field { name: "fix", aliases: &["fix_key"], sql: "fix", kind: Text },
+        Field { name: "fix_kind", aliases: &[], sql: "fix_kind", kind: Text },
         Field { name: "owner", aliases: &[], sql: "(SELECT a.owner FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "bu", aliases: &["business_unit"], sql: "(SELECT a.business_unit FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "env", aliases: &["environment"], sql: "(SELECT a.environment FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
@@ -122,6 +130,11 @@ fn finding_columns() -> Vec<Column> {
         Column { sort: Some(Cow::Borrowed("first_seen")), ..col("first_seen", "strftime(first_seen, '%Y-%m-%d')", 10) },
         Column { visible: false, sort: Some(Cow::Borrowed("last_seen")), ..col("last_seen", "strftime(last_seen, '%Y-%m-%d')", 10) },
         Column { visible: false, right: true, ..col("reopened", "times_reopened", 3) },
+        Column { visible: false, right: true, sort: Some(Cow::Borrowed("coalesce(risk_score, -1)")), ..col("risk", "round(risk_score)::INTEGER", 5) },
+        Column { visible: false, ..col("prio", "priority", 4) },
+        Column { visible: false, ..col("kev", "CASE WHEN kev THEN 'KEV' ELSE '' END", 3) },
+        Column { visible: false, right: true, sort: Some(Cow::Borrowed("coalesce(epss, -1)")), ..col("epss", "epss::DECIMAL(5,3)", 5) },
+        Column { visible: false, ..col("fix", "fix", 30) },
     ]
 }
 
@@ -146,23 +159,17 @@ pub fn findings() -> View {
     }
 }
 
-/// The expression that orders the open queue: the risk score once scoring has run, else severity then CVSS.
-pub const QUEUE_RANK: &str = "(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END) * 100 + coalesce(cvss_score, 0) * 5 + CASE WHEN exploit_available THEN 50 ELSE 0 END";
+/// The expression that orders the open queue: the risk score (unscored findings last).
+pub const QUEUE_RANK: &str = "coalesce(risk_score, -1)";
 
-/// Open and reopened findings, most urgent first.
+/// Open and reopened findings, highest risk first.
 pub fn queue() -> View {
-    let mut columns = vec![Column { right: true, ..col("rank", QUEUE_RANK_DISPLAY, 6) }];
-    columns.extend(finding_columns());
-    columns[1].visible = true;
+    let mut columns = finding_columns();
+    let order = ["risk", "prio", "sev", "asset", "title", "kev", "epss", "cvss", "vuln", "sources", "first_seen"];
     for c in columns.iter_mut() {
-        if c.name == "status" {
-            c.visible = false;
-        }
-        if c.name == "cvss" {
-            c.visible = true;
-        }
+        c.visible = order.contains(&c.name.as_ref());
     }
-    columns[0].sort = Some(Cow::Borrowed(QUEUE_RANK));
+    columns.sort_by_key(|c| order.iter().position(|o| *o == c.name).unwrap_or(order.len()));
     View {
         id: "queue",
         title: "Open queue",
@@ -177,7 +184,55 @@ pub fn queue() -> View {
     }
 }
 
-const QUEUE_RANK_DISPLAY: &str = "round((CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END) * 100 + coalesce(cvss_score, 0) * 5 + CASE WHEN exploit_available THEN 50 ELSE 0 END)::INTEGER";
+/// Open findings grouped by the fix that removes them (the `fix_groups` view, narrowed by scope).
+pub fn fix_groups() -> View {
+    use FieldKind::*;
+    View {
+        id: "fix_groups",
+        title: "Fix groups",
+        from: "(SELECT (hash(kind || fix_key) >> 1)::BIGINT AS group_key, * FROM (
+                  SELECT CASE WHEN f.fix_kind = 'package_upgrade'
+                              THEN f.fix || ' to ' || arg_max(f.fix_target, version_key(f.fix_target)) ELSE f.fix END AS fix,
+                         f.fix_kind AS kind,
+                         count(*) AS findings,
+                         count(DISTINCT f.asset_id) AS assets,
+                         round(sum(coalesce(f.risk_score, 0)), 1) AS risk_removed,
+                         count(*) FILTER (WHERE f.priority = 'P1') AS p1,
+                         count(*) FILTER (WHERE f.kev) AS kev,
+                         string_agg(DISTINCT a.owner, ', ' ORDER BY a.owner) AS owners,
+                         f.fix AS fix_key
+                  FROM findings f LEFT JOIN assets a ON a.asset_id = f.asset_id
+                  WHERE f.status IN ('open', 'reopened') AND f.fix IS NOT NULL AND {scope}
+                  GROUP BY f.fix_kind, f.fix)) fg"
+            .into(),
+        base_where: "true".into(),
+        key: "group_key",
+        columns: vec![
+            Column { right: true, ..col("risk", "round(risk_removed)::BIGINT", 7) },
+            Column { right: true, ..col("findings", "findings", 8) },
+            Column { right: true, ..col("assets", "assets", 6) },
+            Column { right: true, ..col("P1", "p1", 5) },
+            Column { right: true, ..col("KEV", "kev", 5) },
+            col("kind", "kind", 15),
+            col("fix", "fix", 50),
+            col("owners", "owners", 30),
+            Column { visible: false, ..col("fix_key", "fix_key", 30) },
+        ],
+        fields: vec![
+            Field { name: "fix", aliases: &[], sql: "fix", kind: Text },
+            Field { name: "kind", aliases: &["fix_kind"], sql: "kind", kind: Text },
+            Field { name: "findings", aliases: &[], sql: "findings", kind: Int },
+            Field { name: "assets", aliases: &[], sql: "assets", kind: Int },
+            Field { name: "risk", aliases: &["risk_removed"], sql: "risk_removed", kind: Float },
+            Field { name: "p1", aliases: &[], sql: "p1", kind: Int },
+            Field { name: "kev", aliases: &[], sql: "kev", kind: Int },
+            Field { name: "owner", aliases: &["owners"], sql: "owners", kind: Text },
+        ],
+        text_fields: vec!["fix", "owners"],
+        default_sort: (0, true),
+        scope_asset: Some("asset_id"),
+    }
+}
 
 /// Assets with their open findings.
 pub fn assets() -> View {

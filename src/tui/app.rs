@@ -54,6 +54,8 @@ pub struct Job {
 pub struct App {
     pub tab: usize,
     pub discovery: usize,
+    /// Prioritization shows the ranked queue (0) or the fix groups (1).
+    pub prio_view: usize,
     pub theme: Theme,
     pub theme_dir: Option<PathBuf>,
     pub keymap: Keymap,
@@ -95,7 +97,7 @@ impl App {
     pub fn new(db: Db, db_label: String, theme: Theme, theme_dir: Option<PathBuf>, keymap: Keymap) -> App {
         let read_only = db.read_only;
         let mut tables = HashMap::new();
-        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes()] {
+        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups()] {
             tables.insert(v.id, TableView::new(v));
         }
         let mut editor = TextArea::new(vec![
@@ -107,6 +109,7 @@ impl App {
         App {
             tab: 0,
             discovery: 0,
+            prio_view: 0,
             theme,
             theme_dir,
             keymap,
@@ -155,6 +158,7 @@ impl App {
             0 => Some("standup"),
             1 => Some("scopes"),
             2 => Some(DISCOVERY[self.discovery]),
+            3 if self.prio_view == 1 => Some("fix_groups"),
             3 => Some("queue"),
             4 => Some("verification"),
             5 => Some("owners"),
@@ -198,7 +202,7 @@ impl App {
                 self.reload(id);
             }
         }
-        if self.tab == 3 {
+        if self.tab == 3 && self.prio_view == 0 {
             self.request_detail();
         }
     }
@@ -634,6 +638,9 @@ impl App {
                 if self.tab == 2 {
                     self.discovery = if a == Action::NextPane { (self.discovery + 1) % 3 } else { (self.discovery + 2) % 3 };
                     self.ensure_loaded();
+                } else if self.tab == 3 {
+                    self.prio_view = 1 - self.prio_view;
+                    self.ensure_loaded();
                 } else if self.tab == 6 {
                     self.sql.editing = !self.sql.editing;
                 }
@@ -783,6 +790,14 @@ impl App {
             "assets" => self.db.send(Req::AssetDetail { asset_id: key }),
             "imports" => self.db.send(Req::ImportDetail { import_id: key }),
             "scopes" => self.activate_selected_scope(),
+            "fix_groups" => {
+                // Drill down: the queue narrowed to the findings this fix closes.
+                let Some(row) = self.tables.get("fix_groups").and_then(|t| t.selected()) else { return };
+                let (fix, key) = (row.cells[6].clone(), row.cells[8].clone());
+                self.prio_view = 0;
+                self.apply_filter(&format!("fix=\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\"")));
+                self.message = Some((format!("findings closed by: {fix} (Tab: back to the fix groups)"), false));
+            }
             "owners" => {
                 let owner = self.tables.get("owners").and_then(|t| t.selected()).map(|r| r.cells[0].clone()).unwrap_or_default();
                 self.tab = 3;

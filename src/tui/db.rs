@@ -44,6 +44,8 @@ pub struct Header {
     pub latest_scan: Option<String>,
     pub fixed: i64,
     pub reopened: i64,
+    /// Loaded exploit intel and its dates ("KEV 2025.08.25 · EPSS 2026-08-22"), None when none is loaded.
+    pub intel: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -298,8 +300,9 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             let tx = tx.clone();
             let busy = busy_import.clone();
             let path = store.path.clone();
+            let weights = store.weights.clone();
             std::thread::spawn(move || {
-                let st = Store { conn, path, read_only: false };
+                let st = Store { conn, path, read_only: false, weights };
                 let files = match crate::cli::expand(&paths) {
                     Ok(f) => f,
                     Err(e) => {
@@ -405,6 +408,16 @@ fn header(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Header> {
     )?;
     h.last_import = li;
     h.latest_scan = ls;
+    let feeds = crate::intel::freshness(c)?;
+    let parts: Vec<String> = feeds
+        .iter()
+        .filter(|f| f.feed == "kev" || f.feed == "epss")
+        .map(|f| {
+            let when = f.date.map(|d| d.format("%Y-%m-%d").to_string()).unwrap_or_else(|| "undated".into());
+            format!("{} {when}", f.feed.to_ascii_uppercase())
+        })
+        .collect();
+    h.intel = if parts.is_empty() { None } else { Some(parts.join(" · ")) };
     Ok(h)
 }
 

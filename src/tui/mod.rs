@@ -63,7 +63,8 @@ pub fn run(db_path: &Path, read_only: bool, paths: &Paths) -> anyhow::Result<()>
     }
     let mut warnings = Vec::new();
     let cfg = Config::load(&paths.config_file(), &mut warnings);
-    let store = Store::open(db_path, read_only)?;
+    let mut store = Store::open(db_path, read_only)?;
+    store.weights = cfg.weights.clone();
     let mut app = build_app(store, paths, &cfg, &mut warnings);
     for w in &warnings {
         tracing::warn!("{w}");

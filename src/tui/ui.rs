@@ -59,7 +59,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     if let Some(p) = h.by_priority {
         spans.push(Span::raw("│ "));
         for (i, role) in ["prio_p1", "prio_p2", "prio_p3", "prio_p4"].iter().enumerate() {
-            spans.push(Span::styled(format!("P{}{sep}{} ", i + 1, group(p[i] as u64)), t.get(role)));
+            spans.push(Span::styled(format!("P{}{} ", i + 1, if wide { format!(" {}", group(p[i] as u64)) } else { format!(":{}", group(p[i] as u64)) }), t.get(role)));
         }
     }
     if wide {
@@ -138,6 +138,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
                     v.push((key(app, Action::Activate), "use"));
                 }
                 2 => v.push((key(app, Action::NextPane), "view")),
+                3 => v.push((key(app, Action::NextPane), if app.prio_view == 0 { "fix groups" } else { "queue" })),
                 6 => v.push((key(app, Action::Edit), "edit SQL")),
                 _ => v.push((key(app, Action::Mark), "mark")),
             }
@@ -273,6 +274,15 @@ fn cap(s: &str) -> String {
 }
 
 fn draw_prioritization(f: &mut Frame, app: &mut App, area: Rect) {
+    let intel = match &app.header.intel {
+        Some(i) => format!("intel {i}"),
+        None => "no exploit intel loaded: ctem intel load".to_string(),
+    };
+    if app.prio_view == 1 {
+        let title = format!("Fix groups, most risk removed first · Enter: findings it closes · Tab: queue · {intel}");
+        table(f, app, "fix_groups", area, true, &title);
+        return;
+    }
     let (top, bottom) = if area.width >= 150 {
         let [a, b] = Layout::horizontal([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(area);
         (a, b)
@@ -280,9 +290,10 @@ fn draw_prioritization(f: &mut Frame, app: &mut App, area: Rect) {
         let [a, b] = Layout::vertical([Constraint::Percentage(58), Constraint::Min(5)]).areas(area);
         (a, b)
     };
-    table(f, app, "queue", top, true, "Open queue (most urgent first)");
+    let title = format!("Open queue by risk · Tab: fix groups · {intel}");
+    table(f, app, "queue", top, true, &title);
     let text = if app.detail_text.is_empty() { "…".to_string() } else { app.detail_text.clone() };
-    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }).block(panel(app, "Selected finding")), bottom);
+    f.render_widget(Paragraph::new(text).wrap(Wrap { trim: false }).block(panel(app, "Why this rank")), bottom);
 }
 
 fn draw_validation(f: &mut Frame, app: &mut App, area: Rect) {
