@@ -57,17 +57,21 @@ pub const FACTORS: &[&str] = &[
 
 /// The 1-based line where `key = ...` is written (for errors that come after parsing).
 fn key_line(text: &str, key: &str) -> usize {
+    find_key_line(text, key).unwrap_or(1)
+}
+
+fn find_key_line(text: &str, key: &str) -> Option<usize> {
     for (i, l) in text.lines().enumerate() {
         let t = l.trim_start();
         let t = t.strip_prefix('"').unwrap_or(t);
         if let Some(rest) = t.strip_prefix(key) {
             let rest = rest.strip_prefix('"').unwrap_or(rest).trim_start();
             if rest.starts_with('=') {
-                return i + 1;
+                return Some(i + 1);
             }
         }
     }
-    1
+    None
 }
 
 impl Weights {
@@ -114,7 +118,7 @@ impl Weights {
             *slot = x;
         }
         if !(w.p1 > w.p2 && w.p2 > w.p3 && w.p3 > 0.0) {
-            let line = ["p1", "p2", "p3"].iter().map(|k| key_line(text, k)).find(|l| *l > 1).unwrap_or(1);
+            let line = ["p1", "p2", "p3"].iter().find_map(|k| find_key_line(text, k)).unwrap_or(1);
             return Err(format!(
                 "{file} line {line}: priority thresholds must satisfy p1 > p2 > p3 > 0 (got p1 {}, p2 {}, p3 {})",
                 w.p1, w.p2, w.p3
@@ -244,13 +248,15 @@ FROM t"#,
 }
 
 /// The fix that removes each open finding not yet assigned one (fixes depend on the finding and its asset,
-/// not on intel or weights, so they are assigned once). Informational findings need no fix.
+/// not on intel or weights, so they are assigned once; a package that had no fixed version is looked at
+/// again once a scanner reports one). Informational findings need no fix.
 const ASSIGN_FIXES: &str = r#"UPDATE findings SET fix_kind = r.fix_kind, fix = r.fix, fix_target = r.fix_target
 FROM (
   SELECT finding_id, fix_kind,
        CASE fix_kind
          WHEN 'base_image' THEN 'rebuild on a patched ' || coalesce(os, 'base image') || ' base image'
          WHEN 'package_upgrade' THEN 'upgrade ' || package
+         WHEN 'no_fix' THEN 'no fixed version yet: ' || package || coalesce(' (' || os || ')', '')
          WHEN 'vendor_patch' THEN
            CASE WHEN solution IS NULL OR (length(trim(solution)) < 30 AND NOT regexp_matches(solution, '[0-9]'))
                 THEN title
@@ -265,8 +271,11 @@ FROM (
     SELECT f.finding_id, f.package, f.fixed_version, f.solution, f.title, f.vuln_id, f.location, f.asset_name, a.os,
            CASE
              WHEN f.severity = 'info' THEN 'informational'
-             WHEN f.category = 'vulnerability' AND f.package IS NOT NULL AND f.fixed_version IS NOT NULL
-                  AND a.kind IN ('container_image', 'k8s_workload') AND f.location IS NULL THEN 'base_image'
+             WHEN f.category = 'vulnerability' AND f.package IS NOT NULL AND f.fixed_version IS NULL THEN 'no_fix'
+             WHEN f.category = 'vulnerability' AND f.package IS NOT NULL
+                  AND a.kind IN ('container_image', 'k8s_workload')
+                  AND (f.location IS NULL OR regexp_matches(f.location, '^/?(var/lib/dpkg/|lib/apk/db/|var/lib/rpm/|usr/lib/sysimage/rpm/)'))
+                  THEN 'base_image'
              WHEN f.category = 'vulnerability' AND f.package IS NOT NULL AND f.fixed_version IS NOT NULL THEN 'package_upgrade'
              WHEN f.category = 'vulnerability' THEN 'vendor_patch'
              WHEN f.category = 'misconfiguration'
@@ -276,7 +285,8 @@ FROM (
              WHEN f.category = 'secret' THEN 'secret_rotation'
              ELSE 'code_fix' END AS fix_kind
     FROM findings f LEFT JOIN assets a ON a.asset_id = f.asset_id
-    WHERE f.fix_kind IS NULL AND f.status IN ('open', 'reopened')
+    WHERE (f.fix_kind IS NULL OR (f.fix_kind = 'no_fix' AND f.fixed_version IS NOT NULL))
+      AND f.status IN ('open', 'reopened')
   )
 ) r
 WHERE findings.finding_id = r.finding_id"#;

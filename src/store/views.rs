@@ -165,9 +165,9 @@ pub const QUEUE_RANK: &str = "coalesce(risk_score, -1)";
 /// Open and reopened findings, highest risk first.
 pub fn queue() -> View {
     let mut columns = finding_columns();
-    let order = ["risk", "prio", "sev", "asset", "title", "kev", "epss", "cvss", "vuln", "sources", "first_seen"];
+    let order = ["risk", "prio", "sev", "kev", "epss", "asset", "title", "vuln", "cvss", "sources", "first_seen"];
     for c in columns.iter_mut() {
-        c.visible = order.contains(&c.name.as_ref());
+        c.visible = order[..8].contains(&c.name.as_ref());
     }
     columns.sort_by_key(|c| order.iter().position(|o| *o == c.name).unwrap_or(order.len()));
     View {

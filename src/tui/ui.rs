@@ -53,8 +53,12 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     spans.push(Span::styled(format!("{scope} "), t.get("key")));
     spans.push(Span::styled(format!("│ {} open ", group(h.open as u64)), t.get("header")));
     let sep = if wide { " " } else { "" };
+    // Narrow terminals show priorities instead of severities once the store is scored.
+    let show_severity = area.width >= 150 || h.by_priority.is_none();
     for (i, (l, role)) in [("C", "sev_critical"), ("H", "sev_high"), ("M", "sev_medium"), ("L", "sev_low"), ("I", "sev_info")].iter().enumerate() {
-        spans.push(Span::styled(format!("{l}{sep}{} ", group(h.by_severity[i] as u64)), t.get(role)));
+        if show_severity {
+            spans.push(Span::styled(format!("{l}{sep}{} ", group(h.by_severity[i] as u64)), t.get(role)));
+        }
     }
     if let Some(p) = h.by_priority {
         spans.push(Span::raw("│ "));
@@ -67,7 +71,7 @@ fn draw_header(f: &mut Frame, app: &App, area: Rect) {
     }
     match (&h.latest_scan, &h.last_import) {
         (Some(s), Some(i)) if wide => spans.push(Span::styled(format!("│ scan {s} · imported {i}"), t.get("dim"))),
-        (Some(s), Some(_)) => spans.push(Span::styled(format!("│ scan {}", s.get(5..).unwrap_or(s)), t.get("dim"))),
+        (Some(s), Some(_)) => spans.push(Span::styled(format!("│ scan {}", s.get(5..10).unwrap_or(s)), t.get("dim"))),
         _ => spans.push(Span::styled("│ no imports yet: :import PATH", t.get("alert_warn"))),
     }
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.get("header_bar")), area);

@@ -80,8 +80,8 @@ fn demo_in_a_real_terminal() {
     let s = t.wait_for("Log4j");
     assert!(!s.contains(" high "), "only critical rows:\n{s}");
     t.keys(&["Enter"]);
-    let s = t.wait_for("Detections:");
-    assert!(s.contains("Why these are one finding"), "{s}");
+    let s = t.wait_for("Risk ");
+    assert!(s.contains("KEV CVE-2021-44228") && s.contains("Fix ("), "{s}");
     t.keys(&["Escape"]);
     t.keys(&["?"]);
     t.wait_for("this help");

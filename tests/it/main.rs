@@ -6,5 +6,6 @@ mod console;
 mod e2e;
 mod formats;
 mod lifecycle;
+mod prioritization;
 mod process;
 mod sample;

@@ -14,7 +14,7 @@ fn version_and_help() {
     let o = ctem().arg("--version").output().unwrap();
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("ctem "));
-    for sub in ["import", "import-assets", "query", "info", "explain", "demo", "generate"] {
+    for sub in ["import", "import-assets", "query", "info", "explain", "demo", "generate", "intel", "score", "fixes"] {
         let o = ctem().args([sub, "--help"]).output().unwrap();
         assert!(o.status.success(), "{sub} --help");
     }
@@ -91,4 +91,54 @@ fn killed_import_leaves_nothing_and_can_be_run_again() {
     let o = ctem().arg("--db").arg(&db).arg("import").arg(&file).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains("300000 records: 300000 new"));
+}
+
+#[test]
+fn intel_score_and_fixes_from_the_command_line() {
+    let d = tmpdir();
+    let db = d.path().join("t.duckdb");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let o = ctem().arg("--db").arg(&db).arg("import").arg(fixture("qualys/Qualys_Sample_Report.xml")).output().unwrap();
+    assert!(o.status.success());
+    let o = ctem().arg("--db").arg(&db).args(["intel", "load"]).arg(root.join("sample-data/intel")).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("kev version 2025.08.25 of 2025-08-25: 1404 records") && out.contains("epss"), "{out}");
+    // A bad feed next to a good one: exit 1, the message names the file; the good one loads.
+    let bad = d.path().join("kev.json");
+    std::fs::write(&bad, "{\"catalogVersion\": \"x\", \"vulnerabilities\": [").unwrap();
+    let o = ctem().arg("--db").arg(&db).args(["intel", "load"]).arg(&bad).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&format!("{} line 1 column", bad.display())) && err.contains("stays in force"), "{err}");
+    let o = ctem().arg("--db").arg(&db).args(["intel", "status"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("epss ") && out.contains("\nkev "), "{out}");
+    // explain shows the breakdown.
+    let id = String::from_utf8_lossy(
+        &ctem().arg("--db").arg(&db).args(["query", "SELECT min(finding_id) FROM findings WHERE kev", "--format", "csv"]).output().unwrap().stdout,
+    )
+    .lines()
+    .nth(1)
+    .unwrap()
+    .to_string();
+    let o = ctem().arg("--db").arg(&db).args(["explain", &id]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\nRisk ") && out.contains("KEV CVE-"), "{out}");
+    // A weights file with an unknown factor is refused with its line; a good one diffs.
+    let w = d.path().join("w.toml");
+    std::fs::write(&w, "[weights]\nkev = 10\nexploitability = 5\n").unwrap();
+    let o = ctem().arg("--db").arg(&db).args(["score", "--diff", "--weights"]).arg(&w).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("w.toml line 3: unknown factor `exploitability`"), "{err}");
+    std::fs::write(&w, "[weights]\nkev = 10\n").unwrap();
+    let o = ctem().arg("--db").arg(&db).args(["score", "--diff", "--weights"]).arg(&w).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("Entered P1:") && out.contains("Left P1:"), "{out}");
+    let o = ctem().arg("--db").arg(&db).arg("score").output().unwrap();
+    assert!(String::from_utf8_lossy(&o.stdout).contains("290 open findings scored"), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = ctem().arg("--db").arg(&db).args(["fixes", "--top", "3", "--format", "csv"]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("fix,kind,findings,assets,risk_removed,p1,kev,owners\n") && out.lines().count() == 4, "{out}");
 }
