@@ -120,6 +120,9 @@ pub enum Cmd {
         /// Measure the console (keystroke to frame) on a store of --findings instead
         #[arg(long)]
         console: bool,
+        /// Measure rescoring, the ranked queue and fix groups on a store of --findings instead
+        #[arg(long)]
+        score: bool,
     },
 }
 
@@ -318,8 +321,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let store = open_rw(&cli, &paths)?;
             let t = std::time::Instant::now();
             let n = crate::risk::rescore_store(&store)?;
-            let open = store.count("SELECT count(*) FROM findings WHERE status IN ('open', 'reopened')")?;
-            println!("{open} open findings scored in {:.2} s ({n} scores changed)", t.elapsed().as_secs_f64());
+            println!("{n} open findings scored in {:.2} s", t.elapsed().as_secs_f64());
             print!("{}", crate::risk::summary(&store)?);
             Ok(0)
         }
@@ -336,7 +338,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             run_query(&store.conn, &sql, fmt, &mut lock)?;
             Ok(0)
         }
-        Cmd::Bench { findings, dir, formats, console } => {
+        Cmd::Bench { findings, dir, formats, console, score } => {
+            if *score {
+                crate::generator::bench::score(*findings, dir.clone())?;
+                return Ok(0);
+            }
             if *console {
                 crate::generator::bench::console(*findings, dir.clone())?;
                 return Ok(0);

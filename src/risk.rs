@@ -146,104 +146,128 @@ const PRIVATE_IP: &str = r"regexp_matches(ip, '^(10\.|127\.|169\.254\.|192\.168\
 /// Misconfiguration findings that say a resource is reachable from the internet (cloud posture checks).
 const EXPOSURE_TITLE: &str = "(title ILIKE '%public%' OR title ILIKE '%internet%' OR title ILIKE '%0.0.0.0/0%' OR title ILIKE '%::/0%' OR title ILIKE '%open to the world%' OR title ILIKE '%anonymous access%')";
 
-/// `SELECT finding_id, score, prio, ...` for every open finding under `w`: the one scoring query.
-pub fn scored_sql(w: &Weights) -> String {
-    format!(
-        r#"WITH
-af AS (
-    SELECT asset_id, kind, os, criticality, internet_facing, environment, owner,
-           list_filter(ips, lambda ip: NOT {PRIVATE_IP})[1] AS public_ip
-    FROM assets
-),
-ex AS (
-    SELECT asset_id, min(title) AS ex_title FROM findings
-    WHERE {OPEN} AND category = 'misconfiguration' AND {EXPOSURE_TITLE}
-    GROUP BY asset_id
-),
-fc AS (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE {OPEN} AND len(cves) > 0),
-k AS (
-    SELECT fc.finding_id, min(k.date_added) AS added, min(k.due_date) AS due, bool_or(k.ransomware) AS rw,
-           min(k.cve) AS kcve
-    FROM fc JOIN kev k USING (cve) GROUP BY fc.finding_id
-),
-e AS (
-    SELECT fc.finding_id, max(e.epss) AS epss, arg_max(e.percentile, e.epss) AS pct
-    FROM fc JOIN epss e USING (cve) GROUP BY fc.finding_id
-),
-s AS (
-    SELECT f.finding_id, f.severity, f.cvss_score, len(f.cves) AS ncves,
-           coalesce(f.cvss_score, CASE f.severity WHEN 'critical' THEN 9.0 WHEN 'high' THEN 7.0 WHEN 'medium' THEN 5.0
-                                                  WHEN 'low' THEN 3.0 ELSE 0.0 END) AS base,
-           k.finding_id IS NOT NULL AS is_kev, k.added, k.due, coalesce(k.rw, false) AS rw, k.kcve,
-           e.epss, e.pct,
-           coalesce(f.exploit_available, false) AS expl,
-           CASE WHEN a.internet_facing THEN 'internet-facing (CMDB)'
-                WHEN a.public_ip IS NOT NULL THEN 'public IP ' || a.public_ip
-                WHEN x.ex_title IS NOT NULL THEN 'cloud exposure: ' || x.ex_title END AS exposure,
-           coalesce(a.internet_facing = false, false) AS not_exposed,
-           a.criticality, a.environment,
-           CASE WHEN a.kind = 'k8s_workload' THEN 'running workload'
-                WHEN a.kind = 'host' AND f.port > 0 THEN concat('listening service ', f.port, '/', coalesce(f.protocol, 'tcp')) END AS run_why
-    FROM findings f
-    LEFT JOIN af a USING (asset_id)
-    LEFT JOIN k USING (finding_id)
-    LEFT JOIN e USING (finding_id)
-    LEFT JOIN ex x USING (asset_id)
-    WHERE f.{OPEN}
-),
-p AS (
-    SELECT *,
-           round({sev} * base / 10, 1) AS p_sev,
-           CASE WHEN is_kev THEN {kev} + CASE WHEN rw THEN {rw} ELSE 0 END ELSE 0 END AS p_kev,
-           round({epss} * coalesce(epss, 0), 1) AS p_epss,
-           CASE WHEN expl AND NOT is_kev THEN {expl} ELSE 0 END AS p_expl,
-           CASE WHEN exposure IS NOT NULL THEN {net} ELSE 0 END AS p_net,
-           CASE WHEN criticality IS NOT NULL THEN round({crit} * (least(greatest(criticality, 1), 5) - 3) / 2, 1) ELSE 0 END AS p_crit,
-           CASE WHEN run_why IS NOT NULL THEN {run} ELSE 0 END AS p_run,
-           CASE WHEN lower(environment) IN ('dev', 'development', 'test', 'testing', 'staging', 'stage', 'qa', 'uat', 'sandbox')
-                THEN -{nonprod} ELSE 0 END AS p_env
-    FROM s
-),
-t AS (
-    SELECT *, round(p_sev + p_kev + p_epss + p_expl + p_net + p_crit + p_run + p_env, 1) AS raw FROM p
-)
-SELECT finding_id,
-       least(100, greatest(0, raw)) AS score,
-       CASE WHEN severity = 'info' THEN 'P4'
-            WHEN least(100, raw) >= {p1} THEN 'P1' WHEN raw >= {p2} THEN 'P2' WHEN raw >= {p3} THEN 'P3' ELSE 'P4' END AS prio,
-       is_kev, epss, pct, exposure IS NOT NULL AS exposed, run_why IS NOT NULL AS running,
-       concat_ws('; ',
-         concat(severity, CASE WHEN cvss_score IS NOT NULL THEN concat(' CVSS ', cvss_score) ELSE concat(' (no CVSS: taken as ', base, ')') END,
-                ' +', p_sev::DECIMAL(6,1)),
-         CASE WHEN is_kev THEN concat('KEV ', kcve, ' added ', added, ' due ', due,
-                                      CASE WHEN rw THEN ', known ransomware use' ELSE '' END, ' +', p_kev::DECIMAL(6,1))
-              WHEN ncves = 0 THEN 'no CVE: KEV and EPSS do not apply' ELSE 'not in KEV' END,
-         CASE WHEN epss IS NOT NULL THEN concat('EPSS ', epss::DECIMAL(6,3), CASE WHEN pct IS NOT NULL THEN concat(' (percentile ', (pct * 100)::DECIMAL(4,0), ')') ELSE '' END,
-                                                ' +', p_epss::DECIMAL(6,1))
-              WHEN ncves > 0 THEN 'no EPSS score' END,
-         CASE WHEN expl AND NOT is_kev THEN concat('exploit reported by the scanner +', p_expl::DECIMAL(6,1)) END,
-         CASE WHEN exposure IS NOT NULL THEN concat(exposure, ' +', p_net::DECIMAL(6,1))
-              WHEN not_exposed THEN 'not internet-facing (CMDB)' ELSE 'internet exposure unknown' END,
-         CASE WHEN criticality IS NOT NULL THEN concat('asset criticality ', criticality, CASE WHEN p_crit >= 0 THEN ' +' ELSE ' ' END, p_crit::DECIMAL(6,1))
-              ELSE 'asset criticality unknown' END,
-         CASE WHEN run_why IS NOT NULL THEN concat(run_why, ' +', p_run::DECIMAL(6,1)) ELSE 'runtime unknown' END,
-         CASE WHEN p_env <> 0 THEN concat(environment, ' environment ', p_env::DECIMAL(6,1)) END,
-         CASE WHEN raw > 100 THEN 'capped at 100' WHEN raw < 0 THEN 'floored at 0' END,
-         CASE WHEN severity = 'info' THEN 'informational: never above P4' END
-       ) AS factors
-FROM t"#,
-        sev = n(w.severity),
-        kev = n(w.kev),
-        rw = n(w.ransomware),
-        epss = n(w.epss),
-        expl = n(w.exploit),
-        net = n(w.internet),
-        crit = n(w.criticality),
-        run = n(w.runtime),
-        nonprod = n(w.non_production),
+/// The score of one finding and the parts of its explanation, as SQL over `findings f` joined with the
+/// per-asset context `risk_actx a`.
+struct Exprs {
+    score: String,
+    prio: String,
+    exposed: String,
+    running: String,
+    factors: String,
+}
+
+fn exprs(w: &Weights) -> Exprs {
+    let base = "coalesce(f.cvss_score, CASE f.severity WHEN 'critical' THEN 9.0 WHEN 'high' THEN 7.0 WHEN 'medium' THEN 5.0 WHEN 'low' THEN 3.0 ELSE 0.0 END)";
+    let p_sev = format!("round({} * {base} / 10, 1)", n(w.severity));
+    let p_kev = format!("(CASE WHEN f.kev_cve IS NOT NULL THEN {} + CASE WHEN f.kev_ransomware THEN {} ELSE 0 END ELSE 0 END)", n(w.kev), n(w.ransomware));
+    let p_epss = format!("round({} * coalesce(f.epss, 0), 1)", n(w.epss));
+    let expl = "(coalesce(f.exploit_available, false) AND f.kev_cve IS NULL)";
+    let p_expl = format!("(CASE WHEN {expl} THEN {} ELSE 0 END)", n(w.exploit));
+    let running = "(a.running OR (a.kind = 'host' AND coalesce(f.port, 0) > 0))".to_string();
+    let run_text = format!(
+        "CASE WHEN a.running THEN concat('running workload +', {run}::DECIMAL(6,1))
+              WHEN a.kind = 'host' AND f.port > 0 THEN concat('listening service ', f.port, '/', coalesce(f.protocol, 'tcp'), ' +', {run}::DECIMAL(6,1))
+              ELSE 'runtime unknown' END",
+        run = n(w.runtime)
+    );
+    let p_run = format!("(CASE WHEN {running} THEN {} ELSE 0 END)", n(w.runtime));
+    // Asset-level points and their text (exposure, criticality, environment) come from `risk_actx`.
+    let raw = format!("round({p_sev} + {p_kev} + {p_epss} + {p_expl} + a.points + {p_run}, 1)");
+    let score = format!("least(100, greatest(0, {raw}))");
+    let prio = format!(
+        "CASE WHEN f.severity = 'info' THEN 'P4' WHEN {raw} >= {p1} THEN 'P1' WHEN {raw} >= {p2} THEN 'P2' WHEN {raw} >= {p3} THEN 'P3' ELSE 'P4' END",
         p1 = n(w.p1),
         p2 = n(w.p2),
-        p3 = n(w.p3),
+        p3 = n(w.p3)
+    );
+    let factors = format!(
+        r#"concat_ws('; ',
+         concat(f.severity, CASE WHEN f.cvss_score IS NOT NULL THEN concat(' CVSS ', f.cvss_score) ELSE concat(' (no CVSS: taken as ', {base}, ')') END,
+                ' +', {p_sev}::DECIMAL(6,1)),
+         CASE WHEN f.kev_cve IS NOT NULL THEN concat('KEV ', f.kev_cve, ' added ', f.kev_added, ' due ', f.kev_due,
+                                      CASE WHEN f.kev_ransomware THEN ', known ransomware use' ELSE '' END, ' +', {p_kev}::DECIMAL(6,1))
+              WHEN len(f.cves) = 0 THEN 'no CVE: KEV and EPSS do not apply' ELSE 'not in KEV' END,
+         CASE WHEN f.epss IS NOT NULL THEN concat('EPSS ', f.epss::DECIMAL(6,3),
+                                                  CASE WHEN f.epss_percentile IS NOT NULL THEN concat(' (percentile ', (f.epss_percentile * 100)::DECIMAL(4,0), ')') ELSE '' END,
+                                                  ' +', {p_epss}::DECIMAL(6,1))
+              WHEN len(f.cves) > 0 THEN 'no EPSS score' END,
+         CASE WHEN {expl} THEN concat('exploit reported by the scanner +', {p_expl}::DECIMAL(6,1)) END,
+         a.text,
+         {run_text},
+         CASE WHEN {raw} > 100 THEN 'capped at 100' WHEN {raw} < 0 THEN 'floored at 0' END,
+         CASE WHEN f.severity = 'info' THEN 'informational: never above P4' END
+       )"#
+    );
+    Exprs { score, prio, exposed: "a.exposed".into(), running, factors }
+}
+
+/// The per-asset context scores read, built once per rescore: exposure (the CMDB flag, a public IP, an
+/// open cloud-exposure finding), criticality and environment with their points and text, and whether the
+/// asset is a running workload.
+fn asset_context_sql(w: &Weights) -> String {
+    let nonprod = "lower(environment) IN ('dev', 'development', 'test', 'testing', 'staging', 'stage', 'qa', 'uat', 'sandbox')";
+    format!(
+        "CREATE OR REPLACE TEMP TABLE risk_actx AS
+         WITH c AS (
+           SELECT a.asset_id, a.kind, a.criticality, a.internet_facing, a.environment,
+                  list_filter(a.ips, lambda ip: NOT {PRIVATE_IP})[1] AS public_ip, x.ex_title
+           FROM assets a
+           LEFT JOIN (SELECT asset_id, min(title) AS ex_title FROM findings
+                      WHERE {OPEN} AND category = 'misconfiguration' AND {EXPOSURE_TITLE} GROUP BY asset_id) x USING (asset_id)
+         ),
+         p AS (
+           SELECT *,
+                  coalesce(internet_facing, false) OR public_ip IS NOT NULL OR ex_title IS NOT NULL AS exposed,
+                  CASE WHEN criticality IS NOT NULL THEN round({crit} * (least(greatest(criticality, 1), 5) - 3) / 2, 1) ELSE 0 END AS p_crit,
+                  CASE WHEN {nonprod} THEN -{np} ELSE 0 END AS p_env
+           FROM c
+         )
+         SELECT asset_id, kind, exposed, kind = 'k8s_workload' AS running,
+                CASE WHEN exposed THEN {net} ELSE 0 END + p_crit + p_env AS points,
+                concat_ws('; ',
+                  CASE WHEN internet_facing THEN concat('internet-facing (CMDB) +', {net}::DECIMAL(6,1))
+                       WHEN public_ip IS NOT NULL THEN concat('public IP ', public_ip, ' +', {net}::DECIMAL(6,1))
+                       WHEN ex_title IS NOT NULL THEN concat('cloud exposure: ', ex_title, ' +', {net}::DECIMAL(6,1))
+                       WHEN internet_facing = false THEN 'not internet-facing (CMDB)' ELSE 'internet exposure unknown' END,
+                  CASE WHEN criticality IS NOT NULL THEN concat('asset criticality ', criticality, CASE WHEN p_crit >= 0 THEN ' +' ELSE ' ' END, p_crit::DECIMAL(6,1))
+                       ELSE 'asset criticality unknown' END,
+                  CASE WHEN p_env <> 0 THEN concat(environment, ' environment ', p_env::DECIMAL(6,1)) END
+                ) AS text
+         FROM p",
+        crit = n(w.criticality),
+        np = n(w.non_production),
+        net = n(w.internet),
+    )
+}
+
+/// KEV and EPSS for the open findings in `ids` (a finding with several CVEs takes the earliest KEV
+/// entry and the highest EPSS).
+fn intel_sql(ids: &str) -> String {
+    format!(
+        "CREATE OR REPLACE TEMP TABLE risk_fi AS
+         WITH fc AS (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE {OPEN} AND len(cves) > 0 AND {ids}),
+         k AS (SELECT fc.finding_id, min(k.cve) AS kcve, min(k.date_added) AS added, min(k.due_date) AS due, bool_or(k.ransomware) AS rw
+               FROM fc JOIN kev k USING (cve) GROUP BY fc.finding_id),
+         e AS (SELECT fc.finding_id, max(e.epss) AS epss, arg_max(e.percentile, e.epss) AS pct
+               FROM fc JOIN epss e USING (cve) GROUP BY fc.finding_id)
+         SELECT finding_id, k.kcve, k.added, k.due, k.rw, e.epss, e.pct FROM k FULL OUTER JOIN e USING (finding_id);
+         UPDATE findings SET kev_cve = i.kcve, kev_added = i.added, kev_due = i.due, kev_ransomware = i.rw, epss = i.epss, epss_percentile = i.pct
+         FROM risk_fi i
+         WHERE findings.finding_id = i.finding_id
+           AND (findings.kev_cve IS DISTINCT FROM i.kcve OR findings.kev_added IS DISTINCT FROM i.added OR findings.kev_due IS DISTINCT FROM i.due
+                OR findings.kev_ransomware IS DISTINCT FROM i.rw OR findings.epss IS DISTINCT FROM i.epss
+                OR findings.epss_percentile IS DISTINCT FROM i.pct);
+         UPDATE findings SET kev_cve = NULL, kev_added = NULL, kev_due = NULL, kev_ransomware = NULL, epss = NULL, epss_percentile = NULL
+         WHERE {OPEN} AND {ids} AND (kev_cve IS NOT NULL OR epss IS NOT NULL) AND finding_id NOT IN (SELECT finding_id FROM risk_fi);"
+    )
+}
+
+/// `SELECT finding_id, score, prio` for every open finding under `w` (needs `risk_actx`).
+fn scored_select(w: &Weights) -> String {
+    let e = exprs(w);
+    format!(
+        "SELECT f.finding_id, {} AS score, {} AS prio FROM findings f JOIN risk_actx a ON a.asset_id = f.asset_id WHERE f.{OPEN}",
+        e.score, e.prio
     )
 }
 
@@ -260,7 +284,7 @@ FROM (
          WHEN 'vendor_patch' THEN
            CASE WHEN solution IS NULL OR (length(trim(solution)) < 30 AND NOT regexp_matches(solution, '[0-9]'))
                 THEN title
-                ELSE left(regexp_replace(trim(split_part(trim(solution), chr(10), 1)), '\s+', ' ', 'g'), 160) END
+                ELSE left(trim(replace(replace(split_part(trim(solution), chr(10), 1), chr(13), ''), chr(9), ' ')), 160) END
          WHEN 'iac_rule' THEN 'fix ' || vuln_id || ' in ' || asset_name || ':'
               || coalesce(nullif(regexp_extract(regexp_extract(location, '^[^: ]+'), '^(.*)/[^/]*$', 1), ''), '.')
          WHEN 'config_change' THEN title
@@ -286,36 +310,89 @@ FROM (
              ELSE 'code_fix' END AS fix_kind
     FROM findings f LEFT JOIN assets a ON a.asset_id = f.asset_id
     WHERE (f.fix_kind IS NULL OR (f.fix_kind = 'no_fix' AND f.fixed_version IS NOT NULL))
-      AND f.status IN ('open', 'reopened')
+      AND f.status IN ('open', 'reopened') AND {ids}
   )
 ) r
 WHERE findings.finding_id = r.finding_id"#;
 
-pub fn assign_fixes(conn: &duckdb::Connection) -> Result<usize, duckdb::Error> {
-    conn.execute(ASSIGN_FIXES, [])
-}
-
-/// Score every open finding and store what changed (one statement). Returns the number of findings changed.
-/// Runs inside the caller's transaction when there is one.
+/// Score every open finding (and assign fixes to those without one) and store the result. Runs in its
+/// own transactions, one per slice of the id range, so the engine's working set stays bounded (imports
+/// run under a memory cap) and readers never wait long; scores are derived data, so a slice interrupted
+/// part-way is simply recomputed next time. Returns the number of open findings scored.
 pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::Error> {
-    let sql = format!(
-        r#"UPDATE findings SET risk_score = r.score, priority = r.prio, kev = r.is_kev, epss = r.epss,
-       epss_percentile = r.pct, internet_exposed = r.exposed, runtime = r.running, risk_factors = r.factors
-FROM ({}) r
-WHERE findings.finding_id = r.finding_id
-  AND (findings.risk_factors IS DISTINCT FROM r.factors OR findings.risk_score IS DISTINCT FROM r.score
-       OR findings.priority IS DISTINCT FROM r.prio)"#,
-        scored_sql(w)
-    );
+    let (lo, hi): (Option<i64>, Option<i64>) =
+        conn.query_row(&format!("SELECT min(finding_id), max(finding_id) FROM findings WHERE {OPEN}"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(0) };
+    let t = std::time::Instant::now();
+    conn.execute_batch(&asset_context_sql(w))?;
     if std::env::var_os("CTEM_PROFILE").is_some() {
-        eprintln!("{sql}");
+        eprintln!("  asset context {:?}", t.elapsed());
     }
-    conn.execute(&sql, [])
+    let e = exprs(w);
+    let mut scored = 0;
+    let slice = slice_size(conn);
+    let mut a = lo;
+    while a <= hi {
+        let b = a.saturating_add(slice - 1).min(hi);
+        let ids = format!("finding_id BETWEEN {a} AND {b}");
+        let sql = format!(
+            "UPDATE findings AS f SET risk_score = {}, priority = {}, kev = f.kev_cve IS NOT NULL, internet_exposed = {},
+                    runtime = {}, risk_factors = {}
+             FROM risk_actx a WHERE a.asset_id = f.asset_id AND f.{OPEN} AND f.{ids}",
+            e.score, e.prio, e.exposed, e.running, e.factors
+        );
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let prof = std::env::var_os("CTEM_PROFILE").is_some();
+        let r = (|| -> Result<usize, duckdb::Error> {
+            let t = std::time::Instant::now();
+            conn.execute(&ASSIGN_FIXES.replace("{ids}", &format!("f.{ids}")), [])?;
+            let t1 = t.elapsed();
+            conn.execute_batch(&intel_sql(&ids))?;
+            let t2 = t.elapsed();
+            let n = conn.execute(&sql, [])?;
+            if prof {
+                eprintln!("  slice {a}-{b}: fixes {:?}, intel {:?}, score {:?}", t1, t2 - t1, t.elapsed() - t2);
+            }
+            Ok(n)
+        })();
+        match r {
+            Ok(n) => {
+                let t = std::time::Instant::now();
+                conn.execute_batch("COMMIT")?;
+                if prof {
+                    eprintln!("  commit {:?}", t.elapsed());
+                }
+                scored += n;
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+        a = b.saturating_add(1);
+    }
+    conn.execute_batch("DROP TABLE IF EXISTS risk_fi; DROP TABLE IF EXISTS risk_actx")?;
+    Ok(scored)
 }
 
-/// Assign fixes to new findings, then rescore with the store's weights. Returns the findings whose score changed.
+/// Findings scored per transaction: about one per KiB of the engine's memory limit (imports run under a
+/// cap), between 100,000 and 1,000,000. Fewer slices are faster; smaller ones keep memory bounded.
+fn slice_size(conn: &duckdb::Connection) -> i64 {
+    let limit: String = conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0)).unwrap_or_default();
+    let mut parts = limit.split_whitespace();
+    let v: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
+    let unit = match parts.next().unwrap_or("") {
+        "KiB" | "KB" => 1024.0,
+        "MiB" | "MB" => 1024.0 * 1024.0,
+        "GiB" | "GB" => 1024.0 * 1024.0 * 1024.0,
+        "TiB" | "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => 1.0,
+    };
+    ((v * unit / 1024.0) as i64).clamp(100_000, 1_000_000)
+}
+
+/// Rescore with the store's weights. Must not be called inside a transaction.
 pub fn rescore_store(store: &Store) -> Result<usize, duckdb::Error> {
-    assign_fixes(&store.conn)?;
     rescore(&store.conn, &store.weights)
 }
 
@@ -333,8 +410,9 @@ j AS (
     FROM cur JOIN alt USING (finding_id)
 )
 SELECT finding_id, title, asset_name, old_score, old_prio, new_score, new_prio, old_rank, new_rank FROM j"#,
-        scored_sql(alt)
+        scored_select(alt)
     );
+    c.execute_batch(&asset_context_sql(alt))?;
     c.execute_batch(&format!("CREATE OR REPLACE TEMP TABLE score_diff AS {sql}"))?;
     let mut out = String::new();
     let counts = |col: &str| -> anyhow::Result<Vec<i64>> {
@@ -377,7 +455,7 @@ SELECT finding_id, title, asset_name, old_score, old_prio, new_score, new_prio, 
     list("Entered P1", "new_prio = 'P1' AND old_prio <> 'P1'", "new_score DESC, finding_id", &mut out)?;
     list("Left P1", "old_prio = 'P1' AND new_prio <> 'P1'", "old_score DESC, finding_id", &mut out)?;
     list("Biggest moves in rank", "old_rank <> new_rank", "abs(old_rank - new_rank) DESC, finding_id", &mut out)?;
-    c.execute_batch("DROP TABLE score_diff")?;
+    c.execute_batch("DROP TABLE score_diff; DROP TABLE risk_actx")?;
     Ok(out)
 }
 

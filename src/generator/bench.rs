@@ -192,3 +192,105 @@ pub fn console(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     println!("RSS: {:.1} MB after the first frame, {:.1} MB after 500 rows and 200 pages, {:.1} MB at the end", rss0 as f64 / 1024.0, rss1 as f64 / 1024.0, rss2 as f64 / 1024.0);
     Ok(())
 }
+
+/// Prioritisation at scale: rescoring `n` findings (every score changing, and nothing changing), the
+/// first page of the ranked queue, and fix groups, on a store of `n` generated findings with the sample
+/// intel snapshot (CISA KEV, FIRST EPSS) loaded. Each figure is the median of several runs.
+pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
+    use crate::store::views::{self, PageQuery};
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("ctem-bench"));
+    std::fs::create_dir_all(&dir)?;
+    let db = dir.join(format!("score-{n}.duckdb"));
+    if !db.exists() {
+        let f = dir.join(format!("estate-{n}-w0.nessus"));
+        let f = if f.exists() { f } else { write_week(&dir, n, "nessus", 0)? };
+        let (secs, _, _) = timed_import(&db, &f)?;
+        println!("store of {n} findings built in {secs:.1}s ({})", db.display());
+    }
+    let mut store = crate::store::Store::open(&db, false)?;
+    let intel = dir.join("intel");
+    super::sample::write_intel(&intel)?;
+    for f in ["known_exploited_vulnerabilities.json.gz", "epss_kev_nvd.csv.gz"] {
+        crate::intel::load_file(&store, &intel.join(f))?;
+    }
+    let open = store.count("SELECT count(*) FROM findings WHERE status IN ('open', 'reopened')")?;
+    let kev = store.count("SELECT count(*) FROM findings WHERE status IN ('open', 'reopened') AND kev")?;
+    let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        f()?;
+        Ok(t.elapsed().as_secs_f64() * 1000.0)
+    };
+    let median = |mut v: Vec<f64>| pct(&mut v, 0.5);
+    let mut rows: Vec<(String, f64, String)> = Vec::new();
+    // Every score changes: alternate the severity weight.
+    let mut v = Vec::new();
+    for i in 0..5 {
+        store.weights.severity = if i % 2 == 0 { 31.0 } else { 30.0 };
+        let mut changed = 0;
+        v.push(time(&mut || {
+            changed = crate::risk::rescore(&store.conn, &store.weights)?;
+            Ok(())
+        })?);
+        if changed as i64 != open {
+            anyhow::bail!("expected every finding to be scored, {changed} of {open} were");
+        }
+    }
+    rows.push(("rescore, every score changes".into(), median(v), "budget 1000 ms".into()));
+    let mut v = Vec::new();
+    for _ in 0..5 {
+        v.push(time(&mut || {
+            crate::risk::rescore_store(&store)?;
+            Ok(())
+        })?);
+    }
+    rows.push(("rescore, same weights again".into(), median(v), "incl. fix assignment and KEV/EPSS lookup".into()));
+    let queue = views::queue();
+    let now = chrono::Utc::now().naive_utc();
+    for (label, filter) in [("first page of the ranked queue", ""), ("first page, filter kev=true", "kev=true"), ("first page, filter prio=P2 host~1", "prio=P2 host~1")] {
+        let q = PageQuery {
+            filter: queue.compile_filter(filter, now).map_err(|e| anyhow::anyhow!("{}", e.message))?,
+            scope: None,
+            sort_col: 0,
+            desc: true,
+            anchor: None,
+            backward: false,
+            limit: 60,
+        };
+        let mut v = Vec::new();
+        let mut got = 0;
+        for _ in 0..7 {
+            v.push(time(&mut || {
+                got = queue.fetch(&store.conn, &q)?.len();
+                Ok(())
+            })?);
+        }
+        rows.push((label.into(), median(v), format!("{got} rows; budget 100 ms")));
+    }
+    let mut v = Vec::new();
+    let mut groups = 0;
+    for _ in 0..5 {
+        v.push(time(&mut || {
+            groups = store.count("SELECT count(*) FROM (SELECT * FROM fix_groups)")?;
+            Ok(())
+        })?);
+    }
+    rows.push(("fix groups (the whole view)".into(), median(v), format!("{groups} groups; budget 1000 ms")));
+    let fg = views::fix_groups();
+    let q = PageQuery { filter: fg.compile_filter("", now).map_err(|e| anyhow::anyhow!("{}", e.message))?, scope: None, sort_col: 0, desc: true, anchor: None, backward: false, limit: 60 };
+    let mut v = Vec::new();
+    for _ in 0..5 {
+        v.push(time(&mut || {
+            fg.fetch(&store.conn, &q)?;
+            Ok(())
+        })?);
+    }
+    rows.push(("fix groups, console first page".into(), median(v), String::new()));
+    println!("prioritisation benchmark: {open} open findings ({kev} on CISA KEV), median of 5-7 runs");
+    println!("{:<36} {:>9}  {}", "operation", "ms", "");
+    for (l, ms, note) in rows {
+        println!("{l:<36} {ms:>9.1}  {note}");
+    }
+    store.weights = Default::default();
+    crate::risk::rescore_store(&store)?;
+    Ok(())
+}

@@ -38,6 +38,13 @@ pub fn write_week(dir: &Path, n: usize, format: &str, week: usize) -> anyhow::Re
                     let k = (a * 37 + j * 101 + if week == 1 && !keep(a, j) { 13 } else { 0 }) % CHECKS;
                     let sev = k % 5;
                     writeln!(w, "<ReportItem port=\"{}\" svc_name=\"www\" protocol=\"tcp\" severity=\"{sev}\" pluginID=\"{}\" pluginName=\"Synthetic check {k}\" pluginFamily=\"Misc.\">", 1000 + k % 50, 300000 + k)?;
+                    // One check in 25 also names a real CVE (most on CISA KEV), so exploit intel has work to do.
+                    if k % 25 == 3 {
+                        let p = &super::catalog::PLUGINS[(k / 25) % super::catalog::PLUGINS.len()];
+                        if let Some(c) = p.cves.first() {
+                            writeln!(w, "<cve>{c}</cve>")?;
+                        }
+                    }
                     writeln!(w, "<cve>CVE-2025-{}</cve><cvss3_base_score>{:.1}</cvss3_base_score><risk_factor>High</risk_factor>", 10000 + k, 2.0 + (k % 80) as f64 / 10.0)?;
                     writeln!(w, "<synopsis>The remote service is affected by synthetic issue {k}.</synopsis><description>{}</description><solution>Upgrade to version {}.{} or later.</solution></ReportItem>", xml_escape(&desc(k)), k % 9 + 1, k % 17)?;
                 }

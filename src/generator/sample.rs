@@ -531,6 +531,15 @@ const INTEL_SNAPSHOT: &[(&str, &[u8])] = &[
     ("epss_kev_nvd.csv.gz", include_bytes!("../../sample-data/intel/epss_kev_nvd.csv.gz")),
 ];
 
+/// The intel snapshot is third-party data, shipped unchanged inside the binary.
+pub fn write_intel(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (name, bytes) in INTEL_SNAPSHOT {
+        std::fs::write(dir.join(name), bytes)?;
+    }
+    Ok(())
+}
+
 pub fn write(dir: &Path) -> anyhow::Result<()> {
     let e = estate();
     let finds = host_findings(&e);
@@ -540,11 +549,7 @@ pub fn write(dir: &Path) -> anyhow::Result<()> {
     let mut f = create(&dir.join("controls/controls.csv"))?;
     write_controls(&mut f)?;
     drop(f);
-    // The intel snapshot is third-party data, shipped unchanged inside the binary.
-    std::fs::create_dir_all(dir.join("intel"))?;
-    for (name, bytes) in INTEL_SNAPSHOT {
-        std::fs::write(dir.join("intel").join(name), bytes)?;
-    }
+    write_intel(&dir.join("intel"))?;
     for (wk, day) in WEEKS.iter().enumerate() {
         let base = dir.join("scans").join(day);
         let mut f = create(&base.join("nessus-internal.nessus.gz"))?;

@@ -23,14 +23,14 @@ pub struct Loaded {
     pub version: Option<String>,
     pub date: Option<NaiveDateTime>,
     pub records: usize,
-    /// Open findings whose score changed with the load.
+    /// Open findings rescored after the load.
     pub rescored: usize,
 }
 
 impl Loaded {
     pub fn line(&self, file: &str) -> String {
         format!(
-            "{file}: {} {}{}: {} records; {} finding scores changed",
+            "{file}: {} {}{}: {} records; {} open findings rescored",
             self.feed,
             self.version.clone().map(|v| format!("version {v}")).unwrap_or_else(|| "(no version stated)".into()),
             self.date.map(|d| format!(" of {}", d.format("%Y-%m-%d"))).unwrap_or_default(),
@@ -702,8 +702,8 @@ fn store_parsed(conn: &duckdb::Connection, p: &Parsed) -> Result<(String, Option
     })
 }
 
-/// Load one feed file: recognise, validate whole, replace the previous copy of the feed and rescore,
-/// all in one transaction.
+/// Load one feed file: recognise, validate whole, and replace the previous copy of the feed in one
+/// transaction; then rescore.
 pub fn load_file(store: &Store, path: &Path) -> anyhow::Result<Loaded> {
     if store.read_only {
         bail!("the database is open read-only: intel cannot be loaded");
@@ -728,12 +728,12 @@ pub fn load_file(store: &Store, path: &Path) -> anyhow::Result<Loaded> {
                 records as i64
             ],
         )?;
-        let rescored = crate::risk::rescore_store(store)?;
-        Ok(Loaded { feed, version, date, records, rescored })
+        Ok(Loaded { feed, version, date, records, rescored: 0 })
     })();
     match r {
-        Ok(l) => {
+        Ok(mut l) => {
             c.execute_batch("COMMIT")?;
+            l.rescored = crate::risk::rescore_store(store).map_err(|e| anyhow!("{file}: loaded, but rescoring failed: {e}"))?;
             Ok(l)
         }
         Err(e) => {

@@ -265,13 +265,13 @@ pub fn import_assets(store: &Store, path: &Path, mapping: Option<&AssetMapping>)
                  AND a.asset_id IN (SELECT asset_id FROM stage_cmap);
                DROP TABLE stage_cmdb; DROP TABLE stage_cmdb_ids; DROP TABLE stage_cmap;"#,
         )?;
-        // Criticality, exposure and environment feed the risk score.
-        crate::risk::rescore_store(store)?;
         Ok((new, matched))
     })();
     match r {
         Ok((new, matched)) => {
             c.execute_batch("COMMIT")?;
+            // Criticality, exposure and environment feed the risk score.
+            crate::risk::rescore_store(store).map_err(|e| anyhow::anyhow!("{}: assets imported, but rescoring failed: {e}", path.display()))?;
             Ok(CmdbSummary { rows: rows.len(), new, matched, skipped })
         }
         Err(e) => {

@@ -526,6 +526,8 @@ pub struct Summary {
     pub bytes: u64,
     pub seconds: f64,
     pub skip_reasons: Vec<(String, String)>,
+    /// Something that went wrong after the import was committed (rescoring).
+    pub warning: Option<String>,
 }
 
 impl Summary {
@@ -546,6 +548,7 @@ impl Summary {
             bytes: 0,
             seconds: 0.0,
             skip_reasons: Vec::new(),
+            warning: None,
         }
     }
 
@@ -572,6 +575,9 @@ impl Summary {
                 }
                 if self.skipped > 5 {
                     s.push_str(&format!("\n  ... {} skipped in all (see the quarantine table)", self.skipped));
+                }
+                if let Some(w) = &self.warning {
+                    s.push_str(&format!("\n  warning: {w}"));
                 }
                 s
             }
@@ -846,10 +852,15 @@ fn stage_and_merge(
     .map_err(sql)?;
     c.execute_batch(STAGE_DROP).map_err(sql)?;
     ph.mark("import row");
-    crate::risk::rescore_store(store).map_err(sql)?;
-    ph.mark("rescore");
     c.execute_batch("COMMIT").map_err(sql)?;
     ph.mark("commit");
+    // Scores are derived data: recomputed after the commit, in bounded slices of their own.
+    let warning = crate::risk::rescore_store(store).err().map(|e| {
+        let file = display;
+        tracing::warn!("{file}: imported, but rescoring failed: {e}");
+        format!("imported, but rescoring failed ({e}); run `ctem score`")
+    });
+    ph.mark("rescore");
     Ok(Summary {
         file: display.to_string(),
         format: Some(format),
@@ -866,6 +877,7 @@ fn stage_and_merge(
         bytes,
         seconds: 0.0,
         skip_reasons,
+        warning,
     })
 }
 

@@ -205,6 +205,10 @@ CREATE TABLE ctid_mappings (
 ALTER TABLE findings ADD COLUMN risk_score DOUBLE;
 ALTER TABLE findings ADD COLUMN priority VARCHAR;
 ALTER TABLE findings ADD COLUMN kev BOOLEAN;
+ALTER TABLE findings ADD COLUMN kev_cve VARCHAR;
+ALTER TABLE findings ADD COLUMN kev_added DATE;
+ALTER TABLE findings ADD COLUMN kev_due DATE;
+ALTER TABLE findings ADD COLUMN kev_ransomware BOOLEAN;
 ALTER TABLE findings ADD COLUMN epss DOUBLE;
 ALTER TABLE findings ADD COLUMN epss_percentile DOUBLE;
 ALTER TABLE findings ADD COLUMN internet_exposed BOOLEAN;
