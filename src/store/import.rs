@@ -19,7 +19,7 @@ const BATCH: usize = 8192;
 /// Report rows per INSERT of new findings.
 const INSERT_SLICE: i64 = 500_000;
 /// The engine's memory limit while importing (the process stays under 500 MB on a 2 GB Nessus file).
-const DEFAULT_IMPORT_MEMORY: &str = "256MB";
+const DEFAULT_IMPORT_MEMORY: &str = "200MB";
 
 /// Phase timings on stderr when `CTEM_PROFILE` is set (for benchmarking the import path).
 struct Phases {
