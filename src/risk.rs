@@ -209,7 +209,7 @@ fn asset_context_sql(w: &Weights) -> String {
     format!(
         "CREATE OR REPLACE TEMP TABLE risk_actx AS
          WITH c AS (
-           SELECT a.asset_id, a.kind, a.criticality, a.internet_facing, a.environment,
+           SELECT a.asset_id, a.kind, a.criticality, a.internet_facing, a.environment, a.business_unit,
                   list_filter(a.ips, lambda ip: NOT {PRIVATE_IP})[1] AS public_ip, x.ex_title
            FROM assets a
            LEFT JOIN (SELECT asset_id, min(title) AS ex_title FROM findings
@@ -229,8 +229,8 @@ fn asset_context_sql(w: &Weights) -> String {
                        WHEN public_ip IS NOT NULL THEN concat('public IP ', public_ip, ' +', {net}::DECIMAL(6,1))
                        WHEN ex_title IS NOT NULL THEN concat('cloud exposure: ', ex_title, ' +', {net}::DECIMAL(6,1))
                        WHEN internet_facing = false THEN 'not internet-facing (CMDB)' ELSE 'internet exposure unknown' END,
-                  CASE WHEN criticality IS NOT NULL THEN concat('asset criticality ', criticality, CASE WHEN p_crit >= 0 THEN ' +' ELSE ' ' END, p_crit::DECIMAL(6,1))
-                       ELSE 'asset criticality unknown' END,
+                  CASE WHEN criticality IS NOT NULL THEN concat(coalesce(business_unit || ' ', ''), 'asset criticality ', criticality, CASE WHEN p_crit >= 0 THEN ' +' ELSE ' ' END, p_crit::DECIMAL(6,1))
+                       ELSE concat(coalesce(business_unit || ' ', ''), 'asset criticality unknown') END,
                   CASE WHEN p_env <> 0 THEN concat(environment, ' environment ', p_env::DECIMAL(6,1)) END
                 ) AS text
          FROM p",

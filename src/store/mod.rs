@@ -7,6 +7,7 @@ pub mod output;
 pub mod schema;
 pub mod scopes;
 pub mod views;
+pub mod work;
 
 use duckdb::{AccessMode, Config, Connection};
 use std::path::{Path, PathBuf};

@@ -252,4 +252,30 @@ GROUP BY f.fix_kind, f.fix, coalesce(a.owner, '(no owner)')
 ORDER BY risk_removed DESC, findings DESC, fix, owner;
 "#,
 ),
+(
+    4,
+    "work items: remediation handed from prioritisation to mobilisation",
+    r#"
+CREATE SEQUENCE seq_work_item START 1;
+CREATE TABLE work_items (
+    work_item_id BIGINT NOT NULL,
+    title        VARCHAR NOT NULL,
+    fix_kind     VARCHAR,
+    fix          VARCHAR,
+    owner        VARCHAR NOT NULL,
+    assignee     VARCHAR,
+    priority     VARCHAR,
+    status       VARCHAR NOT NULL,   -- new, triaged, assigned, in_progress, fixed, verified, risk_accepted, false_positive
+    due_date     DATE,
+    source       VARCHAR,            -- how it was made (the selection or fix group it came from)
+    created_at   TIMESTAMP NOT NULL,
+    updated_at   TIMESTAMP NOT NULL
+);
+CREATE TABLE work_item_findings (
+    work_item_id BIGINT NOT NULL,
+    finding_id   BIGINT NOT NULL,
+    added_at     TIMESTAMP NOT NULL
+);
+"#,
+),
 ];

@@ -73,13 +73,14 @@ pub fn finding_fields() -> Vec<Field> {
         Field { name: "reopened", aliases: &["times_reopened"], sql: "times_reopened", kind: Int },
         Field { name: "exploit", aliases: &["exploit_available"], sql: "exploit_available", kind: Bool },
         Field { name: "risk", aliases: &["risk_score", "score"], sql: "risk_score", kind: Float },
-        Field { name: "priority", aliases: &["prio", "p"], sql: "priority", kind: Text },
+        Field { name: "priority", aliases: &["prio", "p"], sql: "priority", kind: Priority },
         Field { name: "kev", aliases: &[], sql: "kev", kind: Bool },
         Field { name: "epss", aliases: &[], sql: "epss", kind: Float },
         Field { name: "exposed", aliases: &["internet", "internet_exposed"], sql: "internet_exposed", kind: Bool },
         Field { name: "runtime", aliases: &["running"], sql: "runtime", kind: Bool },
         Field { name: "fix", aliases: &["fix_key"], sql: "fix", kind: Text },
         Field { name: "fix_kind", aliases: &[], sql: "fix_kind", kind: Text },
+        Field { name: "work_item", aliases: &["wi", "work"], sql: "(SELECT max(wf.work_item_id) FROM work_item_findings wf WHERE wf.finding_id = f.finding_id)", kind: Int },
         Field { name: "owner", aliases: &[], sql: "(SELECT a.owner FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "bu", aliases: &["business_unit"], sql: "(SELECT a.business_unit FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "env", aliases: &["environment"], sql: "(SELECT a.environment FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
@@ -532,7 +533,7 @@ impl View {
 }
 
 /// `expr` names an asset in the scope.
-fn scope_cond(expr: &str, s: &Compiled) -> String {
+pub fn scope_cond(expr: &str, s: &Compiled) -> String {
     format!("{expr} IN (SELECT asset_id FROM assets WHERE {})", s.sql)
 }
 
@@ -643,6 +644,48 @@ pub fn owners() -> View {
         text_fields: vec!["owner", "units"],
         default_sort: (2, true),
         scope_asset: Some("asset_id"),
+    }
+}
+
+/// Work items handed over from Prioritization, newest first.
+pub fn work_items() -> View {
+    use FieldKind::*;
+    View {
+        id: "work_items",
+        title: "Work items",
+        from: "(SELECT w.*, coalesce(c.n, 0) AS findings, coalesce(c.open, 0) AS open_findings, c.assets
+                FROM work_items w
+                LEFT JOIN (SELECT wf.work_item_id, count(*) AS n, count(*) FILTER (WHERE f.status IN ('open', 'reopened')) AS open,
+                                  count(DISTINCT f.asset_id) AS assets
+                           FROM work_item_findings wf JOIN findings f USING (finding_id) GROUP BY wf.work_item_id) c
+                USING (work_item_id)) wi"
+            .into(),
+        base_where: "true".into(),
+        key: "work_item_id",
+        columns: vec![
+            Column { right: true, ..col("id", "work_item_id", 5) },
+            col("prio", "priority", 4),
+            col("status", "status", 11),
+            col("owner", "owner", 20),
+            Column { right: true, ..col("findings", "findings", 8) },
+            Column { right: true, ..col("open", "open_findings", 6) },
+            Column { right: true, ..col("assets", "assets", 6) },
+            col("title", "title", 50),
+            Column { sort: Some(Cow::Borrowed("created_at")), ..col("created", "strftime(created_at, '%Y-%m-%d %H:%M')", 16) },
+            Column { visible: false, ..col("source", "source", 30) },
+        ],
+        fields: vec![
+            Field { name: "id", aliases: &["work_item"], sql: "work_item_id", kind: Int },
+            Field { name: "priority", aliases: &["prio"], sql: "priority", kind: Priority },
+            Field { name: "status", aliases: &[], sql: "status", kind: Text },
+            Field { name: "owner", aliases: &["team"], sql: "owner", kind: Text },
+            Field { name: "title", aliases: &[], sql: "title", kind: Text },
+            Field { name: "open", aliases: &[], sql: "open_findings", kind: Int },
+            Field { name: "created", aliases: &[], sql: "created_at", kind: Time },
+        ],
+        text_fields: vec!["title", "owner"],
+        default_sort: (0, true),
+        scope_asset: None,
     }
 }
 

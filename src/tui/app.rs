@@ -56,6 +56,8 @@ pub struct App {
     pub discovery: usize,
     /// Prioritization shows the ranked queue (0) or the fix groups (1).
     pub prio_view: usize,
+    /// Mobilization shows open work by owner (0) or the work items (1).
+    pub mob_view: usize,
     pub theme: Theme,
     pub theme_dir: Option<PathBuf>,
     pub keymap: Keymap,
@@ -97,7 +99,7 @@ impl App {
     pub fn new(db: Db, db_label: String, theme: Theme, theme_dir: Option<PathBuf>, keymap: Keymap) -> App {
         let read_only = db.read_only;
         let mut tables = HashMap::new();
-        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups()] {
+        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items()] {
             tables.insert(v.id, TableView::new(v));
         }
         let mut editor = TextArea::new(vec![
@@ -110,6 +112,7 @@ impl App {
             tab: 0,
             discovery: 0,
             prio_view: 0,
+            mob_view: 0,
             theme,
             theme_dir,
             keymap,
@@ -161,6 +164,7 @@ impl App {
             3 if self.prio_view == 1 => Some("fix_groups"),
             3 => Some("queue"),
             4 => Some("verification"),
+            5 if self.mob_view == 1 => Some("work_items"),
             5 => Some("owners"),
             6 if !self.sql.editing && self.tables.contains_key("sql") => Some("sql"),
             _ => None,
@@ -278,6 +282,15 @@ impl App {
                     self.detail_text = text;
                 } else {
                     self.overlay = Overlay::Detail { title, lines: text.lines().map(str::to_string).collect(), scroll: 0 };
+                }
+            }
+            Resp::HandedOff { message, ok } => {
+                self.message = Some((message, !ok));
+                if ok {
+                    if let Some(t) = self.tables.get_mut("queue") {
+                        t.marks.clear();
+                    }
+                    self.refresh_all();
                 }
             }
             Resp::Info(m) => {
@@ -641,6 +654,9 @@ impl App {
                 } else if self.tab == 3 {
                     self.prio_view = 1 - self.prio_view;
                     self.ensure_loaded();
+                } else if self.tab == 5 {
+                    self.mob_view = 1 - self.mob_view;
+                    self.ensure_loaded();
                 } else if self.tab == 6 {
                     self.sql.editing = !self.sql.editing;
                 }
@@ -760,7 +776,35 @@ impl App {
                     self.run_sql();
                 }
             }
+            Action::HandOff => self.hand_off(),
         }
+    }
+
+    /// Prioritization -> Mobilization: the marked findings (or the selected one), or the selected fix
+    /// group, become work items, one per owner.
+    fn hand_off(&mut self) {
+        if self.tab != 3 {
+            self.message = Some(("hand-off works from Prioritization: mark findings in the queue or pick a fix group".into(), true));
+            return;
+        }
+        if self.read_only {
+            self.message = Some(("read-only: work items cannot be created (open without --read-only)".into(), true));
+            return;
+        }
+        let selection = if self.prio_view == 1 {
+            let Some(row) = self.tables.get("fix_groups").and_then(|t| t.selected()) else { return };
+            crate::store::work::Selection::Fix { kind: row.cells[5].clone(), fix: row.cells[8].clone() }
+        } else {
+            let Some(t) = self.tables.get("queue") else { return };
+            let ids: Vec<i64> = if t.marks.is_empty() { t.selected().map(|r| vec![r.key]).unwrap_or_default() } else { t.marks.iter().copied().collect() };
+            if ids.is_empty() {
+                return;
+            }
+            crate::store::work::Selection::Findings(ids)
+        };
+        let scope = self.scope.as_ref().map(|s| s.1.clone());
+        self.db.send(Req::HandOff { selection, scope });
+        self.message = Some(("handing over to Mobilization…".into(), false));
     }
 
     fn selected_scope(&self) -> Option<crate::store::scopes::Scope> {
@@ -797,6 +841,12 @@ impl App {
                 self.prio_view = 0;
                 self.apply_filter(&format!("fix=\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\"")));
                 self.message = Some((format!("findings closed by: {fix} (Tab: back to the fix groups)"), false));
+            }
+            "work_items" => {
+                self.tab = 3;
+                self.prio_view = 0;
+                self.apply_filter(&format!("work_item={key}"));
+                self.message = Some((format!("findings of work item {key}"), false));
             }
             "owners" => {
                 let owner = self.tables.get("owners").and_then(|t| t.selected()).map(|r| r.cells[0].clone()).unwrap_or_default();

@@ -30,6 +30,8 @@ pub enum Req {
     Import { paths: Vec<PathBuf> },
     /// Run a statement from the SQL pane: a query becomes a paged view, anything else just runs.
     Sql { text: String },
+    /// Hand a selection of findings to Mobilization as work items.
+    HandOff { selection: crate::store::work::Selection, scope: Option<Compiled> },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -71,6 +73,8 @@ pub enum Resp {
     JobDone { job: u64, message: String, ok: bool, changed: bool },
     /// Something worked and the user should know (scope saved ...).
     Info(String),
+    /// Work items were created (or why not).
+    HandedOff { message: String, ok: bool },
     SqlView { view: View, millis: u128 },
     SqlDone { message: String },
     SqlError { message: String },
@@ -223,6 +227,10 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 Err(e) => err("scope", &e),
             }
         }
+        Req::HandOff { selection, scope } => match crate::store::work::hand_off(store, &selection, scope.as_ref()) {
+            Ok(h) => Resp::HandedOff { message: h.message(), ok: !h.created.is_empty() },
+            Err(e) => Resp::HandedOff { message: format!("hand-off: {}", first_line(e)), ok: false },
+        },
         Req::DeleteScope { name } => {
             if store.read_only {
                 return Some(err("scope", &"read-only: scopes cannot be deleted"));

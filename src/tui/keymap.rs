@@ -43,6 +43,7 @@ pub enum Action {
     Delete,
     Activate,
     Run,
+    HandOff,
 }
 
 impl Action {
@@ -103,6 +104,7 @@ impl Action {
             Action::Delete => "delete",
             Action::Activate => "activate / use",
             Action::Run => "run",
+            Action::HandOff => "hand the marked findings (or the fix group) to Mobilization as work items",
         }
     }
 
@@ -111,7 +113,7 @@ impl Action {
         let mut v = vec![
             Quit, ForceQuit, Suspend, Help, Command, Filter, Back, NextTab, PrevTab, NextPane, PrevPane, Up, Down,
             PageUp, PageDown, HalfUp, HalfDown, Top, Bottom, Left, Right, Open, SortNext, SortReverse, Columns,
-            Mark, RangeMark, ClearMarks, Copy, Export, Refresh, New, Edit, Delete, Activate, Run,
+            Mark, RangeMark, ClearMarks, Copy, Export, Refresh, New, Edit, Delete, Activate, Run, HandOff,
         ];
         for i in 0..7 {
             v.push(Tab(i));
@@ -277,6 +279,7 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("e", Action::Edit),
     ("d", Action::Delete),
     ("a", Action::Activate),
+    ("w", Action::HandOff),
 ];
 
 impl Default for Keymap {

@@ -142,13 +142,23 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
                     v.push((key(app, Action::Activate), "use"));
                 }
                 2 => v.push((key(app, Action::NextPane), "view")),
-                3 => v.push((key(app, Action::NextPane), if app.prio_view == 0 { "fix groups" } else { "queue" })),
+                3 => {
+                    // The ranked queue is rarely re-sorted; its hand-off keys matter more here.
+                    v.retain(|h| h.1 != "sort");
+                    v.push((key(app, Action::NextPane), if app.prio_view == 0 { "groups" } else { "queue" }));
+                    if app.prio_view == 0 {
+                        v.push((key(app, Action::Mark), "mark"));
+                    }
+                    v.push((key(app, Action::HandOff), "hand off"));
+                }
+                5 => v.push((key(app, Action::NextPane), if app.mob_view == 0 { "work items" } else { "by owner" })),
                 6 => v.push((key(app, Action::Edit), "edit SQL")),
                 _ => v.push((key(app, Action::Mark), "mark")),
             }
-            v.push((key(app, Action::Columns), "cols"));
             v.push((key(app, Action::Help), "help"));
             v.push((key(app, Action::Quit), "quit"));
+            // Cut first when the line is narrow.
+            v.push((key(app, Action::Columns), "cols"));
             v
         };
         let mut s = vec![Span::raw(" ")];
@@ -315,7 +325,11 @@ fn draw_validation(f: &mut Frame, app: &mut App, area: Rect) {
 }
 
 fn draw_mobilization(f: &mut Frame, app: &mut App, area: Rect) {
-    table(f, app, "owners", area, true, "Open work by owner (Enter: that owner's queue)");
+    if app.mob_view == 1 {
+        table(f, app, "work_items", area, true, "Work items (Enter: its findings · Tab: open work by owner)");
+    } else {
+        table(f, app, "owners", area, true, "Open work by owner (Enter: that owner's queue · Tab: work items)");
+    }
 }
 
 fn draw_sql(f: &mut Frame, app: &mut App, area: Rect) {

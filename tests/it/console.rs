@@ -297,3 +297,47 @@ fn export_writes_the_filtered_rows() {
     assert_eq!(rows, count_sql("SELECT count(*) FROM findings WHERE severity = 'critical'"));
     assert!(text.lines().next().unwrap().starts_with("id,sev,status,asset"));
 }
+
+#[test]
+fn fix_groups_drill_down_and_hand_off_to_mobilization() {
+    let mut app = app_with("default");
+    key(&mut app, '4');
+    code(&mut app, KeyCode::Tab);
+    assert_eq!(app.focused_table_id(), Some("fix_groups"));
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("rebuild on a patched debian 12.2"), "{text}");
+    // Enter: the queue narrowed to the 446 findings that fix closes.
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.focused_table_id(), Some("queue"));
+    assert_eq!(app.tables["queue"].total, Some(446));
+    // Back to the groups; `w` hands the group to Mobilization: one work item per owner.
+    code(&mut app, KeyCode::Tab);
+    key(&mut app, 'w');
+    let m = app.message.clone().unwrap();
+    assert!(!m.1 && m.0.starts_with("3 work items (446 findings) for corporate-platform, logistics-platform, payments-platform"), "{m:?}");
+    // Again: nothing new, and it says why.
+    key(&mut app, 'w');
+    let m = app.message.clone().unwrap();
+    assert!(m.1 && m.0.contains("446 already in open work items"), "{m:?}");
+    // Two marked findings in the queue become one more work item.
+    code(&mut app, KeyCode::Tab);
+    app.command("filter kev=true and not fix~\"debian 12.2\"");
+    app.settle(Duration::from_secs(10));
+    key(&mut app, ' ');
+    key(&mut app, ' ');
+    key(&mut app, 'w');
+    let m = app.message.clone().unwrap();
+    assert!(!m.1 && m.0.contains("(2 findings)"), "{m:?}");
+    assert!(app.tables["queue"].marks.is_empty());
+    // Mobilization lists them; Enter opens a work item's findings.
+    key(&mut app, '6');
+    code(&mut app, KeyCode::Tab);
+    assert_eq!(app.focused_table_id(), Some("work_items"));
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("rebuild on a patched debian") && text.contains("payments-platfo"), "{text}");
+    assert!(app.tables["work_items"].total.unwrap() >= 4, "{text}");
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.tab, 3);
+    assert!(app.tables["queue"].filter_text.starts_with("work_item="));
+    assert!(app.tables["queue"].total.unwrap() >= 1);
+}

@@ -363,3 +363,42 @@ fn intel_update_without_network_says_so() {
     assert!(intel::update::url_for("https://x/y.json", Some("http://mirror.example.com")).unwrap_err().to_string().contains("only for loopback"));
     assert!(intel::update::url_for("https://x/y.json", Some("https://mirror.example.com/feeds/")).unwrap().ends_with("/feeds/y.json"));
 }
+
+#[test]
+fn hand_off_makes_one_work_item_per_owner_and_never_twice() {
+    use ctem::store::work::{hand_off, Selection};
+    let d = tmpdir();
+    let db = d.path().join("s.duckdb");
+    ctem::generator::demo::load(&db, &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data")).unwrap();
+    let s = Store::open(&db, false).unwrap();
+    let h = hand_off(&s, &Selection::Fix { kind: "base_image".into(), fix: "rebuild on a patched debian 12.2 base image".into() }, None).unwrap();
+    assert_eq!(h.created.iter().map(|c| (c.1.as_str(), c.2)).collect::<Vec<_>>(), vec![("corporate-platform", 126), ("logistics-platform", 139), ("payments-platform", 181)]);
+    assert!(h.created.iter().all(|c| c.3 == "rebuild on a patched debian 12.2 base image"));
+    assert_eq!(count(&s, "SELECT count(*) FROM work_item_findings"), 446);
+    assert_eq!(strings(&s, "SELECT DISTINCT status || ' ' || priority FROM work_items"), vec!["new P1"]);
+    // Every finding belongs to the work item of its asset's owner.
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM work_item_findings wf JOIN work_items w USING (work_item_id) JOIN findings f USING (finding_id)
+                   JOIN assets a ON a.asset_id = f.asset_id WHERE a.owner <> w.owner"),
+        0
+    );
+    // The same group again: nothing new.
+    let h = hand_off(&s, &Selection::Fix { kind: "base_image".into(), fix: "rebuild on a patched debian 12.2 base image".into() }, None).unwrap();
+    assert!(h.created.is_empty() && h.already == 446, "{h:?}");
+    assert_eq!(h.message(), "nothing handed over: 446 already in open work items, 0 no longer open");
+    // Hand-picked findings: a fixed one is left out and said so; the title names the most urgent.
+    let open: Vec<i64> = strings(&s, "SELECT finding_id::VARCHAR FROM findings WHERE status = 'open' AND fix_kind = 'vendor_patch' ORDER BY risk_score DESC, finding_id LIMIT 2")
+        .iter()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let fixed = count(&s, "SELECT min(finding_id) FROM findings WHERE status = 'fixed'");
+    let mut ids = open.clone();
+    ids.push(fixed);
+    let h = hand_off(&s, &Selection::Findings(ids), None).unwrap();
+    assert_eq!(h.closed, 1);
+    assert_eq!(h.created.iter().map(|c| c.2).sum::<i64>(), 2);
+    // Read-only stores refuse.
+    drop(s);
+    let ro = Store::open(&db, true).unwrap();
+    assert!(hand_off(&ro, &Selection::Findings(open), None).unwrap_err().to_string().contains("read-only"));
+}
