@@ -133,7 +133,7 @@ pub enum IntelCmd {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
-    /// Download the KEV, EPSS, ATT&CK and CAPEC feeds from their official addresses and load them
+    /// Download the KEV, EPSS, ATT&CK, CAPEC and CTID feeds from their official addresses and load them
     /// (HTTPS_PROXY honoured; CTEM_INTEL_MIRROR names a mirror holding the same file names)
     Update,
     /// Every loaded feed with its version, date and age

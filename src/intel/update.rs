@@ -13,6 +13,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("epss", "https://epss.empiricalsecurity.com/epss_scores-current.csv.gz"),
     ("attack", "https://raw.githubusercontent.com/mitre/cti/master/enterprise-attack/enterprise-attack.json"),
     ("capec", "https://raw.githubusercontent.com/mitre/cti/master/capec/2.1/stix-capec.json"),
+    // CTID Mappings Explorer publishes each mapping release under its own versioned path; these are the
+    // releases this version of ctem knows (newer ones load with `ctem intel load`).
+    ("ctid:kev", "https://raw.githubusercontent.com/center-for-threat-informed-defense/mappings-explorer/main/mappings/kev/attack-16.1/kev-07.28.2025/enterprise/kev-07.28.2025_attack-16.1-enterprise.json"),
+    ("ctid:aws", "https://raw.githubusercontent.com/center-for-threat-informed-defense/mappings-explorer/main/mappings/aws/attack-16.1/aws-12.12.2024/enterprise/aws-12.12.2024_attack-16.1-enterprise.json"),
+    ("ctid:azure", "https://raw.githubusercontent.com/center-for-threat-informed-defense/mappings-explorer/main/mappings/azure/attack-16.1/azure-04.26.2025/enterprise/azure-04.26.2025_attack-16.1-enterprise.json"),
+    ("ctid:gcp", "https://raw.githubusercontent.com/center-for-threat-informed-defense/mappings-explorer/main/mappings/gcp/attack-16.1/gcp-03.06.2025/enterprise/gcp-03.06.2025_attack-16.1-enterprise.json"),
+    ("ctid:m365", "https://raw.githubusercontent.com/center-for-threat-informed-defense/mappings-explorer/main/mappings/m365/attack-16.1/m365-07.18.2025/enterprise/m365-07.18.2025_attack-16.1-enterprise.json"),
+    ("ctid:nist_800_53", "https://raw.githubusercontent.com/center-for-threat-informed-defense/mappings-explorer/main/mappings/nist_800_53/attack-16.1/nist_800_53-rev5/enterprise/nist_800_53-rev5_attack-16.1-enterprise.json"),
 ];
 
 pub struct Outcome {

@@ -291,13 +291,13 @@ fn broken_feeds_are_refused_and_the_previous_intel_stays() {
 }
 
 /// A one-shot HTTP server on 127.0.0.1 serving files by name (the feed mirror of `intel update`).
-fn serve(files: Vec<(&'static str, Vec<u8>)>) -> (String, std::thread::JoinHandle<Vec<String>>) {
+fn serve(files: Vec<(&'static str, Vec<u8>)>, requests: usize) -> (String, std::thread::JoinHandle<Vec<String>>) {
     use std::io::{BufRead, BufReader};
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", l.local_addr().unwrap());
     let h = std::thread::spawn(move || {
         let mut asked = Vec::new();
-        for _ in 0..files.len() {
+        for _ in 0..requests {
             let (mut sock, _) = l.accept().unwrap();
             let mut rd = BufReader::new(sock.try_clone().unwrap());
             let mut line = String::new();
@@ -337,13 +337,20 @@ fn intel_update_downloads_from_a_mirror_and_loads() {
         ("epss_scores-current.csv.gz", epss_daily),
         ("enterprise-attack.json", gunzip(&intel_fixture("enterprise-attack-techniques.json.gz"))),
         ("stix-capec.json", b"{\"type\":\"bundle\",\"id\":\"x\",\"objects\":[".to_vec()),
-    ]);
+        ("kev-07.28.2025_attack-16.1-enterprise.json", gunzip(&intel_fixture("kev-07.28.2025_attack-16.1-enterprise.json.gz"))),
+    ], intel::update::SOURCES.len());
     let (outcomes, offline) = intel::update::run(&s, d.path(), Some(&base)).unwrap();
     let asked = h.join().unwrap();
-    assert_eq!(asked, vec!["known_exploited_vulnerabilities.json", "epss_scores-current.csv.gz", "enterprise-attack.json", "stix-capec.json"]);
+    assert_eq!(&asked[..4], &["known_exploited_vulnerabilities.json", "epss_scores-current.csv.gz", "enterprise-attack.json", "stix-capec.json"]);
+    assert_eq!(asked.len(), 10);
     assert!(!offline);
     let r: Vec<String> = outcomes.iter().map(|o| format!("{}={}", o.feed, o.result.is_ok())).collect();
-    assert_eq!(r, vec!["kev=true", "epss=true", "attack=true", "capec=false"]);
+    assert_eq!(
+        r,
+        vec!["kev=true", "epss=true", "attack=true", "capec=false", "ctid:kev=true", "ctid:aws=false", "ctid:azure=false", "ctid:gcp=false", "ctid:m365=false", "ctid:nist_800_53=false"]
+    );
+    // A feed the mirror does not have says so.
+    assert!(outcomes[5].result.as_ref().unwrap_err().contains("server answered 404"), "{:?}", outcomes[5].result);
     // The broken CAPEC download is refused with its position, and nothing of it is stored.
     assert!(outcomes[3].result.as_ref().unwrap_err().contains("line 1 column"), "{:?}", outcomes[3].result);
     assert_eq!(count(&s, "SELECT count(*) FROM capec"), 0);
