@@ -106,10 +106,21 @@ pub fn run(store: &Store, cache: &Path, mirror: Option<&str>) -> anyhow::Result<
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut out = Vec::new();
     let mut offline = 0;
+    // A host that could not be reached is not tried again for the next feeds (no long wait per feed).
+    let mut unreachable_hosts: Vec<(String, String)> = Vec::new();
     for (feed, official) in SOURCES {
         let url = url_for(official, mirror)?;
         let dest: PathBuf = cache.join(file_name(&url));
-        let got = rt.block_on(fetch(&client, &url, &dest));
+        let host = reqwest::Url::parse(&url).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default();
+        let got = match unreachable_hosts.iter().find(|(h, _)| *h == host) {
+            Some((_, msg)) => Err((true, format!("{url}: not tried, {host} was unreachable ({msg})"))),
+            None => rt.block_on(fetch(&client, &url, &dest)),
+        };
+        if let Err((true, msg)) = &got {
+            if !unreachable_hosts.iter().any(|(h, _)| *h == host) {
+                unreachable_hosts.push((host.clone(), msg.rsplit(": ").next().unwrap_or("").to_string()));
+            }
+        }
         let result = match got {
             Ok(()) => load_file(store, &dest).map_err(|e| e.to_string()),
             Err((net, msg)) => {
