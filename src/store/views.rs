@@ -324,6 +324,54 @@ pub fn param_value(p: &Param) -> Value {
     }
 }
 
+/// A value as an SQL literal, quoted so that it can only ever be data (standard SQL strings: the only
+/// special character is the quote, which is doubled). None for values kept as parameters.
+fn literal(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => "NULL".into(),
+        Value::Boolean(b) => b.to_string(),
+        Value::BigInt(i) => i.to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Double(f) if f.is_finite() => format!("{f:?}::DOUBLE"),
+        Value::Text(t) if !t.contains('\0') => format!("'{}'", t.replace('\'', "''")),
+        Value::Timestamp(TimeUnit::Microsecond, us) => format!("make_timestamp({us}::BIGINT)"),
+        _ => return None,
+    })
+}
+
+/// The engine plans a statement before it sees parameter values, so a `title ILIKE ?` cannot use its
+/// fast substring search nor a `key < ?` skip row groups. Pages and counts therefore go to the engine
+/// with their values written in as literals (see `literal`); the statement text outside the values is
+/// the compiler's own. Falls back to parameters if any value cannot be written safely.
+pub fn inline_values(sql: String, params: Vec<Value>) -> (String, Vec<Value>) {
+    let lits: Option<Vec<String>> = params.iter().map(literal).collect();
+    let Some(lits) = lits else { return (sql, params) };
+    // Placeholders are the `?` outside quoted text; the compiler never writes one inside.
+    let mut out = String::with_capacity(sql.len() + 16 * lits.len());
+    let mut it = lits.into_iter();
+    let mut in_quote = false;
+    for ch in sql.chars() {
+        match ch {
+            '\'' => {
+                in_quote = !in_quote;
+                out.push(ch);
+            }
+            '?' if !in_quote => match it.next() {
+                Some(l) => out.push_str(&l),
+                None => return (sql, params),
+            },
+            _ => out.push(ch),
+        }
+    }
+    if it.next().is_some() {
+        return (sql, params);
+    }
+    (out, Vec::new())
+}
+
+/// Keys looked at first when a filtered page is sorted by the key.
+const KEY_PROBE: i64 = 1 << 16;
+
 /// One page request. `after`/`before` are the (sort value, key) of the row the page continues from.
 #[derive(Debug, Clone)]
 pub struct PageQuery {
@@ -451,7 +499,36 @@ impl View {
     }
 
     pub fn fetch(&self, c: &Connection, q: &PageQuery) -> Result<Vec<Row>, duckdb::Error> {
+        // Sorted by the key with a filter: look in the next stretch of keys first. When matches are
+        // common the page is there and the engine skips every other row group; otherwise the whole
+        // range is searched as usual.
+        if self.sort_expr(q.sort_col) == self.key && q.filter.sql != "true" && !self.from.contains('(') {
+            let desc = q.desc ^ q.backward;
+            let start = match &q.anchor {
+                Some((_, k)) => Some(*k),
+                None => {
+                    let agg = if desc { "max" } else { "min" };
+                    let v: Option<i64> = c.query_row(&format!("SELECT {agg}({}) FROM {}", self.key, self.from), [], |r| r.get(0))?;
+                    v.map(|v| if desc { v + 1 } else { v - 1 })
+                }
+            };
+            if let Some(start) = start {
+                let mut probe = q.clone();
+                let (op, bound) = if desc { (">", start.saturating_sub(KEY_PROBE)) } else { ("<", start.saturating_add(KEY_PROBE)) };
+                probe.filter.sql = format!("({}) AND {} {op} ?", q.filter.sql, self.key);
+                probe.filter.params.push(Param::Int(bound));
+                let rows = self.fetch_plain(c, &probe)?;
+                if rows.len() >= q.limit {
+                    return Ok(rows);
+                }
+            }
+        }
+        self.fetch_plain(c, q)
+    }
+
+    fn fetch_plain(&self, c: &Connection, q: &PageQuery) -> Result<Vec<Row>, duckdb::Error> {
         let (sql, params) = self.page_sql(q);
+        let (sql, params) = inline_values(sql, params);
         let mut stmt = c.prepare(&sql)?;
         let n = self.columns.len();
         let mut rows: Vec<Row> = stmt
@@ -474,7 +551,7 @@ impl View {
 
     pub fn count(&self, c: &Connection, filter: &Compiled, scope: Option<&Compiled>) -> Result<i64, duckdb::Error> {
         let (w, params) = self.where_clause(filter, scope);
-        let sql = format!("SELECT count(*) FROM {w}");
+        let (sql, params) = inline_values(format!("SELECT count(*) FROM {w}"), params);
         c.query_row(&sql, duckdb::params_from_iter(params.iter()), |r| r.get(0))
     }
 
@@ -765,4 +842,29 @@ pub fn sql_result(c: &Connection, sql: &str) -> Result<View, duckdb::Error> {
         default_sort: (usize::MAX, false),
         scope_asset: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inlined_values_stay_data() {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (id BIGINT, s VARCHAR, ts TIMESTAMP); INSERT INTO t VALUES (1, 'a''b?c', TIMESTAMP '2026-11-23 10:00:00'), (2, 'x', NULL);").unwrap();
+        for hostile in ["a'b?c", "'; DROP TABLE t; --", "\\' OR 1=1 --", "?", "é ' \u{1F600}"] {
+            let (sql, p) = inline_values("SELECT count(*) FROM t WHERE s = ? AND id > ?".into(), vec![Value::Text(hostile.into()), Value::BigInt(0)]);
+            assert!(p.is_empty(), "{sql}");
+            let n: i64 = c.query_row(&sql, [], |r| r.get(0)).unwrap();
+            assert_eq!(n, if hostile == "a'b?c" { 1 } else { 0 }, "{sql}");
+        }
+        let us = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap().and_hms_opt(9, 0, 0).unwrap().and_utc().timestamp_micros();
+        let (sql, _) = inline_values("SELECT count(*) FROM t WHERE ts > ? AND s <> '?'".into(), vec![Value::Timestamp(TimeUnit::Microsecond, us)]);
+        assert_eq!(c.query_row(&sql, [], |r| r.get::<_, i64>(0)).unwrap(), 1, "{sql}");
+        // A NUL byte stays a parameter.
+        let (_, p) = inline_values("SELECT ?".into(), vec![Value::Text("a\0b".into())]);
+        assert_eq!(p.len(), 1);
+        // Table still there.
+        assert_eq!(c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0)).unwrap(), 2);
+    }
 }
