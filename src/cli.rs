@@ -106,6 +106,20 @@ pub enum Cmd {
         #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
         format: String,
     },
+    /// Reports for chat, e-mail and scripts
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
+    /// Write a table or view of the SQL contract to a file (CSV, JSON lines or Parquet), streaming
+    Export {
+        /// A table or view (`findings`, `assets`, `fix_groups`, `work_items` ...)
+        view: String,
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json", "parquet"])]
+        format: String,
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Measure import throughput on generated estates (prints numbers; see README)
     #[command(hide = true)]
     Bench {
@@ -127,6 +141,21 @@ pub enum Cmd {
 }
 
 #[derive(Subcommand, Debug)]
+pub enum ReportCmd {
+    /// What changed: new findings by priority, new exploited ones, regressions, fixes, biggest open fixes, 30-day trend
+    Standup {
+        /// Window start: an age back from the latest scan (24h, 3d, 2w) or a date; default 24h
+        #[arg(long)]
+        since: Option<String>,
+        /// Narrow to a saved scope
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long, default_value = "md", value_parser = ["md", "json"])]
+        format: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum IntelCmd {
     /// Load feed files (format recognised from content; .gz read transparently); each replaces its feed
     Load {
@@ -138,6 +167,16 @@ pub enum IntelCmd {
     Update,
     /// Every loaded feed with its version, date and age
     Status,
+}
+
+/// Open the store read-only; a database from an older version is migrated first (which needs a write).
+fn open_for_read(cli: &Cli, paths: &Paths) -> anyhow::Result<Store> {
+    let db = db_path(cli, paths);
+    match Store::open(&db, true) {
+        Ok(s) => Ok(s),
+        Err(crate::store::StoreError::Open { msg, .. }) if msg.contains("needs upgrading") && !cli.read_only => Ok(Store::open(&db, false)?),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Open the store for writing with the risk weights of config.toml (its warnings go to stderr).
@@ -308,6 +347,60 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Intel { cmd } => intel(&cli, &paths, cmd),
+        Cmd::Report { cmd: ReportCmd::Standup { since, scope, format } } => {
+            let store = open_for_read(&cli, &paths)?;
+            let until: Option<chrono::NaiveDateTime> = store.conn.query_row("SELECT max(scan_time) FROM imports", [], |r| r.get(0))?;
+            let Some(until) = until else { bail!("nothing imported yet: no stand-up to report") };
+            let since = match since {
+                Some(s) => crate::report::parse_since(s, until).map_err(anyhow::Error::msg)?,
+                None => until - chrono::Duration::hours(24),
+            };
+            let compiled = match scope {
+                Some(name) => {
+                    let sc = crate::store::scopes::get(&store.conn, name)?.with_context(|| format!("no scope named '{name}' (ctem query \"SELECT name FROM scopes\")"))?;
+                    let c = crate::store::views::compile_scope(&sc.filter, chrono::Utc::now().naive_utc())
+                        .map_err(|e| anyhow::anyhow!("scope '{name}': {}", e.message))?;
+                    Some((sc.name, c))
+                }
+                None => None,
+            };
+            let r = crate::report::standup(&store, since, until, compiled.as_ref().map(|(n, c)| (n.as_str(), c)))?;
+            if format == "json" {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.markdown());
+            }
+            Ok(0)
+        }
+        Cmd::Export { view, format, out } => {
+            let store = open_for_read(&cli, &paths)?;
+            let known: i64 = store.conn.query_row(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'main' AND table_name = ?",
+                [view],
+                |r| r.get(0),
+            )?;
+            if known == 0 {
+                bail!("no table or view named '{view}' (ctem query \"SELECT table_name FROM information_schema.tables\")");
+            }
+            let path = out.display().to_string();
+            let table = format!("\"{}\"", view.replace('"', "\"\""));
+            if format == "json" {
+                // JSON lines, streamed row by row.
+                let file = std::fs::File::create(out).with_context(|| path.clone())?;
+                let mut w = std::io::BufWriter::new(file);
+                let n = crate::store::output::write_json_lines(&store.conn, &format!("SELECT * FROM {table}"), &mut w)
+                    .map_err(|e| anyhow::anyhow!("{path}: {e}"))?;
+                println!("{n} rows of {view} written to {path} ({format})");
+                return Ok(0);
+            }
+            let fmt = if format == "parquet" { "FORMAT parquet" } else { "FORMAT csv, HEADER true" };
+            let n = store.conn.execute(
+                &format!("COPY (SELECT * FROM {table}) TO '{}' ({fmt})", path.replace('\'', "''")),
+                [],
+            ).map_err(|e| anyhow::anyhow!("{path}: {}", first_line(&e.to_string())))?;
+            println!("{n} rows of {view} written to {path} ({format})");
+            Ok(0)
+        }
         Cmd::Score { weights, diff, top } => {
             if let Some(wf) = weights {
                 let alt = crate::risk::Weights::load(wf).map_err(anyhow::Error::msg)?;

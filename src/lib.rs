@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod model;
 pub mod paths;
 pub mod query;
+pub mod report;
 pub mod risk;
 pub mod intel;
 pub mod store;

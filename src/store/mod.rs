@@ -68,7 +68,8 @@ impl Store {
                 msg: "no such database (read-only mode does not create one)".into(),
             });
         }
-        let mut cfg = Config::default();
+        // Never fetch or load engine extensions from the network.
+        let mut cfg = Config::default().enable_autoload_extension(false)?;
         if read_only {
             cfg = cfg.access_mode(AccessMode::ReadOnly)?;
         }
@@ -84,6 +85,7 @@ impl Store {
             return Err(StoreError::Open { path: path.display().to_string(), msg: "no such database".into() });
         }
         let cfg = Config::default()
+            .enable_autoload_extension(false)?
             .access_mode(AccessMode::ReadOnly)?
             .enable_external_access(false)?;
         let conn = Connection::open_with_flags(path, cfg).map_err(|e| classify_open_error(path, e))?;
@@ -93,7 +95,7 @@ impl Store {
     }
 
     pub fn open_in_memory() -> Result<Store, StoreError> {
-        let conn = Connection::open_in_memory()?;
+        let conn = Connection::open_in_memory_with_flags(Config::default().enable_autoload_extension(false)?)?;
         let store = Store { conn, path: PathBuf::from(":memory:"), read_only: false, weights: Default::default() };
         store.migrate()?;
         Ok(store)

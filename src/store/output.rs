@@ -185,3 +185,21 @@ pub fn clip(s: &str, n: usize) -> String {
     t.push('…');
     t
 }
+
+/// Stream a query's rows as JSON lines (one object per line). Returns the number of rows.
+pub fn write_json_lines(conn: &duckdb::Connection, sql: &str, out: &mut dyn Write) -> anyhow::Result<usize> {
+    let mut stmt = conn.prepare(sql)?;
+    let mut rows = stmt.query([])?;
+    let names: Vec<String> = rows.as_ref().map(|s| s.column_names()).unwrap_or_default();
+    let mut n = 0;
+    while let Some(r) = rows.next()? {
+        let mut obj = serde_json::Map::new();
+        for (i, name) in names.iter().enumerate() {
+            obj.insert(name.clone(), r.get::<_, Value>(i).map(|v| json(&v)).unwrap_or(serde_json::Value::Null));
+        }
+        writeln!(out, "{}", serde_json::Value::Object(obj))?;
+        n += 1;
+    }
+    out.flush()?;
+    Ok(n)
+}

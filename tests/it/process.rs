@@ -142,3 +142,43 @@ fn intel_score_and_fixes_from_the_command_line() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.starts_with("fix,kind,findings,assets,risk_removed,p1,kev,owners\n") && out.lines().count() == 4, "{out}");
 }
+
+#[test]
+fn standup_report_and_export_for_scripts() {
+    let d = tmpdir();
+    let db = d.path().join("s.duckdb");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    ctem::generator::demo::load(&db, &root.join("sample-data")).unwrap();
+    let o = ctem().arg("--db").arg(&db).args(["report", "standup"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.starts_with("# Stand-up 2026-11-22 06:00 → 2026-11-23 06:00 (scope: all)"), "{md}");
+    for part in ["## New: ", "Exploited in the wild (CISA KEV)", "## Regressions: 150 findings", "## Biggest open fixes", "rebuild on a patched debian 12.2 base image", "## Trend", "Mean time to fix"] {
+        assert!(md.contains(part), "{part} missing:\n{md}");
+    }
+    // JSON for scripts, with a scope and a longer window.
+    let s = ctem::store::Store::open(&db, false).unwrap();
+    ctem::store::scopes::save(&s.conn, "payments", "bu=payments", "", chrono::Utc::now().naive_utc()).unwrap();
+    drop(s);
+    let o = ctem().arg("--db").arg(&db).args(["report", "standup", "--since", "7d", "--scope", "payments", "--format", "json"]).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["scope"], "payments");
+    assert_eq!(v["since"], "2026-11-16T06:00:00");
+    assert_eq!(v["trend"].as_array().unwrap().len(), 30);
+    assert!(v["new_kev"].as_array().unwrap().iter().all(|l| l["asset"].as_str().unwrap().starts_with("pay")), "{v}");
+    let o = ctem().arg("--db").arg(&db).args(["report", "standup", "--scope", "nope"]).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no scope named 'nope'"));
+    // Export: CSV, JSON lines and Parquet of a view; unknown names refused.
+    for (fmt, file) in [("csv", "f.csv"), ("json", "f.json"), ("parquet", "f.parquet")] {
+        let out = d.path().join(file);
+        let o = ctem().arg("--db").arg(&db).args(["export", "fix_groups", "--format", fmt, "--out"]).arg(&out).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        assert!(String::from_utf8_lossy(&o.stdout).starts_with("141 rows of fix_groups written to"), "{}", String::from_utf8_lossy(&o.stdout));
+        assert!(std::fs::metadata(&out).unwrap().len() > 1000);
+    }
+    let csv = std::fs::read_to_string(d.path().join("f.csv")).unwrap();
+    assert!(csv.starts_with("fix,kind,findings,assets,risk_removed,p1,kev,owners,fix_key\n"), "{}", &csv[..200]);
+    let o = ctem().arg("--db").arg(&db).args(["export", "findings; DROP TABLE findings", "--out"]).arg(d.path().join("x.csv")).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no table or view named"));
+}

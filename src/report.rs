@@ -1,0 +1,297 @@
+//! `ctem report standup`: what changed in a window (by default the 24 hours up to the latest scan, the
+//! data's own clock), for chat or e-mail (Markdown) or for scripts (JSON): new findings by priority, the
+//! new ones that are exploited in the wild (CISA KEV), regressions, fixes confirmed by a rescan, the
+//! biggest open fixes, and the 30-day trend of open P1/P2 findings with the time taken to fix them.
+
+use crate::query::Compiled;
+use crate::store::views::{inline_values, param_value};
+use crate::store::Store;
+use chrono::NaiveDateTime;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Line {
+    pub finding_id: i64,
+    pub priority: Option<String>,
+    pub risk: Option<f64>,
+    pub asset: Option<String>,
+    pub title: String,
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Standup {
+    pub since: NaiveDateTime,
+    pub until: NaiveDateTime,
+    pub scope: Option<String>,
+    /// P1..P4 open now.
+    pub open_by_priority: [i64; 4],
+    /// P1 and P2 open at the start of the window.
+    pub p1_p2_at_start: i64,
+    /// New in the window, P1..P4.
+    pub new_by_priority: [i64; 4],
+    pub new_kev: Vec<Line>,
+    /// The most urgent new findings not on KEV.
+    pub new_top: Vec<Line>,
+    pub regressions: i64,
+    pub regressions_top: Vec<Line>,
+    pub fixed: i64,
+    /// (fix, findings, assets, risk removed)
+    pub top_fixes: Vec<(String, i64, i64, f64)>,
+    /// (day, open P1, open P2) for the 30 days up to `until`.
+    pub trend: Vec<(String, i64, i64)>,
+    /// Mean days from first seen to fixed, for P1 and P2 findings fixed in the 30 days up to `until`.
+    pub mttr_days: [Option<f64>; 2],
+}
+
+fn ts(t: NaiveDateTime) -> String {
+    format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// Parse `--since`: an age (`24h`, `3d`, `2w`) back from `until`, or a date / date-time.
+pub fn parse_since(s: &str, until: NaiveDateTime) -> Result<NaiveDateTime, String> {
+    let s = s.trim();
+    if let Some(num) = s.strip_suffix(['h', 'd', 'w']) {
+        if let Ok(n) = num.parse::<i64>() {
+            let hours = match s.chars().last() {
+                Some('h') => n,
+                Some('d') => n * 24,
+                _ => n * 24 * 7,
+            };
+            return Ok(until - chrono::Duration::hours(hours));
+        }
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
+        .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
+        .map_err(|_| format!("--since {s}: give an age (24h, 3d, 2w) or a date (2026-11-22)"))
+}
+
+fn lines(store: &Store, sql: &str, params: &[duckdb::types::Value]) -> anyhow::Result<Vec<Line>> {
+    let (sql, params) = inline_values(sql.to_string(), params.to_vec());
+    let mut st = store.conn.prepare(&sql)?;
+    let v = st
+        .query_map(duckdb::params_from_iter(params.iter()), |r| {
+            Ok(Line { finding_id: r.get(0)?, priority: r.get(1)?, risk: r.get(2)?, asset: r.get(3)?, title: r.get(4)?, detail: r.get(5)? })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(v)
+}
+
+/// Build the stand-up for `[since, until]`, narrowed to `scope` (an asset filter) when given.
+pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope: Option<(&str, &Compiled)>) -> anyhow::Result<Standup> {
+    let c = &store.conn;
+    let (cond, p): (String, Vec<duckdb::types::Value>) = match scope {
+        Some((_, s)) => (format!("asset_id IN (SELECT asset_id FROM assets WHERE {})", s.sql), s.params.iter().map(param_value).collect()),
+        None => ("true".into(), Vec::new()),
+    };
+    let (s0, s1) = (ts(since), ts(until));
+    let open = "status IN ('open', 'reopened')";
+    let prio_counts = |extra: &str| -> anyhow::Result<[i64; 4]> {
+        let (sql, pp) = inline_values(
+            format!(
+                "SELECT count(*) FILTER (WHERE priority = 'P1'), count(*) FILTER (WHERE priority = 'P2'),
+                        count(*) FILTER (WHERE priority = 'P3'), count(*) FILTER (WHERE priority = 'P4')
+                 FROM findings WHERE {cond} AND {extra}"
+            ),
+            p.clone(),
+        );
+        Ok(c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| Ok([r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?]))?)
+    };
+    let open_by_priority = prio_counts(open)?;
+    let new_by_priority = prio_counts(&format!("first_seen > {s0} AND first_seen <= {s1}"))?;
+    let count = |extra: &str| -> anyhow::Result<i64> {
+        let (sql, pp) = inline_values(format!("SELECT count(*) FROM findings WHERE {cond} AND {extra}"), p.clone());
+        Ok(c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| r.get(0))?)
+    };
+    let p1_p2_at_start = count(&format!(
+        "priority IN ('P1', 'P2') AND first_seen <= {s0} AND (fixed_at IS NULL OR fixed_at > {s0}) AND status <> 'false_positive'"
+    ))?;
+    let regressions = count(&format!("status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}"))?;
+    let fixed = count(&format!("status = 'fixed' AND fixed_at > {s0} AND fixed_at <= {s1}"))?;
+    let pick = "finding_id, priority, risk_score, asset_name, title";
+    let new_kev = lines(
+        store,
+        &format!(
+            "SELECT {pick}, kev_cve || ', KEV due ' || strftime(kev_due, '%Y-%m-%d') || CASE WHEN kev_ransomware THEN ', ransomware' ELSE '' END
+             FROM findings WHERE {cond} AND {open} AND kev AND first_seen > {s0} AND first_seen <= {s1}
+             ORDER BY risk_score DESC, finding_id LIMIT 10"
+        ),
+        &p,
+    )?;
+    let new_top = lines(
+        store,
+        &format!(
+            "SELECT {pick}, NULL::VARCHAR FROM findings WHERE {cond} AND {open} AND NOT coalesce(kev, false) AND first_seen > {s0} AND first_seen <= {s1}
+             ORDER BY risk_score DESC, finding_id LIMIT 10"
+        ),
+        &p,
+    )?;
+    let regressions_top = lines(
+        store,
+        &format!(
+            "SELECT {pick}, 'reopened ' || times_reopened || 'x' FROM findings
+             WHERE {cond} AND status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}
+             ORDER BY risk_score DESC, finding_id LIMIT 10"
+        ),
+        &p,
+    )?;
+    let top_fixes = {
+        let (sql, pp) = inline_values(
+            format!(
+                "SELECT CASE WHEN fix_kind = 'package_upgrade' THEN fix || ' to ' || arg_max(fix_target, version_key(fix_target)) ELSE fix END,
+                        count(*), count(DISTINCT asset_id), round(sum(coalesce(risk_score, 0)), 1) AS r
+                 FROM findings WHERE {cond} AND {open} AND fix IS NOT NULL GROUP BY fix_kind, fix ORDER BY r DESC LIMIT 5"
+            ),
+            p.clone(),
+        );
+        let mut st = c.prepare(&sql)?;
+        let v = st
+            .query_map(duckdb::params_from_iter(pp.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        v
+    };
+    // Open P1/P2 per day: +1 when first seen, -1 when fixed, summed up to each day. Priorities are the
+    // current ones (a finding fixed keeps its last priority).
+    let trend = {
+        let start = until - chrono::Duration::days(29);
+        let (sql, mut pp) = (
+            format!(
+                "WITH ev AS (
+                   SELECT first_seen AS t, priority, 1 AS x FROM findings WHERE {cond} AND priority IN ('P1', 'P2') AND status <> 'false_positive'
+                   UNION ALL
+                   SELECT fixed_at, priority, -1 FROM findings WHERE {cond} AND priority IN ('P1', 'P2') AND fixed_at IS NOT NULL AND status = 'fixed'
+                 ),
+                 agg AS (SELECT date_trunc('day', t) AS d, sum(x) FILTER (WHERE priority = 'P1') AS p1,
+                                sum(x) FILTER (WHERE priority = 'P2') AS p2 FROM ev GROUP BY 1),
+                 base AS (SELECT coalesce(sum(p1), 0) AS b1, coalesce(sum(p2), 0) AS b2 FROM agg WHERE d < {d0}),
+                 days AS (SELECT unnest(generate_series({d0}, {s1}, INTERVAL 1 DAY)) AS d)
+                 SELECT strftime(days.d, '%Y-%m-%d'),
+                        (base.b1 + sum(coalesce(agg.p1, 0)) OVER (ORDER BY days.d))::BIGINT,
+                        (base.b2 + sum(coalesce(agg.p2, 0)) OVER (ORDER BY days.d))::BIGINT
+                 FROM days LEFT JOIN agg ON agg.d = days.d CROSS JOIN base ORDER BY days.d",
+                d0 = ts(start.date().and_hms_opt(0, 0, 0).unwrap_or(start)),
+            ),
+            p.clone(),
+        );
+        pp.extend(p.iter().cloned());
+        let (sql, pp) = inline_values(sql, pp);
+        let mut st = c.prepare(&sql)?;
+        let v = st
+            .query_map(duckdb::params_from_iter(pp.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        v
+    };
+    let mttr_days = {
+        let (sql, pp) = inline_values(
+            format!(
+                "SELECT avg(epoch(fixed_at - first_seen)) FILTER (WHERE priority = 'P1') / 86400.0,
+                        avg(epoch(fixed_at - first_seen)) FILTER (WHERE priority = 'P2') / 86400.0
+                 FROM findings WHERE {cond} AND status = 'fixed' AND fixed_at > {s1} - INTERVAL 30 DAY AND fixed_at <= {s1}"
+            ),
+            p.clone(),
+        );
+        c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| Ok([r.get(0)?, r.get(1)?]))?
+    };
+    Ok(Standup {
+        since,
+        until,
+        scope: scope.map(|s| s.0.to_string()),
+        open_by_priority,
+        p1_p2_at_start,
+        new_by_priority,
+        new_kev,
+        new_top,
+        regressions,
+        regressions_top,
+        fixed,
+        top_fixes,
+        trend,
+        mttr_days,
+    })
+}
+
+fn group(n: i64) -> String {
+    crate::tui::table::group(n.max(0) as u64)
+}
+
+fn spark(v: &[i64]) -> String {
+    const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let (lo, hi) = (v.iter().copied().min().unwrap_or(0), v.iter().copied().max().unwrap_or(0));
+    v.iter()
+        .map(|&x| if hi == lo { BARS[0] } else { BARS[(((x - lo) as f64 / (hi - lo) as f64) * 7.0).round() as usize] })
+        .collect()
+}
+
+fn line_md(l: &Line) -> String {
+    format!(
+        "- #{} {} {:.0} {} — {}{}",
+        l.finding_id,
+        l.priority.clone().unwrap_or_else(|| "-".into()),
+        l.risk.unwrap_or(0.0),
+        l.asset.clone().unwrap_or_default(),
+        l.title,
+        l.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default()
+    )
+}
+
+impl Standup {
+    pub fn markdown(&self) -> String {
+        let mut o = String::new();
+        let f = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+        let _ = writeln!(o, "# Stand-up {} → {} (scope: {})\n", f(self.since), f(self.until), self.scope.as_deref().unwrap_or("all"));
+        let [p1, p2, p3, p4] = self.open_by_priority;
+        let _ = writeln!(
+            o,
+            "Open: P1 {}, P2 {}, P3 {}, P4 {}. P1 + P2: {} now, {} at the start of the window.\n",
+            group(p1),
+            group(p2),
+            group(p3),
+            group(p4),
+            group(p1 + p2),
+            group(self.p1_p2_at_start)
+        );
+        let [n1, n2, n3, n4] = self.new_by_priority;
+        let _ = writeln!(o, "## New: {} findings (P1 {}, P2 {}, P3 {}, P4 {})\n", group(n1 + n2 + n3 + n4), group(n1), group(n2), group(n3), group(n4));
+        if !self.new_kev.is_empty() {
+            let _ = writeln!(o, "Exploited in the wild (CISA KEV), most urgent first:");
+            for l in &self.new_kev {
+                let _ = writeln!(o, "{}", line_md(l));
+            }
+            let _ = writeln!(o);
+        }
+        if !self.new_top.is_empty() {
+            let _ = writeln!(o, "Most urgent of the others:");
+            for l in &self.new_top {
+                let _ = writeln!(o, "{}", line_md(l));
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "## Regressions: {} findings came back after a fix\n", group(self.regressions));
+        for l in &self.regressions_top {
+            let _ = writeln!(o, "{}", line_md(l));
+        }
+        if !self.regressions_top.is_empty() {
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(o, "## Fixed, confirmed by a rescan: {}\n", group(self.fixed));
+        if !self.top_fixes.is_empty() {
+            let _ = writeln!(o, "## Biggest open fixes\n");
+            for (fix, n, a, r) in &self.top_fixes {
+                let _ = writeln!(o, "- {fix}: {} findings on {} assets (risk {:.0})", group(*n), group(*a), r);
+            }
+            let _ = writeln!(o);
+        }
+        if let (Some(first), Some(last)) = (self.trend.first(), self.trend.last()) {
+            let p1: Vec<i64> = self.trend.iter().map(|t| t.1).collect();
+            let p2: Vec<i64> = self.trend.iter().map(|t| t.2).collect();
+            let _ = writeln!(o, "## Trend {} → {}\n", first.0, last.0);
+            let _ = writeln!(o, "    open P1  {}  {} → {}", spark(&p1), group(first.1), group(last.1));
+            let _ = writeln!(o, "    open P2  {}  {} → {}", spark(&p2), group(first.2), group(last.2));
+            let m = |v: Option<f64>| v.map(|d| format!("{d:.1} days")).unwrap_or_else(|| "none fixed".into());
+            let _ = writeln!(o, "\nMean time to fix (fixed in the last 30 days): P1 {}, P2 {}", m(self.mttr_days[0]), m(self.mttr_days[1]));
+        }
+        o
+    }
+}
