@@ -364,7 +364,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 None => None,
             };
-            let r = crate::report::standup(&store, since, until, compiled.as_ref().map(|(n, c)| (n.as_str(), c)))?;
+            let r = crate::report::standup(&store, since, until, compiled.as_ref().map(|(n, c)| (n.as_str(), c)), true)?;
             if format == "json" {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

@@ -32,6 +32,8 @@ pub struct Standup {
     /// New in the window, P1..P4.
     pub new_by_priority: [i64; 4],
     pub new_kev: Vec<Line>,
+    /// New findings on KEV (all of them; `new_kev` lists the first ten).
+    pub new_kev_total: i64,
     /// The most urgent new findings not on KEV.
     pub new_top: Vec<Line>,
     pub regressions: i64,
@@ -79,8 +81,9 @@ fn lines(store: &Store, sql: &str, params: &[duckdb::types::Value]) -> anyhow::R
     Ok(v)
 }
 
-/// Build the stand-up for `[since, until]`, narrowed to `scope` (an asset filter) when given.
-pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope: Option<(&str, &Compiled)>) -> anyhow::Result<Standup> {
+/// Build the stand-up for `[since, until]`, narrowed to `scope` (an asset filter) when given. Without
+/// `lists`, only the counts and the trend (the console's summary).
+pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope: Option<(&str, &Compiled)>, lists: bool) -> anyhow::Result<Standup> {
     let c = &store.conn;
     let (cond, p): (String, Vec<duckdb::types::Value>) = match scope {
         Some((_, s)) => (format!("asset_id IN (SELECT asset_id FROM assets WHERE {})", s.sql), s.params.iter().map(param_value).collect()),
@@ -109,9 +112,10 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         "priority IN ('P1', 'P2') AND first_seen <= {s0} AND (fixed_at IS NULL OR fixed_at > {s0}) AND status <> 'false_positive'"
     ))?;
     let regressions = count(&format!("status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}"))?;
+    let new_kev_total = count(&format!("{open} AND kev AND first_seen > {s0} AND first_seen <= {s1}"))?;
     let fixed = count(&format!("status = 'fixed' AND fixed_at > {s0} AND fixed_at <= {s1}"))?;
     let pick = "finding_id, priority, risk_score, asset_name, title";
-    let new_kev = lines(
+    let new_kev = if !lists { Vec::new() } else { lines(
         store,
         &format!(
             "SELECT {pick}, kev_cve || ', KEV due ' || strftime(kev_due, '%Y-%m-%d') || CASE WHEN kev_ransomware THEN ', ransomware' ELSE '' END
@@ -119,16 +123,16 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
              ORDER BY risk_score DESC, finding_id LIMIT 10"
         ),
         &p,
-    )?;
-    let new_top = lines(
+    )? };
+    let new_top = if !lists { Vec::new() } else { lines(
         store,
         &format!(
             "SELECT {pick}, NULL::VARCHAR FROM findings WHERE {cond} AND {open} AND NOT coalesce(kev, false) AND first_seen > {s0} AND first_seen <= {s1}
              ORDER BY risk_score DESC, finding_id LIMIT 10"
         ),
         &p,
-    )?;
-    let regressions_top = lines(
+    )? };
+    let regressions_top = if !lists { Vec::new() } else { lines(
         store,
         &format!(
             "SELECT {pick}, 'reopened ' || times_reopened || 'x' FROM findings
@@ -136,8 +140,8 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
              ORDER BY risk_score DESC, finding_id LIMIT 10"
         ),
         &p,
-    )?;
-    let top_fixes = {
+    )? };
+    let top_fixes = if !lists { Vec::new() } else {
         let (sql, pp) = inline_values(
             format!(
                 "SELECT CASE WHEN fix_kind = 'package_upgrade' THEN fix || ' to ' || arg_max(fix_target, version_key(fix_target)) ELSE fix END,
@@ -202,6 +206,7 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         p1_p2_at_start,
         new_by_priority,
         new_kev,
+        new_kev_total,
         new_top,
         regressions,
         regressions_top,
@@ -216,7 +221,7 @@ fn group(n: i64) -> String {
     crate::tui::table::group(n.max(0) as u64)
 }
 
-fn spark(v: &[i64]) -> String {
+pub fn spark(v: &[i64]) -> String {
     const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     let (lo, hi) = (v.iter().copied().min().unwrap_or(0), v.iter().copied().max().unwrap_or(0));
     v.iter()
@@ -255,7 +260,7 @@ impl Standup {
         let [n1, n2, n3, n4] = self.new_by_priority;
         let _ = writeln!(o, "## New: {} findings (P1 {}, P2 {}, P3 {}, P4 {})\n", group(n1 + n2 + n3 + n4), group(n1), group(n2), group(n3), group(n4));
         if !self.new_kev.is_empty() {
-            let _ = writeln!(o, "Exploited in the wild (CISA KEV), most urgent first:");
+            let _ = writeln!(o, "Exploited in the wild (CISA KEV): {}, most urgent first:", group(self.new_kev_total));
             for l in &self.new_kev {
                 let _ = writeln!(o, "{}", line_md(l));
             }

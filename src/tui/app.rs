@@ -214,12 +214,13 @@ impl App {
     pub fn refresh_all(&mut self) {
         let scope = self.scope.as_ref().map(|s| s.1.clone());
         self.db.send(Req::Header { scope: scope.clone() });
-        self.db.send(Req::Standup { scope });
         for t in self.tables.values_mut() {
             t.loaded_once = false;
             t.in_flight = false;
         }
         self.ensure_loaded();
+        // The stand-up summary scans the store several times: after the rows on screen.
+        self.db.send(Req::Standup { scope });
     }
 
     fn set_scope(&mut self, scope: Option<(String, Compiled)>) {

@@ -59,6 +59,15 @@ pub struct Standup {
     pub imports: Vec<String>,
     pub open_now: i64,
     pub open_before: i64,
+    /// New in the window by priority (P1..P4), and how many of them are on CISA KEV.
+    pub new_by_priority: [i64; 4],
+    pub new_kev: i64,
+    /// Open P1 + P2 now and at the start of the window.
+    pub p1_p2_now: i64,
+    pub p1_p2_before: i64,
+    /// Open P1 and P2 per day over the 30 days up to the window's end.
+    pub trend_p1: Vec<i64>,
+    pub trend_p2: Vec<i64>,
 }
 
 pub enum Resp {
@@ -476,6 +485,13 @@ fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
         since.format("%Y-%m-%d %H:%M:%S")
     ))?;
     s.imports = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    let r = crate::report::standup(store, since, until, scope.map(|c| ("", c)), false)?;
+    s.new_by_priority = r.new_by_priority;
+    s.new_kev = r.new_kev_total;
+    s.p1_p2_now = r.open_by_priority[0] + r.open_by_priority[1];
+    s.p1_p2_before = r.p1_p2_at_start;
+    s.trend_p1 = r.trend.iter().map(|t| t.1).collect();
+    s.trend_p2 = r.trend.iter().map(|t| t.2).collect();
     Ok(s)
 }
 

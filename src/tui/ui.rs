@@ -224,6 +224,30 @@ fn draw_standup(f: &mut Frame, app: &mut App, area: Rect) {
                     if delta > 0 { t.get("alert_warn") } else { t.get("alert_ok") },
                 ),
             ]));
+            if s.new_by_priority.iter().sum::<i64>() > 0 || s.p1_p2_now > 0 {
+                let mut v = vec![Span::raw("new ")];
+                for (i, role) in ["prio_p1", "prio_p2", "prio_p3", "prio_p4"].iter().enumerate() {
+                    v.push(Span::styled(format!("P{} {} ", i + 1, group(s.new_by_priority[i] as u64)), t.get(role)));
+                }
+                lines.push(Line::from(v));
+                lines.push(Line::from(vec![
+                    Span::raw("new on CISA KEV "),
+                    Span::styled(group(s.new_kev as u64), if s.new_kev > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
+                ]));
+                let d = s.p1_p2_now - s.p1_p2_before;
+                lines.push(Line::from(vec![
+                    Span::raw(format!("open P1+P2 {} ", group(s.p1_p2_now as u64))),
+                    Span::styled(
+                        format!("({}{})", if d >= 0 { "+" } else { "-" }, group(d.unsigned_abs())),
+                        if d > 0 { t.get("alert_warn") } else { t.get("alert_ok") },
+                    ),
+                ]));
+                // The latest days that fit the panel.
+                let n = (side as usize).saturating_sub(12).min(s.trend_p1.len());
+                let tail = |v: &[i64]| v[v.len().saturating_sub(n)..].to_vec();
+                lines.push(Line::from(vec![Span::styled(format!("P1 {n:>2}d "), t.get("prio_p1")), Span::raw(crate::report::spark(&tail(&s.trend_p1)))]));
+                lines.push(Line::from(vec![Span::styled(format!("P2 {n:>2}d "), t.get("prio_p2")), Span::raw(crate::report::spark(&tail(&s.trend_p2)))]));
+            }
             lines.push(Line::from(""));
             lines.push(Line::from(Span::styled("Imports in the window", t.get("column_header"))));
             for i in &s.imports {
