@@ -45,6 +45,8 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         mapping: Option<PathBuf>,
     },
+    /// Load the controls inventory (CSV or TOML): replaces the previous one; prints what each covers
+    ImportControls { file: PathBuf },
     /// Run SQL against the store (read-only unless --write)
     Query {
         sql: String,
@@ -292,6 +294,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             println!("{}: {} assets: {} new, {} matched to known assets, {} rows skipped", file.display(), s.rows, s.new, s.matched, s.skipped.len());
             for w in &s.skipped {
                 println!("  skipped {w}");
+            }
+            Ok(0)
+        }
+        Cmd::ImportControls { file } => {
+            let store = open_rw(&cli, &paths)?;
+            let l = crate::store::controls::import(&store, file)?;
+            println!("{}: {} controls", file.display(), l.controls);
+            let mut st = store.conn.prepare(
+                "SELECT c.control_id, c.kind, c.mode, c.status, count(a.asset_id) FROM controls c
+                 LEFT JOIN control_assets a USING (control_id) GROUP BY ALL ORDER BY c.control_id",
+            )?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, i64>(4)?)))?;
+            for r in rows {
+                let (id, kind, mode, status, n) = r?;
+                println!("  {id:<20} {kind:<16} {mode:<7} {status:<9} covers {n} assets");
+            }
+            for w in &l.warnings {
+                eprintln!("warning: {w}");
             }
             Ok(0)
         }

@@ -322,6 +322,10 @@ WHERE findings.finding_id = r.finding_id"#;
 pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::Error> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         conn.query_row(&format!("SELECT min(finding_id), max(finding_id) FROM findings WHERE {OPEN}"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    // Assets change with imports: the controls' coverage follows.
+    if let Err(e) = crate::store::controls::refresh_coverage(conn) {
+        tracing::warn!("control coverage not refreshed: {e}");
+    }
     let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(0) };
     let t = std::time::Instant::now();
     conn.execute_batch(&asset_context_sql(w))?;

@@ -20,6 +20,11 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
         let s = crate::store::cmdb::import_assets(&store, &cmdb, None)?;
         writeln!(out, "CMDB: {} assets ({} skipped)", s.rows, s.skipped.len())?;
     }
+    let controls = dir.join("controls/controls.csv");
+    if controls.exists() {
+        let l = crate::store::controls::import(&store, &controls)?;
+        writeln!(out, "controls: {} ({} warnings)", l.controls, l.warnings.len())?;
+    }
     let intel = dir.join("intel");
     if intel.is_dir() {
         let mut files: Vec<_> = std::fs::read_dir(&intel)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();

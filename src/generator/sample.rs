@@ -511,12 +511,12 @@ pub fn write_cmdb(w: &mut dyn Write, e: &Estate) -> std::io::Result<()> {
 pub fn write_controls(w: &mut dyn Write) -> std::io::Result<()> {
     w.write_all(
         b"control_id,name,kind,product,mode,covers,status\n\
-ctl-waf-edge,Edge WAF in front of public load balancers,waf,aws_web_application_firewall,block,tag:internet-facing,healthy\n\
+ctl-waf-edge,Edge WAF in front of public load balancers,waf,aws_web_application_firewall,block,internet,healthy\n\
 ctl-guardduty,GuardDuty threat detection (all accounts),cloud_guardrail,amazon_guardduty,detect,*,healthy\n\
 ctl-ngfw-dc,Data-centre firewall cluster,ngfw,SC-7,block,10.0.0.0/8,healthy\n\
 ctl-ips-core,Inline IPS on the core segment,ips,SI-4,block,10.0.0.0/12,degraded\n\
-ctl-edr-win,EDR on Windows servers,edr,SI-3,block,tag:windows,healthy\n\
-ctl-edr-linux,EDR on Linux servers,edr,SI-3,detect,tag:linux,healthy\n\
+ctl-edr-win,EDR on Windows servers,edr,SI-3,block,filter:kind=host and os~windows,healthy\n\
+ctl-edr-linux,EDR on Linux servers,edr,SI-3,detect,filter:kind=host and os~ubuntu|debian|red.hat,healthy\n\
 ctl-mfa-sso,MFA on single sign-on,mfa,IA-2,block,*,healthy\n\
 ctl-mail-gw,E-mail security gateway,email_gateway,SC-44,block,tag:mail,healthy\n\
 ctl-scp-guard,Organisation SCP guardrails,cloud_guardrail,AC-3,block,account:111122223333,healthy\n\
@@ -524,7 +524,6 @@ ctl-dlp-corp,Endpoint DLP (Corporate IT),dlp,SC-7(10),detect,bu:Corporate IT,dis
     )
 }
 
-/// Write the whole sample estate below `dir`. Deterministic: the same bytes every time.
 /// CISA KEV 2025.08.25 and FIRST EPSS scores of the KEV CVEs (see sample-data/README.md for sources and licences).
 const INTEL_SNAPSHOT: &[(&str, &[u8])] = &[
     ("known_exploited_vulnerabilities.json.gz", include_bytes!("../../sample-data/intel/known_exploited_vulnerabilities.json.gz")),
@@ -540,6 +539,7 @@ pub fn write_intel(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Write the whole sample estate below `dir`. Deterministic: the same bytes every time.
 pub fn write(dir: &Path) -> anyhow::Result<()> {
     let e = estate();
     let finds = host_findings(&e);

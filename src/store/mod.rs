@@ -1,6 +1,7 @@
 //! The DuckDB store: the only place SQL is built.
 
 pub mod cmdb;
+pub mod controls;
 pub mod fasthash;
 pub mod import;
 pub mod output;

@@ -278,4 +278,25 @@ CREATE TABLE work_item_findings (
 );
 "#,
 ),
+(
+    5,
+    "controls inventory and the assets each control covers",
+    r#"
+CREATE TABLE controls (
+    control_id VARCHAR NOT NULL,
+    name       VARCHAR,
+    kind       VARCHAR NOT NULL,   -- edr, waf, ngfw, ips, email_gateway, mfa, cloud_guardrail, dlp, other
+    product    VARCHAR,            -- a CTID capability id or a NIST 800-53 control id
+    mode       VARCHAR NOT NULL,   -- block, detect
+    covers     VARCHAR NOT NULL,   -- ;-separated: *, internet, scope:, tag:, account:, bu:, env:, kind:, os:, CIDR
+    status     VARCHAR NOT NULL,   -- healthy, degraded, disabled
+    source     VARCHAR,
+    loaded_at  TIMESTAMP
+);
+CREATE TABLE control_assets (
+    control_id VARCHAR NOT NULL,
+    asset_id   BIGINT NOT NULL
+);
+"#,
+),
 ];

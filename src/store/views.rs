@@ -724,6 +724,42 @@ pub fn owners() -> View {
     }
 }
 
+/// The controls inventory with the number of assets each covers.
+pub fn controls() -> View {
+    use FieldKind::*;
+    View {
+        id: "controls",
+        title: "Controls",
+        from: "(SELECT row_number() OVER (ORDER BY c.control_id) AS control_key, c.*, coalesce(n.assets, 0) AS assets
+                FROM controls c LEFT JOIN (SELECT control_id, count(*) AS assets FROM control_assets GROUP BY control_id) n
+                USING (control_id)) cv"
+            .into(),
+        base_where: "true".into(),
+        key: "control_key",
+        columns: vec![
+            col("control", "control_id", 16),
+            col("kind", "kind", 15),
+            col("product", "product", 28),
+            col("mode", "mode", 6),
+            col("status", "status", 8),
+            Column { right: true, ..col("assets", "assets", 6) },
+            col("name", "name", 40),
+            col("covers", "covers", 30),
+        ],
+        fields: vec![
+            Field { name: "control", aliases: &["id", "control_id"], sql: "control_id", kind: Text },
+            Field { name: "kind", aliases: &[], sql: "kind", kind: Text },
+            Field { name: "product", aliases: &[], sql: "product", kind: Text },
+            Field { name: "mode", aliases: &[], sql: "mode", kind: Text },
+            Field { name: "status", aliases: &[], sql: "status", kind: Text },
+            Field { name: "assets", aliases: &[], sql: "assets", kind: Int },
+        ],
+        text_fields: vec!["control_id", "name", "product"],
+        default_sort: (0, false),
+        scope_asset: None,
+    }
+}
+
 /// Work items handed over from Prioritization, newest first.
 pub fn work_items() -> View {
     use FieldKind::*;

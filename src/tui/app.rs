@@ -58,6 +58,8 @@ pub struct App {
     pub prio_view: usize,
     /// Mobilization shows open work by owner (0) or the work items (1).
     pub mob_view: usize,
+    /// Validation shows fixes and regressions (0) or the controls (1).
+    pub val_view: usize,
     pub theme: Theme,
     pub theme_dir: Option<PathBuf>,
     pub keymap: Keymap,
@@ -99,7 +101,7 @@ impl App {
     pub fn new(db: Db, db_label: String, theme: Theme, theme_dir: Option<PathBuf>, keymap: Keymap) -> App {
         let read_only = db.read_only;
         let mut tables = HashMap::new();
-        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items()] {
+        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items(), views::controls()] {
             tables.insert(v.id, TableView::new(v));
         }
         let mut editor = TextArea::new(vec![
@@ -113,6 +115,7 @@ impl App {
             discovery: 0,
             prio_view: 0,
             mob_view: 0,
+            val_view: 0,
             theme,
             theme_dir,
             keymap,
@@ -163,6 +166,7 @@ impl App {
             2 => Some(DISCOVERY[self.discovery]),
             3 if self.prio_view == 1 => Some("fix_groups"),
             3 => Some("queue"),
+            4 if self.val_view == 1 => Some("controls"),
             4 => Some("verification"),
             5 if self.mob_view == 1 => Some("work_items"),
             5 => Some("owners"),
@@ -654,6 +658,9 @@ impl App {
                     self.ensure_loaded();
                 } else if self.tab == 3 {
                     self.prio_view = 1 - self.prio_view;
+                    self.ensure_loaded();
+                } else if self.tab == 4 {
+                    self.val_view = 1 - self.val_view;
                     self.ensure_loaded();
                 } else if self.tab == 5 {
                     self.mob_view = 1 - self.mob_view;

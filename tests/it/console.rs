@@ -341,3 +341,16 @@ fn fix_groups_drill_down_and_hand_off_to_mobilization() {
     assert!(app.tables["queue"].filter_text.starts_with("work_item="));
     assert!(app.tables["queue"].total.unwrap() >= 1);
 }
+
+#[test]
+fn validation_lists_the_controls() {
+    let mut app = app_with("default");
+    key(&mut app, '5');
+    code(&mut app, KeyCode::Tab);
+    assert_eq!(app.focused_table_id(), Some("controls"));
+    let (text, _) = frame(&mut app, 120, 40);
+    for want in ["ctl-waf-edge", "aws_web_applicatio", "degraded", "disabled", "10.0.0.0/8"] {
+        assert!(text.contains(want), "{want} missing:\n{text}");
+    }
+    assert_eq!(app.tables["controls"].total, Some(10));
+}

@@ -3,6 +3,7 @@
 mod badinput;
 mod common;
 mod console;
+mod controls;
 mod e2e;
 mod formats;
 mod lifecycle;

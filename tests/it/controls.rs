@@ -1,0 +1,87 @@
+//! The controls inventory: parsing (CSV and TOML), refusals with file and line, and coverage resolved
+//! against the sample estate's assets.
+
+use crate::common::*;
+use ctem::store::controls;
+use ctem::store::Store;
+use std::path::Path;
+
+fn sample() -> (tempfile::TempDir, Store) {
+    let d = tmpdir();
+    let db = d.path().join("s.duckdb");
+    let text = ctem::generator::demo::load(&db, &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data")).unwrap();
+    assert!(text.contains("controls: 10 (0 warnings)"), "{text}");
+    let s = Store::open(&db, false).unwrap();
+    (d, s)
+}
+
+#[test]
+fn sample_controls_cover_what_they_say() {
+    let (_d, s) = sample();
+    let covered = |id: &str| count(&s, &format!("SELECT count(*) FROM control_assets WHERE control_id = '{id}'"));
+    let hosts = count(&s, "SELECT count(*) FROM assets WHERE kind = 'host'");
+    // Every asset; the CIDR range of the data centre; internet-facing assets; one AWS account.
+    assert_eq!(covered("ctl-mfa-sso"), count(&s, "SELECT count(*) FROM assets"));
+    assert_eq!(covered("ctl-ngfw-dc"), count(&s, "SELECT count(*) FROM assets WHERE list_bool_or(list_transform(ips, lambda i: i LIKE '10.%'))"));
+    assert_eq!(covered("ctl-waf-edge"), count(&s, "SELECT count(*) FROM assets WHERE internet_facing"));
+    assert_eq!(covered("ctl-scp-guard"), count(&s, "SELECT count(*) FROM assets WHERE account = '111122223333'"));
+    // The two EDR filters split the hosts between them.
+    assert_eq!(covered("ctl-edr-win") + covered("ctl-edr-linux"), hosts);
+    assert_eq!(covered("ctl-edr-win"), count(&s, "SELECT count(*) FROM assets WHERE kind = 'host' AND os ILIKE '%windows%'"));
+    // A narrower CIDR covers fewer.
+    assert!(covered("ctl-ips-core") < covered("ctl-ngfw-dc") && covered("ctl-ips-core") > 0);
+    assert_eq!(strings(&s, "SELECT status FROM controls WHERE control_id = 'ctl-dlp-corp'"), vec!["disabled"]);
+    // Coverage follows the assets: a new internet-facing asset from the CMDB is covered by the WAF after the next import.
+    let d = tmpdir();
+    let csv = d.path().join("cmdb.csv");
+    std::fs::write(&csv, "name,kind,ip,internet_facing,business_unit\nedge-new-01,host,203.0.113.7,true,Payments\n").unwrap();
+    let before = covered("ctl-waf-edge");
+    ctem::store::cmdb::import_assets(&s, &csv, None).unwrap();
+    assert_eq!(covered("ctl-waf-edge"), before + 1);
+}
+
+#[test]
+fn toml_inventories_and_refusals_name_the_line() {
+    let (_d, s) = sample();
+    let d = tmpdir();
+    let t = d.path().join("controls.toml");
+    std::fs::write(
+        &t,
+        r#"[[control]]
+control_id = "ctl-waf"
+name = "WAF"
+kind = "waf"
+product = "aws_web_application_firewall"
+mode = "block"
+covers = "internet; tag:web"
+status = "healthy"
+"#,
+    )
+    .unwrap();
+    let l = controls::import(&s, &t).unwrap();
+    assert_eq!(l.controls, 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM controls"), 1, "the inventory is replaced");
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM control_assets"),
+        count(&s, "SELECT count(*) FROM assets WHERE internet_facing OR list_contains(tags, 'web')")
+    );
+    // Refusals: a malformed CIDR, an unknown kind, an unknown coverage term, a bad filter; nothing changes.
+    let c = d.path().join("bad.csv");
+    for (row, msg) in [
+        ("ctl-x,X,ngfw,SC-7,block,10.0.0.0/33,healthy", "line 3 (ctl-x): `10.0.0.0/33` is not a valid CIDR range"),
+        ("ctl-x,X,firewall,SC-7,block,*,healthy", "line 3 (ctl-x): kind `firewall` is not one of"),
+        ("ctl-x,X,ngfw,SC-7,block,rack:12,healthy", "line 3 (ctl-x): unknown coverage `rack:`"),
+        ("ctl-x,X,ngfw,SC-7,block,filter:sev>=high,healthy", "line 3 (ctl-x): filter `sev>=high`"),
+        ("ctl-x,X,ngfw,SC-7,allow,*,healthy", "line 3 (ctl-x): mode `allow` must be block or detect"),
+    ] {
+        std::fs::write(&c, format!("control_id,name,kind,product,mode,covers,status\nctl-ok,OK,edr,SI-3,detect,*,healthy\n{row}\n")).unwrap();
+        let e = controls::import(&s, &c).unwrap_err().to_string();
+        assert!(e.starts_with(&c.display().to_string()) && e.contains(msg), "{e}");
+        assert_eq!(strings(&s, "SELECT control_id FROM controls"), vec!["ctl-waf"]);
+    }
+    // A control that matches nothing loads, with a warning; never treated as covering everything.
+    std::fs::write(&c, "control_id,name,kind,product,mode,covers,status\nctl-none,None,ngfw,SC-7,block,192.0.2.0/24,healthy\n").unwrap();
+    let l = controls::import(&s, &c).unwrap();
+    assert!(l.warnings.iter().any(|w| w == "ctl-none: covers no asset in the store"), "{:?}", l.warnings);
+    assert_eq!(count(&s, "SELECT count(*) FROM control_assets"), 0);
+}
