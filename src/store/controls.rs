@@ -128,6 +128,17 @@ fn check(raw: Raw, at: &str) -> Result<Control, String> {
     })
 }
 
+/// A product as the CTID mappings spell it: lower case, NIST 800-53 ids zero-padded (`SC-7` -> `sc-07`,
+/// `SC-7(10)` -> `sc-07(10)`).
+pub fn product_key(p: &str) -> String {
+    let p = p.trim().to_ascii_lowercase();
+    let b = p.as_bytes();
+    if b.len() >= 4 && b[0].is_ascii_alphabetic() && b[1].is_ascii_alphabetic() && b[2] == b'-' && b[3].is_ascii_digit() && (b.len() == 4 || !b[4].is_ascii_digit()) {
+        return format!("{}0{}", &p[..3], &p[3..]);
+    }
+    p
+}
+
 /// Parse an inventory: CSV with a header row, or TOML with `[[control]]` tables.
 pub fn parse(path: &Path) -> Result<Vec<Control>, String> {
     let file = path.display().to_string();
@@ -276,7 +287,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Loaded> {
     };
     for c in &controls {
         if let Some(p) = &c.product {
-            if !known_products.is_empty() && !known_products.contains(&p.to_ascii_lowercase()) {
+            if !known_products.is_empty() && !known_products.contains(&product_key(p)) {
                 warnings.push(format!("{}: product `{p}` is not in the loaded CTID mappings; no techniques are known for it", c.control_id));
             }
         }
@@ -289,8 +300,8 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Loaded> {
         let src = path.display().to_string();
         for c in &controls {
             conn.execute(
-                "INSERT INTO controls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                params![c.control_id, c.name, c.kind, c.product, c.mode, c.covers_text, c.status, src, now],
+                "INSERT INTO controls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params![c.control_id, c.name, c.kind, c.product, c.product.as_deref().map(product_key), c.mode, c.covers_text, c.status, src, now],
             )?;
         }
         refresh_coverage(conn)

@@ -287,6 +287,7 @@ CREATE TABLE controls (
     name       VARCHAR,
     kind       VARCHAR NOT NULL,   -- edr, waf, ngfw, ips, email_gateway, mfa, cloud_guardrail, dlp, other
     product    VARCHAR,            -- a CTID capability id or a NIST 800-53 control id
+    product_key VARCHAR,           -- product as the CTID mappings spell it (lower case, NIST ids zero-padded)
     mode       VARCHAR NOT NULL,   -- block, detect
     covers     VARCHAR NOT NULL,   -- ;-separated: *, internet, scope:, tag:, account:, bu:, env:, kind:, os:, CIDR
     status     VARCHAR NOT NULL,   -- healthy, degraded, disabled
@@ -297,6 +298,49 @@ CREATE TABLE control_assets (
     control_id VARCHAR NOT NULL,
     asset_id   BIGINT NOT NULL
 );
+
+-- The ATT&CK techniques each open finding exposes, and why.
+CREATE VIEW exposure_techniques AS
+SELECT f.finding_id, m.technique_id, m.mapping_type AS relation, 'ctid:kev ' || f.cve AS source
+FROM (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE status IN ('open', 'reopened') AND len(cves) > 0) f
+JOIN ctid_mappings m ON m.framework = 'kev' AND m.capability_id = f.cve
+UNION ALL
+SELECT f.finding_id, unnest(c.techniques) AS technique_id, 'capec' AS relation, 'cwe ' || f.cwe || ' -> ' || c.capec_id AS source
+FROM (SELECT finding_id, unnest(cwes) AS cwe FROM findings WHERE status IN ('open', 'reopened') AND len(cwes) > 0) f
+JOIN capec c ON list_contains(c.cwes, f.cwe) AND NOT c.deprecated AND len(c.techniques) > 0
+UNION ALL
+SELECT f.finding_id, 'T1190', 'exploitation_technique', 'rule: exploitable vulnerability on an internet-facing asset'
+FROM findings f JOIN assets a ON a.asset_id = f.asset_id
+WHERE f.status IN ('open', 'reopened') AND f.category IN ('vulnerability', 'web')
+  AND (coalesce(f.kev, false) OR coalesce(f.exploit_available, false) OR coalesce(f.epss, 0) >= 0.1)
+  AND (coalesce(a.internet_facing, false) OR coalesce(f.internet_exposed, false))
+UNION ALL
+SELECT finding_id, 'T1552', 'exploitation_technique', 'rule: exposed secret'
+FROM findings WHERE status IN ('open', 'reopened') AND category = 'secret'
+UNION ALL
+SELECT finding_id, 'T1530', 'exploitation_technique', 'rule: public cloud storage'
+FROM findings WHERE status IN ('open', 'reopened') AND category = 'misconfiguration'
+  AND (title ILIKE '%bucket%' OR title ILIKE '%storage%' OR title ILIKE '%blob%')
+  AND (title ILIKE '%public%' OR title ILIKE '%everyone%' OR title ILIKE '%anonymous%');
+
+-- The techniques each control protects against, detects or responds to, with the mapping's strength.
+CREATE VIEW control_techniques AS
+SELECT c.control_id, m.technique_id,
+       coalesce(m.score_category, CASE WHEN m.mapping_type = 'mitigates' THEN 'protect' END) AS category,
+       m.score_value AS strength,
+       'ctid:' || m.framework || ' ' || m.capability_id AS source
+FROM controls c JOIN ctid_mappings m ON lower(m.capability_id) = c.product_key AND m.framework <> 'kev';
+
+-- Technique x control where the control is deployed on the exposed asset and healthy.
+CREATE VIEW control_coverage AS
+SELECT e.technique_id, ct.control_id, ct.category, ct.strength, c.mode,
+       count(DISTINCT e.finding_id) AS findings, count(DISTINCT f.asset_id) AS assets
+FROM exposure_techniques e
+JOIN findings f ON f.finding_id = e.finding_id
+JOIN control_assets ca ON ca.asset_id = f.asset_id
+JOIN controls c ON c.control_id = ca.control_id AND c.status = 'healthy'
+JOIN control_techniques ct ON ct.control_id = c.control_id AND ct.technique_id = e.technique_id
+GROUP BY ALL;
 "#,
 ),
 ];

@@ -85,3 +85,34 @@ status = "healthy"
     assert!(l.warnings.iter().any(|w| w == "ctl-none: covers no asset in the store"), "{:?}", l.warnings);
     assert_eq!(count(&s, "SELECT count(*) FROM control_assets"), 0);
 }
+
+#[test]
+fn exposures_and_controls_meet_on_attack_techniques() {
+    let (d, s) = sample();
+    let fx = |n: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/intel").join(n);
+    for f in ["kev-07.28.2025_attack-16.1-enterprise.json.gz", "aws-12.12.2024_attack-16.1-enterprise.json.gz", "stix-capec.json.gz"] {
+        ctem::intel::load_file(&s, &fx(f)).unwrap();
+    }
+    // The CTID KEV mapping puts Log4Shell (CVE-2021-44228) on T1190, exploitation.
+    let log4j = count(&s, "SELECT min(finding_id) FROM findings WHERE list_contains(cves, 'CVE-2021-44228') AND status = 'open'");
+    let rows = strings(&s, &format!("SELECT relation || ' ' || source FROM exposure_techniques WHERE finding_id = {log4j} AND technique_id = 'T1190' ORDER BY 1"));
+    assert!(rows.contains(&"exploitation_technique ctid:kev CVE-2021-44228".to_string()), "{rows:?}");
+    // CWE -> CAPEC -> ATT&CK for findings that carry a CWE; exposed secrets are T1552.
+    assert!(count(&s, "SELECT count(*) FROM exposure_techniques WHERE relation = 'capec'") > 100);
+    assert_eq!(
+        count(&s, "SELECT count(DISTINCT finding_id) FROM exposure_techniques WHERE technique_id = 'T1552'"),
+        count(&s, "SELECT count(*) FROM findings WHERE category = 'secret' AND status IN ('open', 'reopened')")
+    );
+    // The AWS WAF protects T1190 significantly; healthy and blocking on the internet-facing assets.
+    assert_eq!(
+        strings(&s, "SELECT category || ' ' || strength FROM control_techniques WHERE control_id = 'ctl-waf-edge' AND technique_id = 'T1190'"),
+        vec!["protect significant"]
+    );
+    let waf = "FROM control_coverage WHERE control_id = 'ctl-waf-edge' AND technique_id = 'T1190'";
+    assert!(count(&s, &format!("SELECT sum(findings) {waf}")) > 10);
+    // Disabled, it covers nothing.
+    let csv = d.path().join("c.csv");
+    std::fs::write(&csv, "control_id,name,kind,product,mode,covers,status\nctl-waf-edge,WAF,waf,aws_web_application_firewall,block,internet,disabled\n").unwrap();
+    controls::import(&s, &csv).unwrap();
+    assert_eq!(count(&s, &format!("SELECT count(*) {waf}")), 0);
+}
