@@ -80,6 +80,7 @@ pub fn finding_fields() -> Vec<Field> {
         Field { name: "runtime", aliases: &["running"], sql: "runtime", kind: Bool },
         Field { name: "fix", aliases: &["fix_key"], sql: "fix", kind: Text },
         Field { name: "fix_kind", aliases: &[], sql: "fix_kind", kind: Text },
+        Field { name: "technique", aliases: &["attack", "ttp"], sql: "(SELECT list(DISTINCT e.technique_id) FROM exposure_techniques e WHERE e.finding_id = f.finding_id)", kind: List },
         Field { name: "work_item", aliases: &["wi", "work"], sql: "(SELECT max(wf.work_item_id) FROM work_item_findings wf WHERE wf.finding_id = f.finding_id)", kind: Int },
         Field { name: "owner", aliases: &[], sql: "(SELECT a.owner FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "bu", aliases: &["business_unit"], sql: "(SELECT a.business_unit FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
@@ -490,7 +491,12 @@ impl View {
     fn from_part(&self, scope: Option<&Compiled>) -> (String, Vec<Value>) {
         if self.from.contains("{scope}") {
             match scope {
-                Some(s) => (self.from.replace("{scope}", &scope_cond("asset_id", s)), s.params.iter().map(param_value).collect()),
+                Some(s) => {
+                    // Each placeholder takes the scope's parameters again.
+                    let n = self.from.matches("{scope}").count();
+                    let p: Vec<Value> = (0..n).flat_map(|_| s.params.iter().map(param_value)).collect();
+                    (self.from.replace("{scope}", &scope_cond("asset_id", s)), p)
+                }
                 None => (self.from.replace("{scope}", "true"), Vec::new()),
             }
         } else {
@@ -720,6 +726,82 @@ pub fn owners() -> View {
         ],
         text_fields: vec!["owner", "units"],
         default_sort: (2, true),
+        scope_asset: Some("asset_id"),
+    }
+}
+
+/// ATT&CK tactic order (the kill chain), for grouping techniques.
+const TACTICS: &str = "['reconnaissance', 'resource-development', 'initial-access', 'execution', 'persistence', 'privilege-escalation', 'defense-evasion', 'credential-access', 'discovery', 'lateral-movement', 'collection', 'command-and-control', 'exfiltration', 'impact']";
+
+/// The coverage matrix: one row per ATT&CK technique that open findings in scope expose, grouped by
+/// tactic, with one column per kind of control: the best coverage a healthy control of that kind gives
+/// on the exposed assets (`P+` protects significantly, `P` partially, `p` minimally or unrated; `D+`,
+/// `D`, `d` the same for detection, and for a protecting control deployed in detect mode; `R` respond;
+/// `·` nothing). Rows with exposures and no blocking protection at least partial are open paths.
+pub fn matrix() -> View {
+    use FieldKind::*;
+    let kinds = [("waf", "waf"), ("ngfw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("mail", "email_gateway"), ("cloud", "cloud_guardrail"), ("dlp", "dlp")];
+    let pivot: String = kinds.iter().map(|(c, k)| format!(", max(v.r) FILTER (WHERE v.kind = '{k}') AS k_{c}")).collect();
+    let from = format!(
+        "(SELECT row_number() OVER (ORDER BY tactic_pos, technique_id) AS mkey, * FROM (
+            SELECT x.technique_id, coalesce(t.name, x.technique_id) AS name,
+                   coalesce(ta.name, coalesce(t.tactics[1], '(no tactic)')) AS tactic,
+                   coalesce(list_position({TACTICS}, t.tactics[1]), 99) AS tactic_pos,
+                   x.exposures, x.assets,
+                   coalesce(max(v.r) FILTER (WHERE v.blocking), 0) >= 5 AS protected{pivot}
+            FROM (SELECT e.technique_id, count(DISTINCT e.finding_id) AS exposures, count(DISTINCT f.asset_id) AS assets
+                  FROM exposure_techniques e JOIN findings f ON f.finding_id = e.finding_id
+                  WHERE {{scope}} GROUP BY e.technique_id) x
+            LEFT JOIN attack_techniques t ON t.technique_id = x.technique_id
+            LEFT JOIN attack_tactics ta ON ta.shortname = t.tactics[1]
+            LEFT JOIN (
+                SELECT e.technique_id, c.kind, c.mode = 'block' AS blocking,
+                       max(CASE WHEN ct.category = 'protect' AND c.mode = 'block' THEN
+                                     CASE ct.strength WHEN 'significant' THEN 6 WHEN 'partial' THEN 5 ELSE 4 END
+                                WHEN ct.category IN ('protect', 'detect') THEN
+                                     CASE ct.strength WHEN 'significant' THEN 3 WHEN 'partial' THEN 2 ELSE 1 END
+                                WHEN ct.category = 'respond' THEN 0 END) AS r
+                FROM exposure_techniques e
+                JOIN findings f ON f.finding_id = e.finding_id
+                JOIN control_assets ca USING (asset_id)
+                JOIN controls c ON c.control_id = ca.control_id AND c.status = 'healthy'
+                JOIN control_techniques ct ON ct.control_id = c.control_id AND ct.technique_id = e.technique_id
+                WHERE {{scope}}
+                GROUP BY ALL
+            ) v ON v.technique_id = x.technique_id
+            GROUP BY ALL)) mx"
+    );
+    let cell = |c: &'static str| -> Column {
+        let sql = format!("CASE k_{c} WHEN 6 THEN 'P+' WHEN 5 THEN 'P' WHEN 4 THEN 'p' WHEN 3 THEN 'D+' WHEN 2 THEN 'D' WHEN 1 THEN 'd' WHEN 0 THEN 'R' ELSE '·' END");
+        Column { sql: Cow::Owned(sql), sort: Some(Cow::Owned(format!("coalesce(k_{c}, -1)"))), ..col(c, "", 5) }
+    };
+    let mut columns = vec![
+        Column { sort: Some(Cow::Borrowed("mkey")), ..col("tactic", "tactic", 16) },
+        col("technique", "technique_id", 10),
+        col("name", "name", 30),
+        Column { right: true, ..col("exposed", "exposures", 7) },
+        Column { right: true, ..col("assets", "assets", 6) },
+        col("path", "CASE WHEN protected THEN '' ELSE 'OPEN' END", 4),
+    ];
+    for (c, _) in kinds {
+        columns.push(cell(c));
+    }
+    View {
+        id: "matrix",
+        title: "Coverage matrix",
+        from,
+        base_where: "true".into(),
+        key: "mkey",
+        columns,
+        fields: vec![
+            Field { name: "tactic", aliases: &[], sql: "tactic", kind: Text },
+            Field { name: "technique", aliases: &["id"], sql: "technique_id", kind: Text },
+            Field { name: "name", aliases: &[], sql: "name", kind: Text },
+            Field { name: "exposed", aliases: &["exposures"], sql: "exposures", kind: Int },
+            Field { name: "protected", aliases: &[], sql: "protected", kind: Bool },
+        ],
+        text_fields: vec!["technique_id", "name", "tactic"],
+        default_sort: (0, false),
         scope_asset: Some("asset_id"),
     }
 }

@@ -58,7 +58,7 @@ pub struct App {
     pub prio_view: usize,
     /// Mobilization shows open work by owner (0) or the work items (1).
     pub mob_view: usize,
-    /// Validation shows fixes and regressions (0) or the controls (1).
+    /// Validation shows fixes and regressions (0), the coverage matrix (1) or the controls (2).
     pub val_view: usize,
     pub theme: Theme,
     pub theme_dir: Option<PathBuf>,
@@ -101,7 +101,7 @@ impl App {
     pub fn new(db: Db, db_label: String, theme: Theme, theme_dir: Option<PathBuf>, keymap: Keymap) -> App {
         let read_only = db.read_only;
         let mut tables = HashMap::new();
-        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items(), views::controls()] {
+        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items(), views::controls(), views::matrix()] {
             tables.insert(v.id, TableView::new(v));
         }
         let mut editor = TextArea::new(vec![
@@ -166,7 +166,8 @@ impl App {
             2 => Some(DISCOVERY[self.discovery]),
             3 if self.prio_view == 1 => Some("fix_groups"),
             3 => Some("queue"),
-            4 if self.val_view == 1 => Some("controls"),
+            4 if self.val_view == 1 => Some("matrix"),
+            4 if self.val_view == 2 => Some("controls"),
             4 => Some("verification"),
             5 if self.mob_view == 1 => Some("work_items"),
             5 => Some("owners"),
@@ -660,7 +661,7 @@ impl App {
                     self.prio_view = 1 - self.prio_view;
                     self.ensure_loaded();
                 } else if self.tab == 4 {
-                    self.val_view = 1 - self.val_view;
+                    self.val_view = if a == Action::NextPane { (self.val_view + 1) % 3 } else { (self.val_view + 2) % 3 };
                     self.ensure_loaded();
                 } else if self.tab == 5 {
                     self.mob_view = 1 - self.mob_view;
@@ -849,6 +850,16 @@ impl App {
                 self.prio_view = 0;
                 self.apply_filter(&format!("fix=\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\"")));
                 self.message = Some((format!("findings closed by: {fix} (Tab: back to the fix groups)"), false));
+            }
+            "matrix" => {
+                let technique = self.tables.get("matrix").and_then(|t| t.selected()).map(|r| r.cells[1].clone()).unwrap_or_default();
+                if technique.is_empty() {
+                    return;
+                }
+                self.tab = 3;
+                self.prio_view = 0;
+                self.apply_filter(&format!("technique={technique}"));
+                self.message = Some((format!("open findings that expose {technique}"), false));
             }
             "work_items" => {
                 self.tab = 3;

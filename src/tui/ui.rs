@@ -151,7 +151,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
                     }
                     v.push((key(app, Action::HandOff), "hand off"));
                 }
-                4 => v.push((key(app, Action::NextPane), if app.val_view == 0 { "controls" } else { "fixes" })),
+                4 => v.push((key(app, Action::NextPane), ["matrix", "controls", "fixes"][app.val_view])),
                 5 => v.push((key(app, Action::NextPane), if app.mob_view == 0 { "work items" } else { "by owner" })),
                 6 => v.push((key(app, Action::Edit), "edit SQL")),
                 _ => v.push((key(app, Action::Mark), "mark")),
@@ -346,10 +346,17 @@ fn draw_validation(f: &mut Frame, app: &mut App, area: Rect) {
         Span::raw("regressions (came back after a fix)"),
     ]);
     f.render_widget(Paragraph::new(line).block(panel(app, "Rescan verification")), top);
-    if app.val_view == 1 {
-        table(f, app, "controls", rest, true, "Controls deployed and the assets each covers (Tab: fixes and regressions)");
-    } else {
-        table(f, app, "verification", rest, true, "Fixes and regressions (Tab: controls)");
+    match app.val_view {
+        1 => table(
+            f,
+            app,
+            "matrix",
+            rest,
+            true,
+            "Coverage matrix: ATT&CK techniques exposed × controls (P protect, D detect, + significant; OPEN: no blocking protection) · Enter: findings · Tab: controls",
+        ),
+        2 => table(f, app, "controls", rest, true, "Controls deployed and the assets each covers (Tab: fixes and regressions)"),
+        _ => table(f, app, "verification", rest, true, "Fixes and regressions (Tab: coverage matrix)"),
     }
 }
 

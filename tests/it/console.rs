@@ -347,6 +347,22 @@ fn validation_lists_the_controls() {
     let mut app = app_with("default");
     key(&mut app, '5');
     code(&mut app, KeyCode::Tab);
+    // The coverage matrix: techniques the open findings expose (here from the rules: no CTID loaded).
+    assert_eq!(app.focused_table_id(), Some("matrix"));
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("Coverage matrix") && text.contains("T1552") && text.contains("T1190") && text.contains("OPEN"), "{text}");
+    insta::assert_snapshot!("matrix_120x40", text);
+    let (small, _) = frame(&mut app, 80, 24);
+    insta::assert_snapshot!("matrix_80x24", small);
+    // Enter: the findings behind a row.
+    app.command("filter technique=T1552");
+    app.settle(Duration::from_secs(10));
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.tab, 3);
+    assert_eq!(app.tables["queue"].filter_text, "technique=T1552");
+    assert_eq!(app.tables["queue"].total, Some(12), "the gitleaks secrets");
+    key(&mut app, '5');
+    code(&mut app, KeyCode::Tab);
     assert_eq!(app.focused_table_id(), Some("controls"));
     let (text, _) = frame(&mut app, 120, 40);
     for want in ["ctl-waf-edge", "aws_web_applicatio", "degraded", "disabled", "10.0.0.0/8"] {
