@@ -68,6 +68,7 @@ start_tab = "standup"      # standup, scoping, discovery, prioritization, valida
 # criticality = 10         # asset criticality 5: +10, 1: -10
 # runtime = 5              # running workload or listening service
 # non_production = 10      # subtracted for dev, test, staging
+# mitigated = 30           # subtracted when healthy blocking controls protect against every exploitation technique
 # p1 = 70                  # score thresholds of P1, P2, P3 (info findings are always P4)
 # p2 = 45
 # p3 = 25

@@ -27,6 +27,9 @@ pub struct Weights {
     pub runtime: f64,
     /// Subtracted for development, test and staging assets.
     pub non_production: f64,
+    /// Subtracted when healthy blocking controls on the asset protect significantly against every
+    /// technique that exploits the finding (the finding is then `mitigated`).
+    pub mitigated: f64,
     pub p1: f64,
     pub p2: f64,
     pub p3: f64,
@@ -44,6 +47,7 @@ impl Default for Weights {
             criticality: 10.0,
             runtime: 5.0,
             non_production: 10.0,
+            mitigated: 30.0,
             p1: 70.0,
             p2: 45.0,
             p3: 25.0,
@@ -52,7 +56,7 @@ impl Default for Weights {
 }
 
 pub const FACTORS: &[&str] = &[
-    "severity", "kev", "ransomware", "epss", "exploit", "internet", "criticality", "runtime", "non_production", "p1", "p2", "p3",
+    "severity", "kev", "ransomware", "epss", "exploit", "internet", "criticality", "runtime", "non_production", "mitigated", "p1", "p2", "p3",
 ];
 
 /// The 1-based line where `key = ...` is written (for errors that come after parsing).
@@ -108,6 +112,7 @@ impl Weights {
                 "criticality" => &mut w.criticality,
                 "runtime" => &mut w.runtime,
                 "non_production" => &mut w.non_production,
+                "mitigated" => &mut w.mitigated,
                 "p1" => &mut w.p1,
                 "p2" => &mut w.p2,
                 "p3" => &mut w.p3,
@@ -138,7 +143,8 @@ fn n(x: f64) -> String {
     format!("{x:.4}::DOUBLE")
 }
 
-const OPEN: &str = "status IN ('open', 'reopened')";
+/// Findings that are scored: open, reopened, and mitigated by controls (still exposures, lowered).
+const OPEN: &str = "status IN ('open', 'reopened', 'mitigated')";
 
 /// Private, loopback, link-local and shared address space (a public IP is anything else).
 const PRIVATE_IP: &str = r"regexp_matches(ip, '^(10\.|127\.|169\.254\.|192\.168\.|172\.(1[6-9]|2[0-9]|3[01])\.|100\.(6[4-9]|[7-9][0-9]|1[01][0-9]|12[0-7])\.|0\.|::1$|f[cd]|fe80|localhost)')";
@@ -172,7 +178,8 @@ fn exprs(w: &Weights) -> Exprs {
     );
     let p_run = format!("(CASE WHEN {running} THEN {} ELSE 0 END)", n(w.runtime));
     // Asset-level points and their text (exposure, criticality, environment) come from `risk_actx`.
-    let raw = format!("round({p_sev} + {p_kev} + {p_epss} + {p_expl} + a.points + {p_run}, 1)");
+    let p_mit = format!("(CASE WHEN f.status = 'mitigated' THEN -{} ELSE 0 END)", n(w.mitigated));
+    let raw = format!("round({p_sev} + {p_kev} + {p_epss} + {p_expl} + a.points + {p_run} + {p_mit}, 1)");
     let score = format!("least(100, greatest(0, {raw}))");
     let prio = format!(
         "CASE WHEN f.severity = 'info' THEN 'P4' WHEN {raw} >= {p1} THEN 'P1' WHEN {raw} >= {p2} THEN 'P2' WHEN {raw} >= {p3} THEN 'P3' ELSE 'P4' END",
@@ -194,6 +201,7 @@ fn exprs(w: &Weights) -> Exprs {
          CASE WHEN {expl} THEN concat('exploit reported by the scanner +', {p_expl}::DECIMAL(6,1)) END,
          a.text,
          {run_text},
+         CASE WHEN f.status = 'mitigated' THEN concat('mitigated by ', array_to_string(f.mitigated_by, ', '), ' (blocks every exploitation technique) ', {p_mit}::DECIMAL(6,1)) END,
          CASE WHEN {raw} > 100 THEN 'capped at 100' WHEN {raw} < 0 THEN 'floored at 0' END,
          CASE WHEN f.severity = 'info' THEN 'informational: never above P4' END
        )"#
@@ -262,6 +270,34 @@ fn intel_sql(ids: &str) -> String {
     )
 }
 
+/// Findings whose every exploitation technique is protected with significant strength by a healthy
+/// blocking control deployed on their asset become `mitigated` (with the controls in `mitigated_by`);
+/// when that stops being true (a control degraded, disabled or no longer covering the asset) they are
+/// open again. Findings with no known exploitation technique are never mitigated.
+const MITIGATE: &str = "
+CREATE OR REPLACE TEMP TABLE risk_mit AS
+WITH ex AS (SELECT DISTINCT finding_id, technique_id FROM exposure_techniques WHERE relation = 'exploitation_technique'),
+prot AS (
+    SELECT e.finding_id, e.technique_id, list(DISTINCT c.control_id) AS ctl
+    FROM ex e JOIN findings f ON f.finding_id = e.finding_id
+    JOIN control_assets ca ON ca.asset_id = f.asset_id
+    JOIN controls c ON c.control_id = ca.control_id AND c.status = 'healthy' AND c.mode = 'block'
+    JOIN control_techniques ct ON ct.control_id = c.control_id AND ct.technique_id = e.technique_id
+                               AND ct.category = 'protect' AND ct.strength = 'significant'
+    GROUP BY e.finding_id, e.technique_id
+),
+agg AS (
+    SELECT e.finding_id, count(*) AS n, count(p.technique_id) AS np, list_sort(list_distinct(flatten(list(p.ctl)))) AS ctl
+    FROM ex e LEFT JOIN prot p ON p.finding_id = e.finding_id AND p.technique_id = e.technique_id
+    GROUP BY e.finding_id
+)
+SELECT finding_id, ctl FROM agg WHERE n > 0 AND n = np;
+UPDATE findings SET status = 'mitigated', mitigated_by = m.ctl FROM risk_mit m
+WHERE findings.finding_id = m.finding_id AND (findings.status IN ('open', 'reopened') OR findings.mitigated_by IS DISTINCT FROM m.ctl);
+UPDATE findings SET status = CASE WHEN times_reopened > 0 THEN 'reopened' ELSE 'open' END, mitigated_by = NULL
+WHERE status = 'mitigated' AND finding_id NOT IN (SELECT finding_id FROM risk_mit);
+DROP TABLE risk_mit;";
+
 /// `SELECT finding_id, score, prio` for every open finding under `w` (needs `risk_actx`).
 fn scored_select(w: &Weights) -> String {
     let e = exprs(w);
@@ -322,10 +358,11 @@ WHERE findings.finding_id = r.finding_id"#;
 pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::Error> {
     let (lo, hi): (Option<i64>, Option<i64>) =
         conn.query_row(&format!("SELECT min(finding_id), max(finding_id) FROM findings WHERE {OPEN}"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    // Assets change with imports: the controls' coverage follows.
+    // Assets change with imports: the controls' coverage follows, and with it what is mitigated.
     if let Err(e) = crate::store::controls::refresh_coverage(conn) {
         tracing::warn!("control coverage not refreshed: {e}");
     }
+
     let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(0) };
     let t = std::time::Instant::now();
     conn.execute_batch(&asset_context_sql(w))?;
@@ -374,6 +411,28 @@ pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::
             }
         }
         a = b.saturating_add(1);
+    }
+    // Mitigation reads the techniques the scores' inputs imply; the findings whose status it changes are
+    // scored again (the mitigation factor).
+    let has_controls: i64 = conn.query_row("SELECT count(*) FROM controls", [], |r| r.get(0))?;
+    let mitigated: i64 = conn.query_row("SELECT count(*) FROM findings WHERE status = 'mitigated'", [], |r| r.get(0))?;
+    if has_controls > 0 || mitigated > 0 {
+        let sql = format!(
+            "BEGIN TRANSACTION;
+             CREATE OR REPLACE TEMP TABLE risk_before AS SELECT finding_id, status FROM findings WHERE {OPEN};
+             {MITIGATE}
+             CREATE OR REPLACE TEMP TABLE risk_changed AS
+               SELECT f.finding_id FROM findings f JOIN risk_before b USING (finding_id) WHERE f.status <> b.status;
+             UPDATE findings AS f SET risk_score = {}, priority = {}, risk_factors = {}
+             FROM risk_actx a WHERE a.asset_id = f.asset_id AND f.finding_id IN (SELECT finding_id FROM risk_changed);
+             DROP TABLE risk_before; DROP TABLE risk_changed;
+             COMMIT;",
+            e.score, e.prio, e.factors
+        );
+        if let Err(err) = conn.execute_batch(&sql) {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
     }
     conn.execute_batch("DROP TABLE IF EXISTS risk_fi; DROP TABLE IF EXISTS risk_actx")?;
     Ok(scored)

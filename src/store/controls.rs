@@ -310,6 +310,8 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Loaded> {
         Ok(w) => {
             conn.execute_batch("COMMIT")?;
             warnings.extend(w);
+            // What the controls mitigate changes with them.
+            crate::risk::rescore_store(store)?;
             Ok(Loaded { controls: controls.len(), warnings })
         }
         Err(e) => {

@@ -1046,7 +1046,7 @@ LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
     times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
     fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END
 FROM stage_seen d
-WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status IN ('open', 'reopened')))"#
+WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status IN ('open', 'reopened', 'mitigated')))"#
         ),
         params![scan],
     )?;
@@ -1071,7 +1071,7 @@ WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status
     // 3. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
     let fixed = c.execute(
         r#"UPDATE findings SET status = 'fixed', fixed_at = ?
-WHERE status IN ('open', 'reopened') AND last_seen < ? AND list_contains(sources, ?)
+WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_contains(sources, ?)
   AND asset_id IN (SELECT asset_id FROM stage_amap)"#,
         params![scan, scan, tool],
     )?;

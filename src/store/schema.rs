@@ -298,28 +298,29 @@ CREATE TABLE control_assets (
     control_id VARCHAR NOT NULL,
     asset_id   BIGINT NOT NULL
 );
+ALTER TABLE findings ADD COLUMN mitigated_by VARCHAR[];
 
 -- The ATT&CK techniques each open finding exposes, and why.
 CREATE VIEW exposure_techniques AS
 SELECT f.finding_id, m.technique_id, m.mapping_type AS relation, 'ctid:kev ' || f.cve AS source
-FROM (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE status IN ('open', 'reopened') AND len(cves) > 0) f
+FROM (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cves) > 0) f
 JOIN ctid_mappings m ON m.framework = 'kev' AND m.capability_id = f.cve
 UNION ALL
 SELECT f.finding_id, unnest(c.techniques) AS technique_id, 'capec' AS relation, 'cwe ' || f.cwe || ' -> ' || c.capec_id AS source
-FROM (SELECT finding_id, unnest(cwes) AS cwe FROM findings WHERE status IN ('open', 'reopened') AND len(cwes) > 0) f
+FROM (SELECT finding_id, unnest(cwes) AS cwe FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cwes) > 0) f
 JOIN capec c ON list_contains(c.cwes, f.cwe) AND NOT c.deprecated AND len(c.techniques) > 0
 UNION ALL
 SELECT f.finding_id, 'T1190', 'exploitation_technique', 'rule: exploitable vulnerability on an internet-facing asset'
 FROM findings f JOIN assets a ON a.asset_id = f.asset_id
-WHERE f.status IN ('open', 'reopened') AND f.category IN ('vulnerability', 'web')
+WHERE f.status IN ('open', 'reopened', 'mitigated') AND f.category IN ('vulnerability', 'web')
   AND (coalesce(f.kev, false) OR coalesce(f.exploit_available, false) OR coalesce(f.epss, 0) >= 0.1)
   AND (coalesce(a.internet_facing, false) OR coalesce(f.internet_exposed, false))
 UNION ALL
 SELECT finding_id, 'T1552', 'exploitation_technique', 'rule: exposed secret'
-FROM findings WHERE status IN ('open', 'reopened') AND category = 'secret'
+FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND category = 'secret'
 UNION ALL
 SELECT finding_id, 'T1530', 'exploitation_technique', 'rule: public cloud storage'
-FROM findings WHERE status IN ('open', 'reopened') AND category = 'misconfiguration'
+FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND category = 'misconfiguration'
   AND (title ILIKE '%bucket%' OR title ILIKE '%storage%' OR title ILIKE '%blob%')
   AND (title ILIKE '%public%' OR title ILIKE '%everyone%' OR title ILIKE '%anonymous%');
 

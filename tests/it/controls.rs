@@ -94,7 +94,11 @@ fn exposures_and_controls_meet_on_attack_techniques() {
         ctem::intel::load_file(&s, &fx(f)).unwrap();
     }
     // The CTID KEV mapping puts Log4Shell (CVE-2021-44228) on T1190, exploitation.
-    let log4j = count(&s, "SELECT min(finding_id) FROM findings WHERE list_contains(cves, 'CVE-2021-44228') AND status = 'open'");
+    let log4j = count(
+        &s,
+        "SELECT min(f.finding_id) FROM findings f JOIN assets a USING (asset_id)
+         WHERE list_contains(f.cves, 'CVE-2021-44228') AND f.status IN ('open', 'mitigated') AND a.internet_facing AND f.category = 'vulnerability' AND a.kind = 'host'",
+    );
     let rows = strings(&s, &format!("SELECT relation || ' ' || source FROM exposure_techniques WHERE finding_id = {log4j} AND technique_id = 'T1190' ORDER BY 1"));
     assert!(rows.contains(&"exploitation_technique ctid:kev CVE-2021-44228".to_string()), "{rows:?}");
     // CWE -> CAPEC -> ATT&CK for findings that carry a CWE; exposed secrets are T1552.
@@ -110,9 +114,30 @@ fn exposures_and_controls_meet_on_attack_techniques() {
     );
     let waf = "FROM control_coverage WHERE control_id = 'ctl-waf-edge' AND technique_id = 'T1190'";
     assert!(count(&s, &format!("SELECT sum(findings) {waf}")) > 10);
-    // Disabled, it covers nothing.
+    // Its only exploitation technique is blocked by a healthy WAF on its asset: mitigated, lower score,
+    // and it says so; still countable.
+    let state = |s: &Store| strings(s, &format!("SELECT status || ' ' || coalesce(array_to_string(mitigated_by, ','), '-') FROM findings WHERE finding_id = {log4j}"));
+    assert_eq!(state(&s), vec!["mitigated ctl-waf-edge"]);
+    let f = strings(&s, &format!("SELECT risk_factors FROM findings WHERE finding_id = {log4j}"));
+    assert!(f[0].contains("mitigated by ctl-waf-edge (blocks every exploitation technique) -30.0"), "{}", f[0]);
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE status = 'mitigated'") > 10);
+    // Disabled: it covers nothing and the finding is open again.
     let csv = d.path().join("c.csv");
     std::fs::write(&csv, "control_id,name,kind,product,mode,covers,status\nctl-waf-edge,WAF,waf,aws_web_application_firewall,block,internet,disabled\n").unwrap();
     controls::import(&s, &csv).unwrap();
+    ctem::risk::rescore_store(&s).unwrap();
     assert_eq!(count(&s, &format!("SELECT count(*) {waf}")), 0);
+    assert_eq!(state(&s), vec!["open -"]);
+    assert!(!strings(&s, &format!("SELECT risk_factors FROM findings WHERE finding_id = {log4j}"))[0].contains("mitigated"));
+    // A detect-only control never mitigates.
+    std::fs::write(&csv, "control_id,name,kind,product,mode,covers,status\nctl-waf-edge,WAF,waf,aws_web_application_firewall,detect,internet,healthy\n").unwrap();
+    controls::import(&s, &csv).unwrap();
+    ctem::risk::rescore_store(&s).unwrap();
+    assert_eq!(state(&s), vec!["open -"]);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE status = 'mitigated'"), 0);
+    // Healthy and blocking again: mitigated again.
+    std::fs::write(&csv, "control_id,name,kind,product,mode,covers,status\nctl-waf-edge,WAF,waf,aws_web_application_firewall,block,internet,healthy\n").unwrap();
+    controls::import(&s, &csv).unwrap();
+    ctem::risk::rescore_store(&s).unwrap();
+    assert_eq!(state(&s), vec!["mitigated ctl-waf-edge"]);
 }
