@@ -178,7 +178,7 @@ fn exprs(w: &Weights) -> Exprs {
     );
     let p_run = format!("(CASE WHEN {running} THEN {} ELSE 0 END)", n(w.runtime));
     // Asset-level points and their text (exposure, criticality, environment) come from `risk_actx`.
-    let p_mit = format!("(CASE WHEN f.status = 'mitigated' THEN -{} ELSE 0 END)", n(w.mitigated));
+    let p_mit = format!("(CASE WHEN f.mitigated_by IS NOT NULL THEN -{} ELSE 0 END)", n(w.mitigated));
     let raw = format!("round({p_sev} + {p_kev} + {p_epss} + {p_expl} + a.points + {p_run} + {p_mit}, 1)");
     let score = format!("least(100, greatest(0, {raw}))");
     let prio = format!(
@@ -201,7 +201,7 @@ fn exprs(w: &Weights) -> Exprs {
          CASE WHEN {expl} THEN concat('exploit reported by the scanner +', {p_expl}::DECIMAL(6,1)) END,
          a.text,
          {run_text},
-         CASE WHEN f.status = 'mitigated' THEN concat('mitigated by ', array_to_string(f.mitigated_by, ', '), ' (blocks every exploitation technique) ', {p_mit}::DECIMAL(6,1)) END,
+         CASE WHEN f.mitigated_by IS NOT NULL THEN concat('mitigated by ', array_to_string(f.mitigated_by, ', '), ' (blocks every exploitation technique) ', {p_mit}::DECIMAL(6,1)) END,
          CASE WHEN {raw} > 100 THEN 'capped at 100' WHEN {raw} < 0 THEN 'floored at 0' END,
          CASE WHEN f.severity = 'info' THEN 'informational: never above P4' END
        )"#
