@@ -85,6 +85,17 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Open { path: path.display().to_string(), msg: "no such database".into() });
         }
+        match Self::open_restricted(path) {
+            // A database from an earlier version: migrate it once (a write), then open restricted.
+            Err(StoreError::Open { msg, .. }) if msg.contains("needs upgrading") => {
+                drop(Store::open(path, false)?);
+                Self::open_restricted(path)
+            }
+            r => r,
+        }
+    }
+
+    fn open_restricted(path: &Path) -> Result<Store, StoreError> {
         let cfg = Config::default()
             .enable_autoload_extension(false)?
             .access_mode(AccessMode::ReadOnly)?

@@ -740,7 +740,8 @@ const TACTICS: &str = "['reconnaissance', 'resource-development', 'initial-acces
 /// `·` nothing). Rows with exposures and no blocking protection at least partial are open paths.
 pub fn matrix() -> View {
     use FieldKind::*;
-    let kinds = [("waf", "waf"), ("ngfw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("mail", "email_gateway"), ("cloud", "cloud_guardrail"), ("dlp", "dlp")];
+    // Short headers so that every kind fits on an 80-column terminal.
+    let kinds = [("waf", "waf"), ("fw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("eml", "email_gateway"), ("cld", "cloud_guardrail"), ("dlp", "dlp")];
     let pivot: String = kinds.iter().map(|(c, k)| format!(", max(v.r) FILTER (WHERE v.kind = '{k}') AS k_{c}")).collect();
     let from = format!(
         "(SELECT row_number() OVER (ORDER BY tactic_pos, technique_id) AS mkey, * FROM (
@@ -773,14 +774,14 @@ pub fn matrix() -> View {
     );
     let cell = |c: &'static str| -> Column {
         let sql = format!("CASE k_{c} WHEN 6 THEN 'P+' WHEN 5 THEN 'P' WHEN 4 THEN 'p' WHEN 3 THEN 'D+' WHEN 2 THEN 'D' WHEN 1 THEN 'd' WHEN 0 THEN 'R' ELSE '·' END");
-        Column { sql: Cow::Owned(sql), sort: Some(Cow::Owned(format!("coalesce(k_{c}, -1)"))), ..col(c, "", 5) }
+        Column { sql: Cow::Owned(sql), sort: Some(Cow::Owned(format!("coalesce(k_{c}, -1)"))), ..col(c, "", 3) }
     };
     let mut columns = vec![
-        Column { sort: Some(Cow::Borrowed("mkey")), ..col("tactic", "tactic", 16) },
-        col("technique", "technique_id", 10),
-        col("name", "name", 30),
-        Column { right: true, ..col("exposed", "exposures", 7) },
-        Column { right: true, ..col("assets", "assets", 6) },
+        Column { sort: Some(Cow::Borrowed("mkey")), ..col("tactic", "tactic", 10) },
+        col("technique", "technique_id", 9),
+        col("name", "name", 14),
+        Column { right: true, ..col("exp", "exposures", 5) },
+        Column { visible: false, right: true, ..col("assets", "assets", 6) },
         col("path", "CASE WHEN protected THEN '' ELSE 'OPEN' END", 4),
     ];
     for (c, _) in kinds {
