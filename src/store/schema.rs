@@ -344,4 +344,40 @@ JOIN control_techniques ct ON ct.control_id = c.control_id AND ct.technique_id =
 GROUP BY ALL;
 "#,
 ),
+(
+    6,
+    "verification state per finding",
+    r#"
+-- What rescans say about each finding: `verified` (fixed: a later scan of its scope covered the asset
+-- and did not see it), `regressed` (seen again after a fix), `awaiting_rescan` (its work item is marked
+-- fixed, no scan has confirmed it yet), `not_covered` (a later scan of the same scope no longer covered
+-- the asset, so nothing can be confirmed), `open` (nothing to confirm yet).
+CREATE VIEW finding_verification AS
+WITH dropped AS (
+    SELECT DISTINCT f.finding_id
+    FROM findings f
+    JOIN imports l ON l.import_id = f.last_import_id
+    JOIN imports i ON i.tool = l.tool AND i.scan_time > l.scan_time
+    WHERE f.status IN ('open', 'reopened', 'mitigated')
+      AND EXISTS (SELECT 1 FROM import_assets a JOIN import_assets b ON b.asset_id = a.asset_id
+                  WHERE a.import_id = l.import_id AND b.import_id = i.import_id)
+      AND NOT EXISTS (SELECT 1 FROM import_assets c WHERE c.import_id = i.import_id AND c.asset_id = f.asset_id)
+),
+ticketed AS (
+    SELECT DISTINCT wf.finding_id FROM work_item_findings wf JOIN work_items w USING (work_item_id) WHERE w.status = 'fixed'
+)
+SELECT f.finding_id, f.asset_id, f.status,
+       CASE WHEN f.status = 'reopened' THEN 'regressed'
+            WHEN f.status = 'fixed' THEN 'verified'
+            WHEN d.finding_id IS NOT NULL THEN 'not_covered'
+            WHEN t.finding_id IS NOT NULL THEN 'awaiting_rescan'
+            WHEN f.status IN ('open', 'mitigated') THEN 'open'
+       END AS state,
+       f.last_seen, f.fixed_at, f.times_reopened
+FROM findings f
+LEFT JOIN dropped d ON d.finding_id = f.finding_id
+LEFT JOIN ticketed t ON t.finding_id = f.finding_id
+WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
+"#,
+),
 ];

@@ -662,7 +662,7 @@ pub fn verification() -> View {
     let mut columns = vec![
         Column { right: true, ..col("id", "finding_id", 7) },
         Column { sort: Some(Cow::Borrowed(SEV_RANK)), ..col("sev", "severity", 8) },
-        col("status", "status", 8),
+        col("state", "state", 11),
         col("asset", "asset_name", 20),
         col("vuln", "vuln_id", 16),
         col("title", "title", 30),
@@ -674,11 +674,15 @@ pub fn verification() -> View {
     View {
         id: "verification",
         title: "Rescan verification",
-        from: "findings f".into(),
-        base_where: "status IN ('fixed', 'reopened') OR times_reopened > 0".into(),
+        from: "(SELECT f.*, v.state FROM findings f JOIN finding_verification v USING (finding_id)) f".into(),
+        base_where: "state <> 'open'".into(),
         key: "finding_id",
         columns,
-        fields: finding_fields(),
+        fields: {
+            let mut f = finding_fields();
+            f.push(Field { name: "state", aliases: &["verification"], sql: "state", kind: FieldKind::Text });
+            f
+        },
         text_fields: finding_text_fields(),
         default_sort: (6, true),
         scope_asset: Some("asset_id"),

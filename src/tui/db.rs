@@ -46,6 +46,8 @@ pub struct Header {
     pub latest_scan: Option<String>,
     pub fixed: i64,
     pub reopened: i64,
+    /// Open findings whose scanner's later scan of their scope no longer covered the asset.
+    pub not_covered: i64,
     /// Loaded exploit intel and its dates ("KEV 2025.08.25 · EPSS 2026-08-22"), None when none is loaded.
     pub intel: Option<String>,
 }
@@ -425,6 +427,8 @@ fn header(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Header> {
     )?;
     h.last_import = li;
     h.latest_scan = ls;
+    let (sql, pp) = crate::store::views::inline_values(format!("SELECT count(*) FROM finding_verification WHERE state = 'not_covered' AND {cond}"), p.clone());
+    h.not_covered = c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| r.get(0))?;
     let feeds = crate::intel::freshness(c)?;
     let parts: Vec<String> = feeds
         .iter()

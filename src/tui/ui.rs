@@ -341,9 +341,11 @@ fn draw_validation(f: &mut Frame, app: &mut App, area: Rect) {
     let h = &app.header;
     let line = Line::from(vec![
         Span::styled(format!(" {} ", group(h.fixed as u64)), t.get("status_fixed")),
-        Span::raw("fixed, confirmed by a later scan that no longer saw them   "),
+        Span::raw("fixed, verified by a rescan   "),
         Span::styled(format!("{} ", group(h.reopened as u64)), t.get("status_reopened")),
-        Span::raw("regressions (came back after a fix)"),
+        Span::raw("regressed   "),
+        Span::styled(format!("{} ", group(h.not_covered as u64)), t.get("alert_warn")),
+        Span::raw("no longer scanned"),
     ]);
     f.render_widget(Paragraph::new(line).block(panel(app, "Rescan verification")), top);
     match app.val_view {
@@ -356,7 +358,7 @@ fn draw_validation(f: &mut Frame, app: &mut App, area: Rect) {
             "Coverage matrix: ATT&CK techniques exposed × controls (P protect, D detect, + significant; OPEN: no blocking protection) · Enter: findings · Tab: controls",
         ),
         2 => table(f, app, "controls", rest, true, "Controls deployed and the assets each covers (Tab: fixes and regressions)"),
-        _ => table(f, app, "verification", rest, true, "Fixes and regressions (Tab: coverage matrix)"),
+        _ => table(f, app, "verification", rest, true, "Verified fixes, regressions, fixes awaiting a rescan, assets no longer scanned (Tab: coverage matrix)"),
     }
 }
 

@@ -141,3 +141,18 @@ fn exposures_and_controls_meet_on_attack_techniques() {
     ctem::risk::rescore_store(&s).unwrap();
     assert_eq!(state(&s), vec!["mitigated ctl-waf-edge"]);
 }
+
+#[test]
+fn verification_states_from_rescans_and_work_items() {
+    let (_d, s) = sample();
+    let state = |st: &str| count(&s, &format!("SELECT count(*) FROM finding_verification WHERE state = '{st}'"));
+    assert_eq!(state("verified"), count(&s, "SELECT count(*) FROM findings WHERE status = 'fixed'"));
+    assert_eq!(state("regressed"), 150);
+    // Prowler's last scan covered 96 of the 111 cloud resources it saw before: their findings cannot be confirmed.
+    assert_eq!(state("not_covered"), 15);
+    assert_eq!(strings(&s, "SELECT DISTINCT array_to_string(f.sources, ',') FROM finding_verification v JOIN findings f USING (finding_id) WHERE state = 'not_covered'"), vec!["prowler"]);
+    // A work item marked fixed in a ticket: its open findings await a rescan.
+    let h = ctem::store::work::hand_off(&s, &ctem::store::work::Selection::Fix { kind: "base_image".into(), fix: "rebuild on a patched debian 12.2 base image".into() }, None).unwrap();
+    s.conn.execute("UPDATE work_items SET status = 'fixed' WHERE work_item_id = ?", [h.created[0].0]).unwrap();
+    assert_eq!(state("awaiting_rescan"), h.created[0].2);
+}
