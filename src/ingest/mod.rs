@@ -14,6 +14,7 @@ pub mod sarif;
 pub mod tenable_csv;
 pub mod trivy;
 pub mod xml;
+pub mod zap;
 
 use crate::model::{RawAsset, RawFinding};
 use chrono::{DateTime, Utc};
@@ -92,10 +93,11 @@ pub enum Format {
     Osv,
     ProwlerOcsf,
     GenericCsv,
+    Zap,
 }
 
 impl Format {
-    pub const ALL: [Format; 12] = [
+    pub const ALL: [Format; 13] = [
         Format::Nessus,
         Format::TenableCsv,
         Format::Qualys,
@@ -108,6 +110,7 @@ impl Format {
         Format::Osv,
         Format::ProwlerOcsf,
         Format::GenericCsv,
+        Format::Zap,
     ];
 
     pub fn name(self) -> &'static str {
@@ -124,6 +127,7 @@ impl Format {
             Format::Osv => "osv",
             Format::ProwlerOcsf => "prowler-ocsf",
             Format::GenericCsv => "csv",
+            Format::Zap => "zap",
         }
     }
 
@@ -140,6 +144,7 @@ impl Format {
             Format::Osv => "osv-scanner",
             Format::ProwlerOcsf => "prowler",
             Format::GenericCsv => "csv",
+            Format::Zap => "zap",
         }
     }
 
@@ -224,6 +229,9 @@ pub fn detect(head: &[u8]) -> Option<Format> {
         if t.contains("<NessusClientData_v2") {
             return Some(Format::Nessus);
         }
+        if t.contains("<OWASPZAPReport") {
+            return Some(Format::Zap);
+        }
         if t.contains("<ASSET_DATA_REPORT") {
             return Some(Format::Qualys);
         }
@@ -290,6 +298,7 @@ pub fn parse(
         Format::CycloneDxXml => cyclonedx::parse_xml(input, sink, opts),
         Format::Osv => osv::parse(input, sink, opts),
         Format::ProwlerOcsf => prowler::parse(input, sink),
+        Format::Zap => zap::parse(input, sink),
         Format::GenericCsv => match &opts.mapping {
             Some(m) => generic_csv::parse(input, sink, m),
             None => Err(ParseError::new(

@@ -156,3 +156,22 @@ fn verification_states_from_rescans_and_work_items() {
     s.conn.execute("UPDATE work_items SET status = 'fixed' WHERE work_item_id = ?", [h.created[0].0]).unwrap();
     assert_eq!(state("awaiting_rescan"), h.created[0].2);
 }
+
+#[test]
+fn zap_scan_pair_verifies_fixes() {
+    // The corpus's "second" ZAP scan is dated 18 June 2021 and the "first" 20 June: in time order, the
+    // 20 June scan re-tests the application and 42 alert instances of 18 June are gone.
+    let s = mem();
+    let older = import_ok(&s, "zap/zap-results-second-scan.xml");
+    assert_eq!((older.records, older.new), (126, 125));
+    let newer = import_ok(&s, "zap/zap-results-first-scan.xml");
+    assert_eq!((newer.new, newer.seen_again, newer.fixed, newer.reopened), (46, 83, 42, 0));
+    let state = |st: &str| count(&s, &format!("SELECT count(*) FROM finding_verification WHERE state = '{st}'"));
+    assert_eq!((state("verified"), state("regressed"), state("open")), (42, 0, 129));
+    assert_eq!(strings(&s, "SELECT kind || ' ' || name FROM assets"), vec!["web_app http://bodgeit.securecodebox-demo.svc:8080"]);
+    assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE category = 'web' AND severity = 'high'"), 6);
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE len(cwes) > 0") > 100);
+    // Importing the older scan again changes nothing, and it is said.
+    let again = ctem::store::import::import_file(&s, &fixture("zap/zap-results-second-scan.xml"), None, &Default::default());
+    assert!(matches!(again.outcome, ctem::store::import::Outcome::Unchanged(_)), "{}", again.line());
+}
