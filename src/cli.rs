@@ -47,6 +47,8 @@ pub enum Cmd {
     },
     /// Load the controls inventory (CSV or TOML): replaces the previous one; prints what each covers
     ImportControls { file: PathBuf },
+    /// Load technique mappings of your own (CSV: applies_to,id,technique_id,relation,strength) that add to or override the feeds'
+    ImportMappings { file: PathBuf },
     /// Run SQL against the store (read-only unless --write)
     Query {
         sql: String,
@@ -313,6 +315,12 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             for w in &l.warnings {
                 eprintln!("warning: {w}");
             }
+            Ok(0)
+        }
+        Cmd::ImportMappings { file } => {
+            let store = open_rw(&cli, &paths)?;
+            let n = crate::store::controls::import_mappings(&store, file)?;
+            println!("{}: {n} mappings", file.display());
             Ok(0)
         }
         Cmd::Query { sql, format, write } => {

@@ -320,3 +320,89 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Loaded> {
         }
     }
 }
+
+/// Load a user mapping file (CSV: `applies_to,id,technique_id,relation,strength`) that adds to or
+/// overrides the technique mappings: `applies_to` is `cve`, `cwe`, `vuln` (a scanner's id) for what
+/// findings expose, or `control` / `product` for what controls do; `relation` is
+/// `exploitation_technique`, `primary_impact` or `secondary_impact` for findings, `protect`, `detect` or
+/// `respond` for controls, or `none` to remove a mapping the feeds make. A row for a pair the feeds also
+/// map replaces it. Each row records its file and line as its source. Loading a file again replaces
+/// its rows (one transaction); then everything is rescored.
+pub fn import_mappings(store: &Store, path: &Path) -> anyhow::Result<usize> {
+    if store.read_only {
+        bail!("the database is open read-only: mappings cannot be imported");
+    }
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow!("{file}: {e}"))?;
+    #[derive(Deserialize)]
+    struct Row {
+        applies_to: String,
+        id: String,
+        technique_id: String,
+        relation: String,
+        strength: Option<String>,
+    }
+    let mut rows = Vec::new();
+    let mut rd = csv::ReaderBuilder::new().trim(csv::Trim::All).from_reader(text.as_bytes());
+    for (i, rec) in rd.deserialize::<Row>().enumerate() {
+        let line = i + 2;
+        let r = rec.map_err(|e| anyhow!("{file} line {}: {e}", e.position().map(|p| p.line()).unwrap_or(line as u64)))?;
+        let at = format!("{file} line {line}");
+        let applies = r.applies_to.to_ascii_lowercase();
+        let finding_side = match applies.as_str() {
+            "cve" | "cwe" | "vuln" => true,
+            "control" | "product" => false,
+            other => bail!("{at}: applies_to `{other}` must be cve, cwe, vuln, control or product"),
+        };
+        let t = r.technique_id.trim().to_ascii_uppercase();
+        let b = t.as_bytes();
+        let ok = b.len() >= 5 && b[0] == b'T' && b[1..5].iter().all(u8::is_ascii_digit)
+            && (b.len() == 5 || (b.len() == 9 && b[5] == b'.' && b[6..].iter().all(u8::is_ascii_digit)));
+        if !ok {
+            bail!("{at}: `{}` is not an ATT&CK technique id (T1190, T1059.001)", r.technique_id);
+        }
+        let rel = r.relation.to_ascii_lowercase();
+        let allowed: &[&str] = if finding_side {
+            &["exploitation_technique", "primary_impact", "secondary_impact", "none"]
+        } else {
+            &["protect", "detect", "respond", "none"]
+        };
+        if !allowed.contains(&rel.as_str()) {
+            bail!("{at}: relation `{rel}` must be one of {}", allowed.join(", "));
+        }
+        let strength = r.strength.map(|s| s.to_ascii_lowercase()).filter(|s| !s.is_empty());
+        if let Some(s) = &strength {
+            if !["minimal", "partial", "significant"].contains(&s.as_str()) {
+                bail!("{at}: strength `{s}` must be minimal, partial or significant");
+            }
+        }
+        let id = if applies == "product" { product_key(&r.id) } else { r.id.trim().to_string() };
+        if id.is_empty() {
+            bail!("{at}: id is empty");
+        }
+        rows.push((applies, id, t, rel, strength, at));
+    }
+    if rows.is_empty() {
+        bail!("{file}: no mappings");
+    }
+    let c = &store.conn;
+    c.execute_batch("BEGIN TRANSACTION")?;
+    let r = (|| -> anyhow::Result<()> {
+        c.execute("DELETE FROM user_mappings WHERE source LIKE ? ESCAPE '\\'", params![format!("{} line %", file.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))])?;
+        let mut app = c.appender("user_mappings")?;
+        for (a, id, t, rel, s, at) in &rows {
+            app.append_row(params![a, id, t, rel, s, format!("user: {at}")])?;
+        }
+        app.flush()?;
+        Ok(())
+    })();
+    match r {
+        Ok(()) => c.execute_batch("COMMIT")?,
+        Err(e) => {
+            let _ = c.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+    }
+    crate::risk::rescore_store(store)?;
+    Ok(rows.len())
+}

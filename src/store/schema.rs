@@ -380,4 +380,74 @@ LEFT JOIN ticketed t ON t.finding_id = f.finding_id
 WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
 "#,
 ),
+(
+    7,
+    "user technique mappings that add to or override the CTID and CAPEC ones",
+    r#"
+CREATE TABLE user_mappings (
+    applies_to   VARCHAR NOT NULL,   -- cve, cwe, vuln (a scanner id), control (control_id), product
+    id           VARCHAR NOT NULL,
+    technique_id VARCHAR NOT NULL,
+    relation     VARCHAR NOT NULL,   -- exploitation_technique, primary_impact, secondary_impact, protect, detect, respond, none
+    strength     VARCHAR,            -- minimal, partial, significant
+    source       VARCHAR NOT NULL    -- file and line
+);
+
+CREATE OR REPLACE VIEW exposure_techniques AS
+WITH base AS (
+    SELECT f.finding_id, m.technique_id, m.mapping_type AS relation, 'ctid:kev ' || f.cve AS source
+    FROM (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cves) > 0) f
+    JOIN ctid_mappings m ON m.framework = 'kev' AND m.capability_id = f.cve
+    UNION ALL
+    SELECT f.finding_id, unnest(c.techniques) AS technique_id, 'capec' AS relation, 'cwe ' || f.cwe || ' -> ' || c.capec_id AS source
+    FROM (SELECT finding_id, unnest(cwes) AS cwe FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cwes) > 0) f
+    JOIN capec c ON list_contains(c.cwes, f.cwe) AND NOT c.deprecated AND len(c.techniques) > 0
+    UNION ALL
+    SELECT f.finding_id, 'T1190', 'exploitation_technique', 'rule: exploitable vulnerability on an internet-facing asset'
+    FROM findings f JOIN assets a ON a.asset_id = f.asset_id
+    WHERE f.status IN ('open', 'reopened', 'mitigated') AND f.category IN ('vulnerability', 'web')
+      AND (coalesce(f.kev, false) OR coalesce(f.exploit_available, false) OR coalesce(f.epss, 0) >= 0.1)
+      AND (coalesce(a.internet_facing, false) OR coalesce(f.internet_exposed, false))
+    UNION ALL
+    SELECT finding_id, 'T1552', 'exploitation_technique', 'rule: exposed secret'
+    FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND category = 'secret'
+    UNION ALL
+    SELECT finding_id, 'T1530', 'exploitation_technique', 'rule: public cloud storage'
+    FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND category = 'misconfiguration'
+      AND (title ILIKE '%bucket%' OR title ILIKE '%storage%' OR title ILIKE '%blob%')
+      AND (title ILIKE '%public%' OR title ILIKE '%everyone%' OR title ILIKE '%anonymous%')
+),
+keyed AS (
+    SELECT finding_id, unnest(cves) AS k, 'cve' AS applies_to FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cves) > 0
+    UNION ALL SELECT finding_id, unnest(cwes), 'cwe' FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cwes) > 0
+    UNION ALL SELECT finding_id, vuln_id, 'vuln' FROM findings WHERE status IN ('open', 'reopened', 'mitigated')
+),
+users AS (
+    SELECT k.finding_id, u.technique_id, u.relation, u.source
+    FROM keyed k JOIN user_mappings u ON u.applies_to = k.applies_to AND upper(u.id) = upper(k.k)
+)
+SELECT b.* FROM base b
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.finding_id = b.finding_id AND u.technique_id = b.technique_id)
+UNION ALL
+SELECT finding_id, technique_id, relation, source FROM users WHERE relation <> 'none';
+
+CREATE OR REPLACE VIEW control_techniques AS
+WITH base AS (
+    SELECT c.control_id, m.technique_id,
+           coalesce(m.score_category, CASE WHEN m.mapping_type = 'mitigates' THEN 'protect' END) AS category,
+           m.score_value AS strength,
+           'ctid:' || m.framework || ' ' || m.capability_id AS source
+    FROM controls c JOIN ctid_mappings m ON lower(m.capability_id) = c.product_key AND m.framework <> 'kev'
+),
+users AS (
+    SELECT c.control_id, u.technique_id, u.relation AS category, u.strength, u.source
+    FROM controls c JOIN user_mappings u
+      ON (u.applies_to = 'control' AND u.id = c.control_id) OR (u.applies_to = 'product' AND lower(u.id) = c.product_key)
+)
+SELECT b.* FROM base b
+WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.control_id = b.control_id AND u.technique_id = b.technique_id)
+UNION ALL
+SELECT control_id, technique_id, category, strength, source FROM users WHERE category <> 'none';
+"#,
+),
 ];

@@ -175,3 +175,37 @@ fn zap_scan_pair_verifies_fixes() {
     let again = ctem::store::import::import_file(&s, &fixture("zap/zap-results-second-scan.xml"), None, &Default::default());
     assert!(matches!(again.outcome, ctem::store::import::Outcome::Unchanged(_)), "{}", again.line());
 }
+
+#[test]
+fn user_mappings_add_and_override_with_their_source() {
+    let (d, s) = sample();
+    let fx = |n: &str| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/intel").join(n);
+    for f in ["kev-07.28.2025_attack-16.1-enterprise.json.gz", "aws-12.12.2024_attack-16.1-enterprise.json.gz"] {
+        ctem::intel::load_file(&s, &fx(f)).unwrap();
+    }
+    let m = d.path().join("mine.csv");
+    // Our NGFW blocks T1190 significantly (an IPS profile CTID does not know); CVE-2021-44228's secondary
+    // impact T1496 does not apply here; a Nessus plugin gets a technique of its own.
+    std::fs::write(
+        &m,
+        "applies_to,id,technique_id,relation,strength\ncontrol,ctl-ngfw-dc,T1190,protect,significant\ncve,CVE-2021-44228,T1496,none,\nvuln,57608,T1557,exploitation_technique,\n",
+    )
+    .unwrap();
+    assert_eq!(controls::import_mappings(&s, &m).unwrap(), 3);
+    assert_eq!(
+        strings(&s, "SELECT category || ' ' || strength || ' ' || source FROM control_techniques WHERE control_id = 'ctl-ngfw-dc' AND technique_id = 'T1190'"),
+        vec![format!("protect significant user: {} line 2", m.display())]
+    );
+    assert_eq!(count(&s, "SELECT count(*) FROM exposure_techniques e JOIN findings f USING (finding_id) WHERE list_contains(f.cves, 'CVE-2021-44228') AND e.technique_id = 'T1496'"), 0);
+    assert!(count(&s, "SELECT count(*) FROM exposure_techniques WHERE technique_id = 'T1557' AND source LIKE 'user: %line 4'") > 0);
+    // With the NGFW protecting T1190 on the data centre, internal Log4Shell findings are mitigated too.
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE status = 'mitigated' AND list_contains(mitigated_by, 'ctl-ngfw-dc')") > 0);
+    // Bad rows are refused with their line, and the mappings loaded before stay.
+    std::fs::write(&m, "applies_to,id,technique_id,relation,strength\ncontrol,ctl-ngfw-dc,T190,protect,significant\n").unwrap();
+    let e = controls::import_mappings(&s, &m).unwrap_err().to_string();
+    assert!(e.contains("line 2: `T190` is not an ATT&CK technique id"), "{e}");
+    std::fs::write(&m, "applies_to,id,technique_id,relation,strength\ncve,CVE-2021-44228,T1190,protect,\n").unwrap();
+    let e = controls::import_mappings(&s, &m).unwrap_err().to_string();
+    assert!(e.contains("line 2: relation `protect` must be one of exploitation_technique"), "{e}");
+    assert_eq!(count(&s, "SELECT count(*) FROM user_mappings"), 3);
+}
