@@ -852,14 +852,27 @@ impl App {
                 self.message = Some((format!("findings closed by: {fix} (Tab: back to the fix groups)"), false));
             }
             "matrix" => {
-                let technique = self.tables.get("matrix").and_then(|t| t.selected()).map(|r| r.cells[1].clone()).unwrap_or_default();
+                let Some(t) = self.tables.get("matrix") else { return };
+                let technique = t.selected().map(|r| r.cells[1].clone()).unwrap_or_default();
                 if technique.is_empty() {
                     return;
                 }
+                // On a control-kind cell: the exposures on assets that kind of control covers.
+                const KINDS: [(&str, &str); 8] = [("waf", "waf"), ("fw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("eml", "email_gateway"), ("cld", "cloud_guardrail"), ("dlp", "dlp")];
+                let col = t.visible_columns().get(t.col_cursor).and_then(|&ci| t.view.columns.get(ci)).map(|c| c.name.to_string()).unwrap_or_default();
+                let kind = KINDS.iter().find(|(c, _)| *c == col).map(|(_, k)| *k);
                 self.tab = 3;
                 self.prio_view = 0;
-                self.apply_filter(&format!("technique={technique}"));
-                self.message = Some((format!("open findings that expose {technique}"), false));
+                match kind {
+                    Some(k) => {
+                        self.apply_filter(&format!("technique={technique} and control_kind={k}"));
+                        self.message = Some((format!("open findings that expose {technique} on assets a healthy {k} control covers"), false));
+                    }
+                    None => {
+                        self.apply_filter(&format!("technique={technique}"));
+                        self.message = Some((format!("open findings that expose {technique}"), false));
+                    }
+                }
             }
             "work_items" => {
                 self.tab = 3;

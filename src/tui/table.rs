@@ -487,6 +487,10 @@ impl TableView {
                     "sev" | "severity" => theme.severity(v),
                     "prio" | "priority" => theme.priority(v),
                     "status" => theme.status(v),
+                    // The coverage matrix: open attack paths stand out, protection reads as good news.
+                    "path" if v == "OPEN" => theme.get("alert_error"),
+                    _ if self.view.id == "matrix" && v.starts_with('P') => theme.get("alert_ok"),
+                    _ if self.view.id == "matrix" && v.starts_with(['D', 'd']) => theme.get("alert_warn"),
                     _ => Style::default(),
                 };
                 if is_sel {

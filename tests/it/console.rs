@@ -361,6 +361,16 @@ fn validation_lists_the_controls() {
     assert_eq!(app.tab, 3);
     assert_eq!(app.tables["queue"].filter_text, "technique=T1552");
     assert_eq!(app.tables["queue"].total, Some(12), "the gitleaks secrets");
+    // On a control-kind cell: the exposures on assets that kind of control covers.
+    key(&mut app, '5');
+    app.command("filter technique=T1190");
+    app.settle(Duration::from_secs(10));
+    let waf = app.tables["matrix"].visible_columns().iter().position(|&c| app.tables["matrix"].view.columns[c].name == "waf").unwrap();
+    app.tables.get_mut("matrix").unwrap().col_cursor = waf;
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.tables["queue"].filter_text, "technique=T1190 and control_kind=waf");
+    let n = app.tables["queue"].total.unwrap();
+    assert!(n > 0 && n <= 102, "{n}");
     key(&mut app, '5');
     code(&mut app, KeyCode::Tab);
     assert_eq!(app.focused_table_id(), Some("controls"));
