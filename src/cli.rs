@@ -173,14 +173,10 @@ pub enum IntelCmd {
     Status,
 }
 
-/// Open the store read-only; a database from an older version is migrated first (which needs a write).
+/// Open the store read-only; a database from an older version is migrated first unless --read-only.
 fn open_for_read(cli: &Cli, paths: &Paths) -> anyhow::Result<Store> {
     let db = db_path(cli, paths);
-    match Store::open(&db, true) {
-        Ok(s) => Ok(s),
-        Err(crate::store::StoreError::Open { msg, .. }) if msg.contains("needs upgrading") && !cli.read_only => Ok(Store::open(&db, false)?),
-        Err(e) => Err(e.into()),
-    }
+    Ok(if cli.read_only { Store::open(&db, true)? } else { Store::open_for_reading(&db)? })
 }
 
 /// Open the store for writing with the risk weights of config.toml (its warnings go to stderr).
@@ -340,7 +336,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Explain { finding_id } => {
-            let store = Store::open(&db_path(&cli, &paths), true).or_else(|_| Store::open(&db_path(&cli, &paths), false))?;
+            let store = open_for_read(&cli, &paths)?;
             print!("{}", crate::explain::explain(&store, *finding_id)?);
             Ok(0)
         }
@@ -435,7 +431,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 if !*diff {
                     bail!("--weights is for trying weights out with --diff; to change the weights in use, edit [weights] in {}", paths.config_file().display());
                 }
-                let store = Store::open(&db_path(&cli, &paths), true).or_else(|_| Store::open(&db_path(&cli, &paths), false))?;
+                let store = open_for_read(&cli, &paths)?;
                 print!("{}", crate::risk::diff(&store, &alt, *top)?);
                 return Ok(0);
             }
@@ -517,7 +513,7 @@ fn intel(cli: &Cli, paths: &Paths, cmd: &IntelCmd) -> anyhow::Result<i32> {
             Ok(if failed > 0 { 1 } else { 0 })
         }
         IntelCmd::Status => {
-            let store = Store::open(&db_path(cli, paths), true)?;
+            let store = open_for_read(cli, paths)?;
             print!("{}", crate::intel::status(&store.conn, chrono::Utc::now().naive_utc())?);
             Ok(0)
         }

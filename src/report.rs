@@ -115,36 +115,25 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
     let new_kev_total = count(&format!("{open} AND kev AND first_seen > {s0} AND first_seen <= {s1}"))?;
     let fixed = count(&format!("status = 'fixed' AND fixed_at > {s0} AND fixed_at <= {s1}"))?;
     let pick = "finding_id, priority, risk_score, asset_name, title";
-    let new_kev = if !lists { Vec::new() } else { lines(
-        store,
-        &format!(
-            "SELECT {pick}, kev_cve || ', KEV due ' || strftime(kev_due, '%Y-%m-%d') || CASE WHEN kev_ransomware THEN ', ransomware' ELSE '' END
-             FROM findings WHERE {cond} AND {open} AND kev AND first_seen > {s0} AND first_seen <= {s1}
-             ORDER BY risk_score DESC, finding_id LIMIT 10"
-        ),
-        &p,
-    )? };
-    let new_top = if !lists { Vec::new() } else { lines(
-        store,
-        &format!(
-            "SELECT {pick}, NULL::VARCHAR FROM findings WHERE {cond} AND {open} AND NOT coalesce(kev, false) AND first_seen > {s0} AND first_seen <= {s1}
-             ORDER BY risk_score DESC, finding_id LIMIT 10"
-        ),
-        &p,
-    )? };
-    let regressions_top = if !lists { Vec::new() } else { lines(
-        store,
-        &format!(
-            "SELECT {pick}, 'reopened ' || times_reopened || 'x' FROM findings
-             WHERE {cond} AND status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}
-             ORDER BY risk_score DESC, finding_id LIMIT 10"
-        ),
-        &p,
-    )? };
+    let list = |sql: String| -> anyhow::Result<Vec<Line>> { if lists { lines(store, &sql, &p) } else { Ok(Vec::new()) } };
+    let new_kev = list(format!(
+        "SELECT {pick}, kev_cve || ', KEV due ' || strftime(kev_due, '%Y-%m-%d') || CASE WHEN kev_ransomware THEN ', ransomware' ELSE '' END
+         FROM findings WHERE {cond} AND {open} AND kev AND first_seen > {s0} AND first_seen <= {s1}
+         ORDER BY risk_score DESC, finding_id LIMIT 10"
+    ))?;
+    let new_top = list(format!(
+        "SELECT {pick}, NULL::VARCHAR FROM findings WHERE {cond} AND {open} AND NOT coalesce(kev, false) AND first_seen > {s0} AND first_seen <= {s1}
+         ORDER BY risk_score DESC, finding_id LIMIT 10"
+    ))?;
+    let regressions_top = list(format!(
+        "SELECT {pick}, 'reopened ' || times_reopened || 'x' FROM findings
+         WHERE {cond} AND status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}
+         ORDER BY risk_score DESC, finding_id LIMIT 10"
+    ))?;
     let top_fixes = if !lists { Vec::new() } else {
         let (sql, pp) = inline_values(
             format!(
-                "SELECT CASE WHEN fix_kind = 'package_upgrade' THEN fix || ' to ' || arg_max(fix_target, version_key(fix_target)) ELSE fix END,
+                "SELECT fix_label(fix_kind, fix, fix_target),
                         count(*), count(DISTINCT asset_id), round(sum(coalesce(risk_score, 0)), 1) AS r
                  FROM findings WHERE {cond} AND {open} AND fix IS NOT NULL GROUP BY fix_kind, fix ORDER BY r DESC LIMIT 5"
             ),

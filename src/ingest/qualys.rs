@@ -1,7 +1,7 @@
 //! Qualys VM XML (ASSET_DATA_REPORT). Detections come per host, their details in a glossary at the end,
 //! so detections are held (compactly) until the glossary has been read.
 
-use super::xml::{attr, drive, opt, XmlEv};
+use super::xml::{attr, drive, opt, strip_html, XmlEv};
 use super::{parse_time, ParseError, Sink};
 use crate::model::{AssetKind, Category, RawAsset, RawFinding, Severity};
 use std::collections::HashMap;
@@ -60,25 +60,6 @@ fn host_asset(h: &Host) -> RawAsset {
     }
     a.os = h.os.clone();
     a
-}
-
-fn strip_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut in_tag = false;
-    for c in s.chars() {
-        match c {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                if !out.ends_with(' ') && !out.ends_with('\n') {
-                    out.push(' ');
-                }
-            }
-            _ if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.trim().to_string()
 }
 
 pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseError> {

@@ -230,3 +230,23 @@ mod tests {
         assert!(e.message.contains("truncated"), "{e}");
     }
 }
+
+/// The text of an HTML fragment as scanners embed it in reports: tags dropped, a space where one stood.
+pub fn strip_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' if in_tag => {
+                in_tag = false;
+                if !out.ends_with(' ') && !out.ends_with('\n') {
+                    out.push(' ');
+                }
+            }
+            _ if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}

@@ -1,7 +1,7 @@
 //! OWASP ZAP XML report (`<OWASPZAPReport>` with `<site>` and `<alertitem>`), streamed. Each site is a
 //! web application asset; each alert instance (URI, method, parameter) is one finding.
 
-use super::xml::{attrs, drive, opt, XmlEv};
+use super::xml::{attrs, drive, opt, strip_html, XmlEv};
 use super::{ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
 use std::io::BufRead;
@@ -17,26 +17,6 @@ struct Alert {
     cwe: Option<String>,
     instances: Vec<(String, Option<String>, Option<String>)>,
     pos: u64,
-}
-
-/// Text of an HTML fragment as ZAP writes it (`<p>` paragraphs): tags dropped, paragraphs kept.
-fn plain(html: &str) -> String {
-    let mut out = String::with_capacity(html.len());
-    let mut in_tag = false;
-    for ch in html.chars() {
-        match ch {
-            '<' => in_tag = true,
-            '>' if in_tag => {
-                in_tag = false;
-                if !out.ends_with('\n') && !out.is_empty() {
-                    out.push('\n');
-                }
-            }
-            c if !in_tag => out.push(c),
-            _ => {}
-        }
-    }
-    out.trim().to_string()
 }
 
 pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseError> {
@@ -55,7 +35,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                     }
                 }
                 "site" => {
-                    let [n, host, port] = attrs(e, ["name", "host", "port"]);
+                    let [n, host] = attrs(e, ["name", "host"]);
                     let url = n.unwrap_or_default();
                     let mut a = RawAsset::named(AssetKind::WebApp, url.clone());
                     a.ids.push((IdKind::WebUrl, url.trim_end_matches('/').to_ascii_lowercase()));
@@ -66,7 +46,6 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                             a.hostname = Some(h);
                         }
                     }
-                    let _ = port;
                     site = Some(sink.asset(a));
                 }
                 "alertitem" => alert = Some(Alert { pos, ..Default::default() }),
@@ -94,8 +73,8 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                         "alert" | "name" if a.name.is_empty() => a.name = text.trim().to_string(),
                         "riskcode" => a.risk = text.trim().parse().ok(),
                         "riskdesc" => a.risk_desc = opt(text),
-                        "desc" => a.desc = opt(text).map(|d| plain(&d)),
-                        "solution" => a.solution = opt(text).map(|d| plain(&d)),
+                        "desc" => a.desc = opt(text).map(|d| strip_html(&d)),
+                        "solution" => a.solution = opt(text).map(|d| strip_html(&d)),
                         "cweid" => a.cwe = opt(text).filter(|c| c != "-1" && c != "0"),
                         "alertitem" => {
                             let a = alert.take().unwrap_or_default();

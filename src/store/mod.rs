@@ -85,11 +85,20 @@ impl Store {
         if !path.exists() {
             return Err(StoreError::Open { path: path.display().to_string(), msg: "no such database".into() });
         }
-        match Self::open_restricted(path) {
-            // A database from an earlier version: migrate it once (a write), then open restricted.
+        Self::migrated_then(path, Self::open_restricted)
+    }
+
+    /// Read-only; a database from an earlier version is migrated first (which needs one write).
+    pub fn open_for_reading(path: &Path) -> Result<Store, StoreError> {
+        Self::migrated_then(path, |p| Store::open(p, true))
+    }
+
+    /// Open with `open`; if the schema needs upgrading, open once for writing to migrate, then again.
+    fn migrated_then(path: &Path, open: impl Fn(&Path) -> Result<Store, StoreError>) -> Result<Store, StoreError> {
+        match open(path) {
             Err(StoreError::Open { msg, .. }) if msg.contains("needs upgrading") => {
                 drop(Store::open(path, false)?);
-                Self::open_restricted(path)
+                open(path)
             }
             r => r,
         }

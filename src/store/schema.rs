@@ -221,9 +221,13 @@ ALTER TABLE findings ADD COLUMN fix_target VARCHAR;
 -- Numeric parts of a version string, for ordering versions ("2.17.1" after "2.9.0").
 CREATE MACRO version_key(v) AS list_transform(regexp_extract_all(v, '[0-9]+'), lambda x: TRY_CAST(x AS BIGINT));
 
+-- A fix group's label (an aggregate): package upgrades name the highest target version the group needs.
+CREATE MACRO fix_label(kind, fix, target) AS
+    CASE WHEN kind = 'package_upgrade' THEN coalesce(fix || ' to ' || arg_max(target, version_key(target)), fix) ELSE fix END;
+
 -- Open findings grouped by the fix that removes them, biggest risk removed first.
 CREATE VIEW fix_groups AS
-SELECT CASE WHEN f.fix_kind = 'package_upgrade' THEN f.fix || ' to ' || arg_max(f.fix_target, version_key(f.fix_target)) ELSE f.fix END AS fix,
+SELECT fix_label(f.fix_kind, f.fix, f.fix_target) AS fix,
        f.fix_kind AS kind,
        count(*) AS findings,
        count(DISTINCT f.asset_id) AS assets,
@@ -239,7 +243,7 @@ ORDER BY risk_removed DESC, findings DESC, fix;
 
 -- The same, split by asset owner (one row per fix and owner).
 CREATE VIEW fix_group_owners AS
-SELECT CASE WHEN f.fix_kind = 'package_upgrade' THEN f.fix || ' to ' || arg_max(f.fix_target, version_key(f.fix_target)) ELSE f.fix END AS fix,
+SELECT fix_label(f.fix_kind, f.fix, f.fix_target) AS fix,
        f.fix_kind AS kind,
        coalesce(a.owner, '(no owner)') AS owner,
        count(*) AS findings,
@@ -280,7 +284,7 @@ CREATE TABLE work_item_findings (
 ),
 (
     5,
-    "controls inventory and the assets each control covers",
+    "controls, technique mappings, coverage and verification",
     r#"
 CREATE TABLE controls (
     control_id VARCHAR NOT NULL,
@@ -289,7 +293,7 @@ CREATE TABLE controls (
     product    VARCHAR,            -- a CTID capability id or a NIST 800-53 control id
     product_key VARCHAR,           -- product as the CTID mappings spell it (lower case, NIST ids zero-padded)
     mode       VARCHAR NOT NULL,   -- block, detect
-    covers     VARCHAR NOT NULL,   -- ;-separated: *, internet, scope:, tag:, account:, bu:, env:, kind:, os:, CIDR
+    covers     VARCHAR NOT NULL,   -- ;-separated: *, internet, scope:, filter:, tag:, account:, bu:, env:, kind:, os:, CIDR
     status     VARCHAR NOT NULL,   -- healthy, degraded, disabled
     source     VARCHAR,
     loaded_at  TIMESTAMP
@@ -300,90 +304,6 @@ CREATE TABLE control_assets (
 );
 ALTER TABLE findings ADD COLUMN mitigated_by VARCHAR[];
 
--- The ATT&CK techniques each open finding exposes, and why.
-CREATE VIEW exposure_techniques AS
-SELECT f.finding_id, m.technique_id, m.mapping_type AS relation, 'ctid:kev ' || f.cve AS source
-FROM (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cves) > 0) f
-JOIN ctid_mappings m ON m.framework = 'kev' AND m.capability_id = f.cve
-UNION ALL
-SELECT f.finding_id, unnest(c.techniques) AS technique_id, 'capec' AS relation, 'cwe ' || f.cwe || ' -> ' || c.capec_id AS source
-FROM (SELECT finding_id, unnest(cwes) AS cwe FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cwes) > 0) f
-JOIN capec c ON list_contains(c.cwes, f.cwe) AND NOT c.deprecated AND len(c.techniques) > 0
-UNION ALL
-SELECT f.finding_id, 'T1190', 'exploitation_technique', 'rule: exploitable vulnerability on an internet-facing asset'
-FROM findings f JOIN assets a ON a.asset_id = f.asset_id
-WHERE f.status IN ('open', 'reopened', 'mitigated') AND f.category IN ('vulnerability', 'web')
-  AND (coalesce(f.kev, false) OR coalesce(f.exploit_available, false) OR coalesce(f.epss, 0) >= 0.1)
-  AND (coalesce(a.internet_facing, false) OR coalesce(f.internet_exposed, false))
-UNION ALL
-SELECT finding_id, 'T1552', 'exploitation_technique', 'rule: exposed secret'
-FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND category = 'secret'
-UNION ALL
-SELECT finding_id, 'T1530', 'exploitation_technique', 'rule: public cloud storage'
-FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND category = 'misconfiguration'
-  AND (title ILIKE '%bucket%' OR title ILIKE '%storage%' OR title ILIKE '%blob%')
-  AND (title ILIKE '%public%' OR title ILIKE '%everyone%' OR title ILIKE '%anonymous%');
-
--- The techniques each control protects against, detects or responds to, with the mapping's strength.
-CREATE VIEW control_techniques AS
-SELECT c.control_id, m.technique_id,
-       coalesce(m.score_category, CASE WHEN m.mapping_type = 'mitigates' THEN 'protect' END) AS category,
-       m.score_value AS strength,
-       'ctid:' || m.framework || ' ' || m.capability_id AS source
-FROM controls c JOIN ctid_mappings m ON lower(m.capability_id) = c.product_key AND m.framework <> 'kev';
-
--- Technique x control where the control is deployed on the exposed asset and healthy.
-CREATE VIEW control_coverage AS
-SELECT e.technique_id, ct.control_id, ct.category, ct.strength, c.mode,
-       count(DISTINCT e.finding_id) AS findings, count(DISTINCT f.asset_id) AS assets
-FROM exposure_techniques e
-JOIN findings f ON f.finding_id = e.finding_id
-JOIN control_assets ca ON ca.asset_id = f.asset_id
-JOIN controls c ON c.control_id = ca.control_id AND c.status = 'healthy'
-JOIN control_techniques ct ON ct.control_id = c.control_id AND ct.technique_id = e.technique_id
-GROUP BY ALL;
-"#,
-),
-(
-    6,
-    "verification state per finding",
-    r#"
--- What rescans say about each finding: `verified` (fixed: a later scan of its scope covered the asset
--- and did not see it), `regressed` (seen again after a fix), `awaiting_rescan` (its work item is marked
--- fixed, no scan has confirmed it yet), `not_covered` (a later scan of the same scope no longer covered
--- the asset, so nothing can be confirmed), `open` (nothing to confirm yet).
-CREATE VIEW finding_verification AS
-WITH dropped AS (
-    SELECT DISTINCT f.finding_id
-    FROM findings f
-    JOIN imports l ON l.import_id = f.last_import_id
-    JOIN imports i ON i.tool = l.tool AND i.scan_time > l.scan_time
-    WHERE f.status IN ('open', 'reopened', 'mitigated')
-      AND EXISTS (SELECT 1 FROM import_assets a JOIN import_assets b ON b.asset_id = a.asset_id
-                  WHERE a.import_id = l.import_id AND b.import_id = i.import_id)
-      AND NOT EXISTS (SELECT 1 FROM import_assets c WHERE c.import_id = i.import_id AND c.asset_id = f.asset_id)
-),
-ticketed AS (
-    SELECT DISTINCT wf.finding_id FROM work_item_findings wf JOIN work_items w USING (work_item_id) WHERE w.status = 'fixed'
-)
-SELECT f.finding_id, f.asset_id, f.status,
-       CASE WHEN f.status = 'reopened' THEN 'regressed'
-            WHEN f.status = 'fixed' THEN 'verified'
-            WHEN d.finding_id IS NOT NULL THEN 'not_covered'
-            WHEN t.finding_id IS NOT NULL THEN 'awaiting_rescan'
-            WHEN f.status IN ('open', 'mitigated') THEN 'open'
-       END AS state,
-       f.last_seen, f.fixed_at, f.times_reopened
-FROM findings f
-LEFT JOIN dropped d ON d.finding_id = f.finding_id
-LEFT JOIN ticketed t ON t.finding_id = f.finding_id
-WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
-"#,
-),
-(
-    7,
-    "user technique mappings that add to or override the CTID and CAPEC ones",
-    r#"
 CREATE TABLE user_mappings (
     applies_to   VARCHAR NOT NULL,   -- cve, cwe, vuln (a scanner id), control (control_id), product
     id           VARCHAR NOT NULL,
@@ -393,7 +313,8 @@ CREATE TABLE user_mappings (
     source       VARCHAR NOT NULL    -- file and line
 );
 
-CREATE OR REPLACE VIEW exposure_techniques AS
+-- The ATT&CK techniques each open finding exposes, and why (user mappings add to or override the feeds').
+CREATE VIEW exposure_techniques AS
 WITH base AS (
     SELECT f.finding_id, m.technique_id, m.mapping_type AS relation, 'ctid:kev ' || f.cve AS source
     FROM (SELECT finding_id, unnest(cves) AS cve FROM findings WHERE status IN ('open', 'reopened', 'mitigated') AND len(cves) > 0) f
@@ -431,7 +352,8 @@ WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.finding_id = b.finding_id AND u.
 UNION ALL
 SELECT finding_id, technique_id, relation, source FROM users WHERE relation <> 'none';
 
-CREATE OR REPLACE VIEW control_techniques AS
+-- The techniques each control protects against, detects or responds to, with the mapping's strength.
+CREATE VIEW control_techniques AS
 WITH base AS (
     SELECT c.control_id, m.technique_id,
            coalesce(m.score_category, CASE WHEN m.mapping_type = 'mitigates' THEN 'protect' END) AS category,
@@ -448,6 +370,48 @@ SELECT b.* FROM base b
 WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.control_id = b.control_id AND u.technique_id = b.technique_id)
 UNION ALL
 SELECT control_id, technique_id, category, strength, source FROM users WHERE category <> 'none';
+
+-- Technique x control where the control is deployed on the exposed asset and healthy.
+CREATE VIEW control_coverage AS
+SELECT e.technique_id, ct.control_id, ct.category, ct.strength, c.mode,
+       count(DISTINCT e.finding_id) AS findings, count(DISTINCT f.asset_id) AS assets
+FROM exposure_techniques e
+JOIN findings f ON f.finding_id = e.finding_id
+JOIN control_assets ca ON ca.asset_id = f.asset_id
+JOIN controls c ON c.control_id = ca.control_id AND c.status = 'healthy'
+JOIN control_techniques ct ON ct.control_id = c.control_id AND ct.technique_id = e.technique_id
+GROUP BY ALL;
+
+-- What rescans say about each finding: `verified` (fixed: a later scan of its scope covered the asset
+-- and did not see it), `regressed` (seen again after a fix), `awaiting_rescan` (its work item is marked
+-- fixed, no scan has confirmed it yet), `not_covered` (a later scan of the same scope no longer covered
+-- the asset, so nothing can be confirmed), `open` (nothing to confirm yet).
+CREATE VIEW finding_verification AS
+WITH dropped AS (
+    SELECT DISTINCT f.finding_id
+    FROM findings f
+    JOIN imports l ON l.import_id = f.last_import_id
+    JOIN imports i ON i.tool = l.tool AND i.scan_time > l.scan_time
+    WHERE f.status IN ('open', 'reopened', 'mitigated')
+      AND EXISTS (SELECT 1 FROM import_assets a JOIN import_assets b ON b.asset_id = a.asset_id
+                  WHERE a.import_id = l.import_id AND b.import_id = i.import_id)
+      AND NOT EXISTS (SELECT 1 FROM import_assets c WHERE c.import_id = i.import_id AND c.asset_id = f.asset_id)
+),
+ticketed AS (
+    SELECT DISTINCT wf.finding_id FROM work_item_findings wf JOIN work_items w USING (work_item_id) WHERE w.status = 'fixed'
+)
+SELECT f.finding_id, f.asset_id, f.status,
+       CASE WHEN f.status = 'reopened' THEN 'regressed'
+            WHEN f.status = 'fixed' THEN 'verified'
+            WHEN d.finding_id IS NOT NULL THEN 'not_covered'
+            WHEN t.finding_id IS NOT NULL THEN 'awaiting_rescan'
+            WHEN f.status IN ('open', 'mitigated') THEN 'open'
+       END AS state,
+       f.last_seen, f.fixed_at, f.times_reopened
+FROM findings f
+LEFT JOIN dropped d ON d.finding_id = f.finding_id
+LEFT JOIN ticketed t ON t.finding_id = f.finding_id
+WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
 "#,
 ),
 ];

@@ -194,8 +194,7 @@ pub fn fix_groups() -> View {
         id: "fix_groups",
         title: "Fix groups",
         from: "(SELECT (hash(kind || fix_key) >> 1)::BIGINT AS group_key, * FROM (
-                  SELECT CASE WHEN f.fix_kind = 'package_upgrade'
-                              THEN f.fix || ' to ' || arg_max(f.fix_target, version_key(f.fix_target)) ELSE f.fix END AS fix,
+                  SELECT fix_label(f.fix_kind, f.fix, f.fix_target) AS fix,
                          f.fix_kind AS kind,
                          count(*) AS findings,
                          count(DISTINCT f.asset_id) AS assets,
@@ -735,6 +734,11 @@ pub fn owners() -> View {
     }
 }
 
+/// The coverage matrix's columns: (header, control kind). Short headers so that every kind fits on an
+/// 80-column terminal.
+pub const MATRIX_KINDS: [(&str, &str); 8] =
+    [("waf", "waf"), ("fw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("eml", "email_gateway"), ("cld", "cloud_guardrail"), ("dlp", "dlp")];
+
 /// ATT&CK tactic order (the kill chain), for grouping techniques.
 const TACTICS: &str = "['reconnaissance', 'resource-development', 'initial-access', 'execution', 'persistence', 'privilege-escalation', 'defense-evasion', 'credential-access', 'discovery', 'lateral-movement', 'collection', 'command-and-control', 'exfiltration', 'impact']";
 
@@ -745,8 +749,7 @@ const TACTICS: &str = "['reconnaissance', 'resource-development', 'initial-acces
 /// `·` nothing). Rows with exposures and no blocking protection at least partial are open paths.
 pub fn matrix() -> View {
     use FieldKind::*;
-    // Short headers so that every kind fits on an 80-column terminal.
-    let kinds = [("waf", "waf"), ("fw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("eml", "email_gateway"), ("cld", "cloud_guardrail"), ("dlp", "dlp")];
+    let kinds = MATRIX_KINDS;
     let pivot: String = kinds.iter().map(|(c, k)| format!(", max(v.r) FILTER (WHERE v.kind = '{k}') AS k_{c}")).collect();
     let from = format!(
         "(SELECT row_number() OVER (ORDER BY tactic_pos, technique_id) AS mkey, * FROM (

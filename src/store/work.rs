@@ -110,7 +110,7 @@ pub fn hand_off(store: &Store, sel: &Selection, scope: Option<&Compiled>) -> any
                       CASE WHEN count(DISTINCT f.fix) = 1 AND count(f.fix) = count(*) THEN any_value(f.fix) END AS fix,
                       CASE WHEN count(DISTINCT f.fix) = 1 AND count(f.fix) = count(*) THEN any_value(f.fix_kind) END AS fix_kind,
                       CASE WHEN count(DISTINCT f.fix) = 1 AND count(f.fix) = count(*)
-                           THEN any_value(f.fix) || coalesce(' to ' || arg_max(f.fix_target, version_key(f.fix_target)), '')
+                           THEN fix_label(any_value(f.fix_kind), any_value(f.fix), f.fix_target)
                            WHEN count(*) = 1 THEN any_value(f.title)
                            ELSE count(*) || ' findings, most urgent: ' || arg_max(f.title, coalesce(f.risk_score, 0)) END AS title
                FROM wi_sel s JOIN findings f USING (finding_id)

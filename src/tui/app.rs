@@ -858,9 +858,8 @@ impl App {
                     return;
                 }
                 // On a control-kind cell: the exposures on assets that kind of control covers.
-                const KINDS: [(&str, &str); 8] = [("waf", "waf"), ("fw", "ngfw"), ("ips", "ips"), ("edr", "edr"), ("mfa", "mfa"), ("eml", "email_gateway"), ("cld", "cloud_guardrail"), ("dlp", "dlp")];
                 let col = t.visible_columns().get(t.col_cursor).and_then(|&ci| t.view.columns.get(ci)).map(|c| c.name.to_string()).unwrap_or_default();
-                let kind = KINDS.iter().find(|(c, _)| *c == col).map(|(_, k)| *k);
+                let kind = views::MATRIX_KINDS.iter().find(|(c, _)| *c == col).map(|(_, k)| *k);
                 self.tab = 3;
                 self.prio_view = 0;
                 match kind {
