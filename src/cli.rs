@@ -124,6 +124,46 @@ pub enum Cmd {
         #[arg(long, value_name = "FILE")]
         out: PathBuf,
     },
+    /// Turn open findings into work items by the routing rules of config.toml: prints what would be new,
+    /// grown and unchanged per team; --apply makes it so
+    Plan {
+        /// Create and update the work items
+        #[arg(long)]
+        apply: bool,
+        /// Only findings of this saved scope
+        #[arg(long)]
+        scope: Option<String>,
+        /// Findings at this priority or more urgent (default: routing.min_priority, else P3)
+        #[arg(long, value_parser = ["P1", "P2", "P3", "P4"])]
+        min_priority: Option<String>,
+        /// Rows of the item list to print
+        #[arg(long, default_value_t = 40)]
+        limit: usize,
+    },
+    /// Work items: list, show one (findings, fix plan, history), move, assign
+    Work {
+        #[command(subcommand)]
+        cmd: WorkCmd,
+    },
+    /// Risk acceptances and false positives: grant (two people), list, revoke
+    Exception {
+        #[command(subcommand)]
+        cmd: ExceptionCmd,
+    },
+    /// SLA policy, breaches, what falls due within 3 days, and time to fix by priority and team
+    Sla,
+    /// The audit log of work items, exceptions and statuses (newest first)
+    Audit {
+        /// work_item or exception
+        #[arg(long)]
+        entity: Option<String>,
+        #[arg(long)]
+        id: Option<i64>,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
     /// Measure import throughput on generated estates (prints numbers; see README)
     #[command(hide = true)]
     Bench {
@@ -141,6 +181,74 @@ pub enum Cmd {
         /// Measure rescoring, the ranked queue and fix groups on a store of --findings instead
         #[arg(long)]
         score: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WorkCmd {
+    /// Work items with status, priority, due date and SLA state
+    List {
+        /// Only this status (new, triaged, assigned, in_progress, fixed, verified, risk_accepted, false_positive), or `open`
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        team: Option<String>,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
+    /// One work item: its findings, its fix plan and its history
+    Show { id: i64 },
+    /// Move work items to a status (refused, with the reason, where their findings say otherwise)
+    Move {
+        #[arg(required = true)]
+        ids: Vec<i64>,
+        #[arg(long)]
+        to: String,
+    },
+    /// Set the assignee (an empty name clears it)
+    Assign { id: i64, who: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ExceptionCmd {
+    /// Grant an exception: the findings leave the queue until it expires or is revoked
+    Add {
+        /// risk_accepted or false_positive
+        #[arg(long)]
+        kind: String,
+        /// Finding ids (repeat or separate with commas)
+        #[arg(long, value_delimiter = ',')]
+        finding: Vec<i64>,
+        /// Every finding of a work item (the work item moves to the exception's status)
+        #[arg(long)]
+        work_item: Option<i64>,
+        /// Findings matching a filter (`vuln=12345 and host~dev`)
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long)]
+        justification: String,
+        /// Who asks (default: you, as the audit log names you)
+        #[arg(long)]
+        requester: Option<String>,
+        /// Who approves: someone other than the requester
+        #[arg(long)]
+        approver: Option<String>,
+        /// 90d, 12w, 6m or YYYY-MM-DD (required for risk acceptance)
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// Exceptions with their age and expiry (active ones unless --all)
+    List {
+        #[arg(long)]
+        all: bool,
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
+    /// End an exception now: its findings come back to the queue
+    Revoke {
+        id: i64,
+        #[arg(long, default_value = "")]
+        reason: String,
     },
 }
 
@@ -174,21 +282,53 @@ pub enum IntelCmd {
 }
 
 /// Open the store read-only; a database from an older version is migrated first unless --read-only.
-fn open_for_read(cli: &Cli, paths: &Paths) -> anyhow::Result<Store> {
+pub(crate) fn open_for_read(cli: &Cli, paths: &Paths) -> anyhow::Result<Store> {
     let db = db_path(cli, paths);
     Ok(if cli.read_only { Store::open(&db, true)? } else { Store::open_for_reading(&db)? })
 }
 
 /// Open the store for writing with the risk weights of config.toml (its warnings go to stderr).
 fn open_rw(cli: &Cli, paths: &Paths) -> anyhow::Result<Store> {
+    Ok(open_rw_cfg(cli, paths)?.0)
+}
+
+/// `open_rw`, also returning the configuration.
+pub(crate) fn open_rw_cfg(cli: &Cli, paths: &Paths) -> anyhow::Result<(Store, crate::config::Config)> {
     let mut warnings = Vec::new();
     let cfg = crate::config::Config::load(&paths.config_file(), &mut warnings);
     for w in warnings {
         eprintln!("warning: {w}");
     }
     let mut store = Store::open(&db_path(cli, paths), cli.read_only)?;
-    store.weights = cfg.weights;
-    Ok(store)
+    apply_config(&mut store, &cfg);
+    Ok((store, cfg))
+}
+
+/// Give an opened store what config.toml says: weights, routing, the SLA policy, the audit name; and
+/// expire the exceptions whose date has passed (their findings come back to the queue).
+pub fn apply_config(store: &mut Store, cfg: &crate::config::Config) {
+    store.weights = cfg.weights.clone();
+    store.routing = cfg.routing.clone();
+    if let Some(u) = &cfg.user {
+        store.actor = u.clone();
+    }
+    if store.read_only {
+        return;
+    }
+    if cfg.routing_error.is_none() {
+        if let Err(e) = cfg.sla.store(&store.conn) {
+            tracing::warn!("SLA policy not stored: {e}");
+        }
+    }
+    match crate::store::exceptions::expire_due(store) {
+        Ok(v) if !v.is_empty() => {
+            if let Err(e) = crate::risk::rescore_store(store) {
+                tracing::warn!("rescore after expired exceptions: {e}");
+            }
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!("exceptions not expired: {e}"),
+    }
 }
 
 pub fn db_path(cli: &Cli, paths: &Paths) -> PathBuf {
@@ -455,6 +595,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             run_query(&store.conn, &sql, fmt, &mut lock)?;
             Ok(0)
         }
+        Cmd::Plan { apply, scope, min_priority, limit } => crate::mobilize::plan(&cli, &paths, *apply, scope.as_deref(), min_priority.as_deref(), *limit),
+        Cmd::Work { cmd } => crate::mobilize::work(&cli, &paths, cmd),
+        Cmd::Exception { cmd } => crate::mobilize::exception(&cli, &paths, cmd),
+        Cmd::Sla => crate::mobilize::sla(&cli, &paths),
+        Cmd::Audit { entity, id, limit, format } => crate::mobilize::audit(&cli, &paths, entity.as_deref(), *id, *limit, format),
         Cmd::Bench { findings, dir, formats, console, score } => {
             if *score {
                 crate::generator::bench::score(*findings, dir.clone())?;

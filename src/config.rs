@@ -16,11 +16,28 @@ pub struct Config {
     pub scope: Option<String>,
     /// Risk factor weights and priority thresholds (`[weights]`).
     pub weights: crate::risk::Weights,
+    /// Routing rules (`[routing]`) and SLA policy (`[sla]`).
+    pub routing: crate::routing::Routing,
+    pub sla: crate::routing::Sla,
+    /// Why `[routing]`/`[sla]` were not usable: commands that route refuse to run while it is set.
+    pub routing_error: Option<String>,
+    /// Name recorded in the audit log (`user = "..."`; default: the login name).
+    pub user: Option<String>,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { theme: "default".into(), keys: Vec::new(), start_tab: None, scope: None, weights: Default::default() }
+        Config {
+            theme: "default".into(),
+            keys: Vec::new(),
+            start_tab: None,
+            scope: None,
+            weights: Default::default(),
+            routing: Default::default(),
+            sla: Default::default(),
+            routing_error: None,
+            user: None,
+        }
     }
 }
 
@@ -49,10 +66,17 @@ struct File {
     /// Checked and read by `risk::Weights::parse`.
     #[serde(default)]
     weights: Option<toml::Value>,
+    /// Checked and read by `routing::parse`.
+    #[serde(default)]
+    routing: Option<toml::Value>,
+    #[serde(default)]
+    sla: Option<toml::Value>,
+    user: Option<String>,
 }
 
 pub const EXAMPLE: &str = r#"# ctem configuration
 theme = "default"          # default, light, high-contrast, monochrome, or a file in themes/
+# user = "dana"            # your name in the audit log (default: the login name)
 
 [console]
 start_tab = "standup"      # standup, scoping, discovery, prioritization, validation, mobilization, sql
@@ -72,6 +96,29 @@ start_tab = "standup"      # standup, scoping, discovery, prioritization, valida
 # p1 = 70                  # score thresholds of P1, P2, P3 (info findings are always P4)
 # p2 = 45
 # p3 = 25
+
+[routing]                  # who fixes what: the first matching rule wins
+# min_priority = "P3"      # `ctem plan` makes work items for findings at this priority or above
+# [[routing.rule]]
+# name = "payments web"
+# business_unit = "payments"        # each condition: a value or a list of values
+# environment = ["prod"]
+# category = ["web", "code"]        # vulnerability, misconfiguration, secret, code, web
+# tool = "zap"                      # also: scope, owner, tag
+# team = "appsec"                   # or "@owner": the asset's owner
+# assignee = "dana@example.com"
+# jira_project = "APPSEC"
+# servicenow_group = "AppSec L2"
+# [routing.default]
+# team = "@owner"
+
+[sla]                      # days to fix by priority; a CISA KEV due date caps them
+# p1 = 7
+# p2 = 30
+# p3 = 90
+# p4 = 180
+# reopened = "restart"     # restart: a reopened finding's clock starts again; keep: it counts from first sighting
+# max_acceptance_days = 365
 
 [keys]                     # action = "key" or ["key", "key"]; replaces the action's default keys
 # quit = ["q", "ctrl-q"]
@@ -94,7 +141,22 @@ impl Config {
                 return Config::default();
             }
         };
+        let (routing, sla, routing_error) = if f.routing.is_some() || f.sla.is_some() {
+            match crate::routing::parse(text, file) {
+                Ok((r, s)) => (r, s, None),
+                Err(e) => {
+                    warnings.push(format!("{e}; routing and SLAs unusable until fixed"));
+                    (Default::default(), Default::default(), Some(e))
+                }
+            }
+        } else {
+            (Default::default(), Default::default(), None)
+        };
         Config {
+            routing,
+            sla,
+            routing_error,
+            user: f.user.filter(|u| !u.trim().is_empty()),
             theme: f.theme.unwrap_or_else(|| "default".into()),
             keys: f
                 .keys

@@ -456,7 +456,15 @@ fn slice_size(conn: &duckdb::Connection) -> i64 {
 
 /// Rescore with the store's weights. Must not be called inside a transaction.
 pub fn rescore_store(store: &Store) -> Result<usize, duckdb::Error> {
-    rescore(&store.conn, &store.weights)
+    // Expired exceptions put their findings back before they are scored.
+    if let Err(e) = crate::store::exceptions::expire_due(store) {
+        tracing::warn!("exceptions not expired: {e}");
+    }
+    let n = rescore(&store.conn, &store.weights)?;
+    if let Err(e) = crate::store::work::refresh_store(store) {
+        tracing::warn!("work items not refreshed: {e}");
+    }
+    Ok(n)
 }
 
 /// `ctem score --weights FILE --diff`: how the ranking would move under other weights, changing nothing.

@@ -13,7 +13,8 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
             std::fs::remove_file(wal)?;
         }
     }
-    let store = Store::open(db, false)?;
+    let mut store = Store::open(db, false)?;
+    store.actor = "demo".into();
     let mut out = String::new();
     let cmdb = dir.join("cmdb/assets.csv");
     if cmdb.exists() {
@@ -37,7 +38,21 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
     }
     let scans = dir.join("scans");
     let mut failed = 0;
-    for s in crate::cli::load_dir(&store, &scans)? {
+    // Week by week, with the remediation plan applied after each week's scans (default routing: the
+    // asset owner's team), so later scans verify, grow and reopen work items as they would in use.
+    let mut weeks: Vec<std::path::PathBuf> = std::fs::read_dir(&scans)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    weeks.sort();
+    if weeks.is_empty() {
+        weeks.push(scans.clone());
+    }
+    let mut summaries = Vec::new();
+    let mut plans = Vec::new();
+    for w in &weeks {
+        summaries.extend(crate::cli::load_dir(&store, w)?);
+        let p = crate::store::work::plan(&store, &crate::routing::Routing::default(), "", &crate::store::work::Selection::Open { min_priority: "P3".into() }, None, true)?;
+        plans.push((w.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default(), p));
+    }
+    for s in summaries {
         if matches!(s.outcome, Outcome::Failed(_)) {
             failed += 1;
         }
@@ -45,6 +60,9 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
         let mut s2 = s.clone();
         s2.file = name;
         writeln!(out, "{}", s2.line())?;
+    }
+    for (week, p) in &plans {
+        writeln!(out, "plan after {week}: {} new work items, {} grown, {} findings already held", p.new_items(), p.grown_items(), p.already)?;
     }
     if failed > 0 {
         anyhow::bail!("{failed} sample file(s) failed to import:\n{out}");
@@ -78,6 +96,14 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
         q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND priority = 'P3'"),
         q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND priority = 'P4'"),
         q("SELECT count(*) FROM findings WHERE status IN ('open','reopened') AND kev")
+    )?;
+    writeln!(
+        out,
+        "  work items: {} open ({} past their SLA), {} verified by rescans, {} reopened by regressions",
+        q("SELECT count(*) FROM work_board WHERE status NOT IN ('verified', 'risk_accepted', 'false_positive')"),
+        q("SELECT count(*) FROM work_board WHERE sla = 'breached'"),
+        q("SELECT count(*) FROM work_items WHERE status = 'verified'"),
+        q("SELECT count(DISTINCT entity_id) FROM audit_log WHERE entity = 'work_item' AND detail LIKE 'regression%'")
     )?;
     Ok(out)
 }

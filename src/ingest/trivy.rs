@@ -106,6 +106,26 @@ struct TCause {
     resource: Option<String>,
     #[serde(rename = "StartLine")]
     start: Option<i64>,
+    #[serde(rename = "Code")]
+    code: Option<TCode>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TCode {
+    #[serde(rename = "Lines")]
+    lines: Option<Vec<TLine>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct TLine {
+    #[serde(rename = "Number")]
+    number: i64,
+    #[serde(rename = "Content")]
+    content: String,
+    #[serde(rename = "Truncated")]
+    truncated: bool,
 }
 
 #[derive(Deserialize, Default)]
@@ -318,6 +338,13 @@ impl Ctx<'_> {
                 (d, msg) => d.or(msg),
             };
             f.solution = nonempty(m.resolution.clone());
+            // The offending lines, kept with their numbers: fix plans write their change against them.
+            let code = crate::fixplan::code_block(
+                m.cause.as_ref().and_then(|c| c.code.as_ref()).and_then(|c| c.lines.as_ref()).into_iter().flatten().filter(|l| !l.truncated && l.number > 0).map(|l| (l.number, l.content.as_str())),
+            );
+            if let Some(code) = code {
+                f.description = Some(format!("{}{code}", f.description.take().unwrap_or_default()));
+            }
             let (resource, line) = m.cause.as_ref().map(|c| (c.resource.clone(), c.start)).unwrap_or((None, None));
             let mut loc = target.clone();
             if let Some(l) = line.filter(|l| *l > 0) {

@@ -1044,7 +1044,8 @@ LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
             r#"UPDATE findings f SET
     status = CASE WHEN {reopen} THEN 'reopened' ELSE 'false_positive' END,
     times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
-    fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END
+    fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END,
+    reopened_at = CASE WHEN {reopen} THEN $1 ELSE f.reopened_at END
 FROM stage_seen d
 WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status IN ('open', 'reopened', 'mitigated')))"#
         ),

@@ -7,6 +7,7 @@ pub mod import;
 pub mod output;
 pub mod schema;
 pub mod scopes;
+pub mod exceptions;
 pub mod views;
 pub mod work;
 
@@ -32,6 +33,20 @@ pub struct Store {
     pub read_only: bool,
     /// Risk weights used when the store rescores (after imports and intel loads).
     pub weights: crate::risk::Weights,
+    /// Who is acting, as the audit log records it.
+    pub actor: String,
+    /// Routing rules of config.toml (who gets the work items made from a hand-off).
+    pub routing: crate::routing::Routing,
+}
+
+/// The name recorded in the audit log: `CTEM_USER`, else the login name.
+pub fn default_actor() -> String {
+    ["CTEM_USER", "USER", "USERNAME", "LOGNAME"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok())
+        .map(|v| v.trim().to_string())
+        .find(|v| !v.is_empty())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn classify_open_error(path: &Path, e: duckdb::Error) -> StoreError {
@@ -75,7 +90,7 @@ impl Store {
             cfg = cfg.access_mode(AccessMode::ReadOnly)?;
         }
         let conn = Connection::open_with_flags(path, cfg).map_err(|e| classify_open_error(path, e))?;
-        let store = Store { conn, path: path.to_path_buf(), read_only, weights: Default::default() };
+        let store = Store { conn, path: path.to_path_buf(), read_only, weights: Default::default(), actor: default_actor(), routing: Default::default() };
         store.migrate()?;
         Ok(store)
     }
@@ -110,14 +125,14 @@ impl Store {
             .access_mode(AccessMode::ReadOnly)?
             .enable_external_access(false)?;
         let conn = Connection::open_with_flags(path, cfg).map_err(|e| classify_open_error(path, e))?;
-        let store = Store { conn, path: path.to_path_buf(), read_only: true, weights: Default::default() };
+        let store = Store { conn, path: path.to_path_buf(), read_only: true, weights: Default::default(), actor: default_actor(), routing: Default::default() };
         store.migrate()?;
         Ok(store)
     }
 
     pub fn open_in_memory() -> Result<Store, StoreError> {
         let conn = Connection::open_in_memory_with_flags(Config::default().enable_autoload_extension(false)?)?;
-        let store = Store { conn, path: PathBuf::from(":memory:"), read_only: false, weights: Default::default() };
+        let store = Store { conn, path: PathBuf::from(":memory:"), read_only: false, weights: Default::default(), actor: default_actor(), routing: Default::default() };
         store.migrate()?;
         Ok(store)
     }

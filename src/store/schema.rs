@@ -414,4 +414,127 @@ LEFT JOIN ticketed t ON t.finding_id = f.finding_id
 WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
 "#,
 ),
+(
+    6,
+    "mobilisation: routing, SLAs, exceptions, audit log",
+    r#"
+ALTER TABLE work_items ADD COLUMN team VARCHAR;            -- the routing rule's team (or the asset owner)
+ALTER TABLE work_items ADD COLUMN rule VARCHAR;            -- the routing rule that placed it
+ALTER TABLE work_items ADD COLUMN jira_project VARCHAR;
+ALTER TABLE work_items ADD COLUMN snow_group VARCHAR;      -- ServiceNow assignment group
+ALTER TABLE work_items ADD COLUMN fingerprint VARCHAR;     -- stable key: the same fix for the same team is one work item
+ALTER TABLE work_items ADD COLUMN fix_target VARCHAR;
+ALTER TABLE work_items ADD COLUMN closed_at TIMESTAMP;
+UPDATE work_items SET team = owner;
+ALTER TABLE findings ADD COLUMN reopened_at TIMESTAMP;
+UPDATE findings SET reopened_at = last_seen WHERE status = 'reopened';
+
+-- Days to fix per priority; `settings` holds the clock rule for reopened findings (restart | keep).
+CREATE TABLE sla_policy (priority VARCHAR NOT NULL, days INTEGER NOT NULL);
+INSERT INTO sla_policy VALUES ('P1', 7), ('P2', 30), ('P3', 90), ('P4', 180);
+CREATE TABLE settings (key VARCHAR NOT NULL, value VARCHAR);
+INSERT INTO settings VALUES ('sla_reopened', 'restart');
+
+-- The SLA of every open finding: the policy's days from first sighting (or from the reopening, when the
+-- clock restarts), capped by the CISA KEV due date; a KEV deadline already past when the finding was
+-- first seen gives the directive's window (due - added) from that day instead.
+CREATE VIEW finding_sla AS
+WITH b AS (
+    SELECT f.finding_id, f.asset_id, f.priority, f.status, p.days AS sla_days, f.kev_added, f.kev_due,
+           CAST(CASE WHEN f.reopened_at IS NOT NULL AND (SELECT value FROM settings WHERE key = 'sla_reopened') = 'restart'
+                     THEN f.reopened_at ELSE f.first_seen END AS DATE) AS clock_start
+    FROM findings f JOIN sla_policy p ON p.priority = f.priority
+    WHERE f.status IN ('open', 'reopened', 'mitigated')
+),
+d AS (
+    SELECT *, CAST(clock_start + to_days(sla_days) AS DATE) AS policy_due,
+           CASE WHEN kev_due IS NULL THEN NULL
+                WHEN kev_due >= clock_start THEN kev_due
+                ELSE CAST(clock_start + to_days(greatest(CAST(kev_due - coalesce(kev_added, kev_due) AS INTEGER), 0)) AS DATE) END AS kev_cap
+    FROM b
+)
+SELECT finding_id, asset_id, priority, status, sla_days, clock_start, policy_due, kev_cap,
+       least(policy_due, coalesce(kev_cap, policy_due)) AS due_date,
+       CASE WHEN kev_cap IS NOT NULL AND kev_cap < policy_due THEN 'kev' ELSE 'policy' END AS due_by,
+       CAST(least(policy_due, coalesce(kev_cap, policy_due)) - CAST(current_timestamp::TIMESTAMP AS DATE) AS INTEGER) AS days_left,
+       least(policy_due, coalesce(kev_cap, policy_due)) < CAST(current_timestamp::TIMESTAMP AS DATE) AS breached
+FROM d;
+
+CREATE SEQUENCE seq_exception START 1;
+CREATE TABLE exceptions (
+    exception_id  BIGINT NOT NULL,
+    kind          VARCHAR NOT NULL,   -- risk_accepted, false_positive
+    justification VARCHAR NOT NULL,
+    requester     VARCHAR NOT NULL,
+    approver      VARCHAR NOT NULL,
+    created_at    TIMESTAMP NOT NULL,
+    expires_at    TIMESTAMP,          -- required for risk acceptance
+    status        VARCHAR NOT NULL,   -- active, expired, revoked
+    ended_at      TIMESTAMP,
+    work_item_id  BIGINT,             -- when a whole work item was excepted
+    selection     VARCHAR             -- what was chosen (finding ids, filter, work item)
+);
+CREATE TABLE exception_findings (
+    exception_id BIGINT NOT NULL,
+    finding_id   BIGINT NOT NULL,
+    prior_status VARCHAR NOT NULL
+);
+
+CREATE TABLE audit_log (
+    changed_at TIMESTAMP NOT NULL,
+    actor     VARCHAR NOT NULL,
+    entity    VARCHAR NOT NULL,       -- work_item, exception, finding
+    entity_id BIGINT NOT NULL,
+    action    VARCHAR NOT NULL,       -- created, status, assignee, findings_added, expired, revoked ...
+    old_value VARCHAR,
+    new_value VARCHAR,
+    detail    VARCHAR
+);
+
+-- Work items with what the board shows: open findings, assets, SLA state.
+CREATE VIEW work_board AS
+WITH wf AS (
+    SELECT wf.work_item_id, count(*) AS findings,
+           count(*) FILTER (WHERE f.status IN ('open', 'reopened', 'mitigated')) AS open_findings,
+           count(*) FILTER (WHERE f.status = 'fixed') AS fixed_findings,
+           count(DISTINCT f.asset_id) AS assets,
+           round(sum(coalesce(f.risk_score, 0)) FILTER (WHERE f.status IN ('open', 'reopened', 'mitigated')), 1) AS risk,
+           bool_or(coalesce(f.kev, false) AND f.status IN ('open', 'reopened', 'mitigated')) AS kev
+    FROM work_item_findings wf JOIN findings f USING (finding_id) GROUP BY wf.work_item_id
+)
+SELECT w.work_item_id, w.status, w.priority, w.title, w.team, w.assignee, w.due_date,
+       CAST(w.due_date - CAST(current_timestamp::TIMESTAMP AS DATE) AS INTEGER) AS days_left,
+       CASE WHEN w.status IN ('fixed', 'verified', 'risk_accepted', 'false_positive') OR w.due_date IS NULL THEN 'none'
+            WHEN w.due_date < CAST(current_timestamp::TIMESTAMP AS DATE) THEN 'breached'
+            WHEN w.due_date <= CAST(current_timestamp::TIMESTAMP AS DATE) + 3 THEN 'due_soon'
+            ELSE 'ok' END AS sla,
+       coalesce(wf.findings, 0) AS findings, coalesce(wf.open_findings, 0) AS open_findings,
+       coalesce(wf.fixed_findings, 0) AS fixed_findings, coalesce(wf.assets, 0) AS assets,
+       coalesce(wf.risk, 0) AS risk, coalesce(wf.kev, false) AS kev,
+       w.fix_kind, w.fix, w.fix_target, w.owner, w.rule, w.jira_project, w.snow_group, w.fingerprint,
+       w.source, w.created_at, w.updated_at, w.closed_at
+FROM work_items w LEFT JOIN wf USING (work_item_id);
+
+-- Time to fix per finding that was fixed, with the team whose work item held it.
+CREATE VIEW remediation_times AS
+SELECT f.finding_id, f.priority, coalesce(t.team, '(no work item)') AS team, f.first_seen, f.fixed_at,
+       round(date_diff('minute', f.first_seen, f.fixed_at) / 1440.0, 2) AS days_to_fix,
+       CAST(date_trunc('month', f.fixed_at) AS DATE) AS month
+FROM findings f
+LEFT JOIN (SELECT wf.finding_id, arg_max(w.team, w.work_item_id) AS team
+           FROM work_item_findings wf JOIN work_items w USING (work_item_id) GROUP BY wf.finding_id) t USING (finding_id)
+WHERE f.status = 'fixed' AND f.fixed_at IS NOT NULL;
+
+-- Every exception with its age and expiry.
+CREATE VIEW exception_list AS
+SELECT e.exception_id, e.kind, e.status, count(ef.finding_id) AS findings,
+       count(ef.finding_id) FILTER (WHERE f.status IN ('accepted', 'false_positive')) AS held,
+       e.justification, e.requester, e.approver, e.created_at, e.expires_at,
+       CAST(CAST(current_timestamp::TIMESTAMP AS DATE) - CAST(e.created_at AS DATE) AS INTEGER) AS age_days,
+       CAST(CAST(e.expires_at AS DATE) - CAST(current_timestamp::TIMESTAMP AS DATE) AS INTEGER) AS days_to_expiry,
+       e.work_item_id, e.selection, e.ended_at
+FROM exceptions e LEFT JOIN exception_findings ef USING (exception_id) LEFT JOIN findings f USING (finding_id)
+GROUP BY ALL;
+"#,
+),
 ];

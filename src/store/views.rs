@@ -142,7 +142,7 @@ fn finding_columns() -> Vec<Column> {
 }
 
 /// What a bare word searches: the title and the host (a word that starts `CVE-` searches the CVEs).
-fn finding_text_fields() -> Vec<&'static str> {
+pub fn finding_text_fields() -> Vec<&'static str> {
     vec!["title", "asset_name"]
 }
 

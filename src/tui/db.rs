@@ -239,7 +239,7 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             }
         }
         Req::HandOff { selection, scope } => match crate::store::work::hand_off(store, &selection, scope.as_ref()) {
-            Ok(h) => Resp::HandedOff { message: h.message(), ok: !h.created.is_empty() },
+            Ok(h) => Resp::HandedOff { message: h.message(), ok: !h.items.is_empty() },
             Err(e) => Resp::HandedOff { message: format!("hand-off: {}", first_line(e)), ok: false },
         },
         Req::DeleteScope { name } => {
@@ -320,8 +320,10 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             let busy = busy_import.clone();
             let path = store.path.clone();
             let weights = store.weights.clone();
+            let actor = store.actor.clone();
+            let routing = store.routing.clone();
             std::thread::spawn(move || {
-                let st = Store { conn, path, read_only: false, weights };
+                let st = Store { conn, path, read_only: false, weights, actor, routing };
                 let files = match crate::cli::expand(&paths) {
                     Ok(f) => f,
                     Err(e) => {

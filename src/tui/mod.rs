@@ -65,6 +65,7 @@ pub fn run(db_path: &Path, read_only: bool, paths: &Paths) -> anyhow::Result<()>
     let cfg = Config::load(&paths.config_file(), &mut warnings);
     let mut store = Store::open(db_path, read_only)?;
     store.weights = cfg.weights.clone();
+    crate::cli::apply_config(&mut store, &cfg);
     let mut app = build_app(store, paths, &cfg, &mut warnings);
     for w in &warnings {
         tracing::warn!("{w}");

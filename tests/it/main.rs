@@ -7,6 +7,7 @@ mod controls;
 mod e2e;
 mod formats;
 mod lifecycle;
+mod mobilization;
 mod prioritization;
 mod process;
 mod sample;

@@ -372,29 +372,35 @@ fn intel_update_without_network_says_so() {
 }
 
 #[test]
-fn hand_off_makes_one_work_item_per_owner_and_never_twice() {
+fn fix_group_is_one_work_item_per_owner_and_never_twice() {
     use ctem::store::work::{hand_off, Selection};
     let d = tmpdir();
     let db = d.path().join("s.duckdb");
     ctem::generator::demo::load(&db, &Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data")).unwrap();
     let s = Store::open(&db, false).unwrap();
-    let h = hand_off(&s, &Selection::Fix { kind: "base_image".into(), fix: "rebuild on a patched debian 12.2 base image".into() }, None).unwrap();
-    assert_eq!(h.created.iter().map(|c| (c.1.as_str(), c.2)).collect::<Vec<_>>(), vec![("corporate-platform", 126), ("logistics-platform", 139), ("payments-platform", 181)]);
-    assert!(h.created.iter().all(|c| c.3 == "rebuild on a patched debian 12.2 base image"));
-    assert_eq!(count(&s, "SELECT count(*) FROM work_item_findings"), 446);
-    assert_eq!(strings(&s, "SELECT DISTINCT status || ' ' || priority FROM work_items"), vec!["new P1"]);
+    // The sample estate's plan (P3 and above) already holds most of the base-image group: one work item
+    // per owning team. Handing the whole group over grows those items with its P4 findings.
+    let fix = "rebuild on a patched debian 12.2 base image";
+    let sizes = |s: &Store| strings(s, &format!("SELECT team || ' ' || open_findings FROM work_board WHERE fix = '{fix}' ORDER BY team"));
+    assert_eq!(sizes(&s), vec!["corporate-platform 70", "logistics-platform 92", "payments-platform 125"]);
+    let h = hand_off(&s, &Selection::Fix { kind: "base_image".into(), fix: fix.into() }, None).unwrap();
+    assert_eq!((h.new_items(), h.grown_items(), h.already), (0, 3, 287), "{h:?}");
+    assert_eq!(h.message(), "3 grown (159 findings) for corporate-platform, logistics-platform, payments-platform in Mobilization; 287 already in open work items");
+    assert_eq!(sizes(&s), vec!["corporate-platform 126", "logistics-platform 139", "payments-platform 181"]);
+    assert_eq!(strings(&s, &format!("SELECT DISTINCT title FROM work_items WHERE fix = '{fix}'")), vec![fix]);
+    assert_eq!(strings(&s, &format!("SELECT DISTINCT fingerprint FROM work_items WHERE fix = '{fix}' AND team = 'payments-platform'")), vec![format!("fix|payments-platform|base_image|{fix}")]);
     // Every finding belongs to the work item of its asset's owner.
     assert_eq!(
         count(&s, "SELECT count(*) FROM work_item_findings wf JOIN work_items w USING (work_item_id) JOIN findings f USING (finding_id)
-                   JOIN assets a ON a.asset_id = f.asset_id WHERE a.owner <> w.owner"),
+                   JOIN assets a ON a.asset_id = f.asset_id WHERE a.owner <> w.team"),
         0
     );
-    // The same group again: nothing new.
-    let h = hand_off(&s, &Selection::Fix { kind: "base_image".into(), fix: "rebuild on a patched debian 12.2 base image".into() }, None).unwrap();
-    assert!(h.created.is_empty() && h.already == 446, "{h:?}");
+    // Handing the same group over again: nothing new.
+    let h = hand_off(&s, &Selection::Fix { kind: "base_image".into(), fix: fix.into() }, None).unwrap();
+    assert!(h.items.is_empty() && h.already == 446, "{h:?}");
     assert_eq!(h.message(), "nothing handed over: 446 already in open work items, 0 no longer open");
-    // Hand-picked findings: a fixed one is left out and said so; the title names the most urgent.
-    let open: Vec<i64> = strings(&s, "SELECT finding_id::VARCHAR FROM findings WHERE status = 'open' AND fix_kind = 'vendor_patch' ORDER BY risk_score DESC, finding_id LIMIT 2")
+    // Hand-picked findings (P4, which the plan leaves in the queue): a fixed one is left out and said so.
+    let open: Vec<i64> = strings(&s, "SELECT finding_id::VARCHAR FROM findings f JOIN assets a USING (asset_id) WHERE status = 'open' AND priority = 'P4' AND a.owner = 'payments-infra' ORDER BY risk_score DESC, finding_id LIMIT 2")
         .iter()
         .map(|x| x.parse().unwrap())
         .collect();
@@ -403,7 +409,10 @@ fn hand_off_makes_one_work_item_per_owner_and_never_twice() {
     ids.push(fixed);
     let h = hand_off(&s, &Selection::Findings(ids), None).unwrap();
     assert_eq!(h.closed, 1);
-    assert_eq!(h.created.iter().map(|c| c.2).sum::<i64>(), 2);
+    assert_eq!(h.items.len(), 1, "{h:?}");
+    assert_eq!((h.items[0].team.as_str(), h.items[0].findings), ("payments-infra", 2));
+    let id = h.items[0].work_item_id.unwrap();
+    assert_eq!(strings(&s, &format!("SELECT fingerprint FROM work_items WHERE work_item_id = {id}")), vec![format!("pick|{id}")]);
     // Read-only stores refuse.
     drop(s);
     let ro = Store::open(&db, true).unwrap();
