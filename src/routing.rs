@@ -300,14 +300,16 @@ impl Sla {
         let cur: Vec<(String, u32)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
         let want: Vec<(String, u32)> = PRIORITIES.iter().zip(self.days).map(|(p, d)| (p.to_string(), d)).collect();
         let reopened: Option<String> = c.query_row("SELECT value FROM settings WHERE key = 'sla_reopened'", [], |r| r.get(0)).ok();
-        if cur == want && reopened.as_deref() == Some(self.reopened.as_str()) {
+        let max: Option<String> = c.query_row("SELECT value FROM settings WHERE key = 'max_acceptance_days'", [], |r| r.get(0)).ok();
+        if cur == want && reopened.as_deref() == Some(self.reopened.as_str()) && max == Some(self.max_acceptance_days.to_string()) {
             return Ok(false);
         }
-        c.execute_batch("BEGIN TRANSACTION; DELETE FROM sla_policy; DELETE FROM settings WHERE key = 'sla_reopened';")?;
+        c.execute_batch("BEGIN TRANSACTION; DELETE FROM sla_policy; DELETE FROM settings WHERE key IN ('sla_reopened', 'max_acceptance_days');")?;
         for (p, d) in &want {
             c.execute("INSERT INTO sla_policy VALUES (?, ?)", duckdb::params![p, d])?;
         }
         c.execute("INSERT INTO settings VALUES ('sla_reopened', ?)", duckdb::params![self.reopened])?;
+        c.execute("INSERT INTO settings VALUES ('max_acceptance_days', ?)", duckdb::params![self.max_acceptance_days.to_string()])?;
         c.execute_batch("COMMIT")?;
         Ok(true)
     }

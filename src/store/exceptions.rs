@@ -234,6 +234,14 @@ pub fn revoke(store: &Store, id: i64, reason: &str) -> anyhow::Result<i64> {
     Ok(ended.first().map(|e| e.1).unwrap_or(0))
 }
 
+/// The longest risk acceptance the stored policy allows (`[sla] max_acceptance_days`).
+pub fn max_days(c: &Connection) -> u32 {
+    c.query_row("SELECT TRY_CAST(max(value) AS INTEGER) FROM settings WHERE key = 'max_acceptance_days'", [], |r| r.get::<_, Option<u32>>(0))
+        .ok()
+        .flatten()
+        .unwrap_or(365)
+}
+
 /// Parse an expiry: `90d`, `12w`, `6m` (months of 30 days) from now, or a date `YYYY-MM-DD`.
 pub fn parse_expiry(s: &str, now: NaiveDateTime) -> Result<NaiveDateTime, String> {
     let t = s.trim();

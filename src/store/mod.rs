@@ -49,6 +49,7 @@ pub fn default_actor() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+
 fn classify_open_error(path: &Path, e: duckdb::Error) -> StoreError {
     let msg = e.to_string();
     let p = path.display().to_string();

@@ -852,17 +852,33 @@ pub fn controls() -> View {
 }
 
 /// Work items handed over from Prioritization, newest first.
-pub fn work_items() -> View {
+/// Filter fields of work items (the board and the work items table).
+pub fn work_fields() -> Vec<Field> {
     use FieldKind::*;
+    vec![
+        Field { name: "id", aliases: &["work_item"], sql: "work_item_id", kind: Int },
+        Field { name: "priority", aliases: &["prio", "p"], sql: "priority", kind: Priority },
+        Field { name: "status", aliases: &[], sql: "status", kind: Text },
+        Field { name: "team", aliases: &["owner"], sql: "team", kind: Text },
+        Field { name: "assignee", aliases: &["who"], sql: "assignee", kind: Text },
+        Field { name: "title", aliases: &[], sql: "title", kind: Text },
+        Field { name: "sla", aliases: &[], sql: "sla", kind: Text },
+        Field { name: "open", aliases: &[], sql: "open_findings", kind: Int },
+        Field { name: "findings", aliases: &[], sql: "findings", kind: Int },
+        Field { name: "kev", aliases: &[], sql: "kev", kind: Bool },
+        Field { name: "fix_kind", aliases: &["kind"], sql: "fix_kind", kind: Text },
+        Field { name: "rule", aliases: &[], sql: "rule", kind: Text },
+        Field { name: "jira", aliases: &["jira_project"], sql: "jira_project", kind: Text },
+        Field { name: "created", aliases: &[], sql: "created_at", kind: Time },
+    ]
+}
+
+pub fn work_items() -> View {
     View {
         id: "work_items",
         title: "Work items",
-        from: "(SELECT w.*, coalesce(c.n, 0) AS findings, coalesce(c.open, 0) AS open_findings, c.assets
-                FROM work_items w
-                LEFT JOIN (SELECT wf.work_item_id, count(*) AS n, count(*) FILTER (WHERE f.status IN ('open', 'reopened')) AS open,
-                                  count(DISTINCT f.asset_id) AS assets
-                           FROM work_item_findings wf JOIN findings f USING (finding_id) GROUP BY wf.work_item_id) c
-                USING (work_item_id)) wi"
+        from: "(SELECT * FROM work_board WHERE work_item_id IN
+                  (SELECT wf.work_item_id FROM work_item_findings wf JOIN findings f USING (finding_id) WHERE {scope})) wi"
             .into(),
         base_where: "true".into(),
         key: "work_item_id",
@@ -870,25 +886,60 @@ pub fn work_items() -> View {
             Column { right: true, ..col("id", "work_item_id", 5) },
             col("prio", "priority", 4),
             col("status", "status", 11),
-            col("owner", "owner", 20),
+            col("team", "team", 18),
+            col("assignee", "assignee", 14),
+            Column { sort: Some(Cow::Borrowed("due_date")), ..col("due", "strftime(due_date, '%Y-%m-%d')", 10) },
+            col("sla", "sla", 8),
+            Column { right: true, ..col("open", "open_findings", 5) },
             Column { right: true, ..col("findings", "findings", 8) },
-            Column { right: true, ..col("open", "open_findings", 6) },
             Column { right: true, ..col("assets", "assets", 6) },
             col("title", "title", 50),
-            Column { sort: Some(Cow::Borrowed("created_at")), ..col("created", "strftime(created_at, '%Y-%m-%d %H:%M')", 16) },
+            Column { visible: false, ..col("rule", "rule", 12) },
+            Column { visible: false, ..col("jira", "jira_project", 8) },
+            Column { sort: Some(Cow::Borrowed("created_at")), visible: false, ..col("created", "strftime(created_at, '%Y-%m-%d %H:%M')", 16) },
             Column { visible: false, ..col("source", "source", 30) },
         ],
-        fields: vec![
-            Field { name: "id", aliases: &["work_item"], sql: "work_item_id", kind: Int },
-            Field { name: "priority", aliases: &["prio"], sql: "priority", kind: Priority },
-            Field { name: "status", aliases: &[], sql: "status", kind: Text },
-            Field { name: "owner", aliases: &["team"], sql: "owner", kind: Text },
-            Field { name: "title", aliases: &[], sql: "title", kind: Text },
-            Field { name: "open", aliases: &[], sql: "open_findings", kind: Int },
-            Field { name: "created", aliases: &[], sql: "created_at", kind: Time },
-        ],
-        text_fields: vec!["title", "owner"],
+        fields: work_fields(),
+        text_fields: vec!["title", "team", "assignee"],
         default_sort: (0, true),
+        scope_asset: None,
+    }
+}
+
+/// Risk acceptances and false positives with their age and expiry.
+pub fn exceptions() -> View {
+    use FieldKind::*;
+    View {
+        id: "exceptions",
+        title: "Exceptions",
+        from: "exception_list".into(),
+        base_where: "true".into(),
+        key: "exception_id",
+        columns: vec![
+            Column { right: true, ..col("id", "exception_id", 4) },
+            col("kind", "kind", 14),
+            col("status", "status", 8),
+            Column { right: true, ..col("findings", "findings", 8) },
+            Column { right: true, ..col("held", "held", 5) },
+            col("requester", "requester", 12),
+            col("approver", "approver", 12),
+            Column { right: true, ..col("age", "age_days", 4) },
+            Column { sort: Some(Cow::Borrowed("expires_at")), ..col("expires", "strftime(expires_at, '%Y-%m-%d')", 10) },
+            Column { right: true, ..col("left", "days_to_expiry", 5) },
+            col("justification", "justification", 40),
+            Column { visible: false, ..col("selection", "selection", 30) },
+        ],
+        fields: vec![
+            Field { name: "id", aliases: &["exception"], sql: "exception_id", kind: Int },
+            Field { name: "kind", aliases: &[], sql: "kind", kind: Text },
+            Field { name: "status", aliases: &[], sql: "status", kind: Text },
+            Field { name: "requester", aliases: &[], sql: "requester", kind: Text },
+            Field { name: "approver", aliases: &[], sql: "approver", kind: Text },
+            Field { name: "justification", aliases: &["why"], sql: "justification", kind: Text },
+            Field { name: "left", aliases: &["days_to_expiry"], sql: "days_to_expiry", kind: Int },
+        ],
+        text_fields: vec!["justification", "requester", "approver"],
+        default_sort: (8, false),
         scope_asset: None,
     }
 }

@@ -232,10 +232,17 @@ pub fn plan(store: &Store, routing: &Routing, file: &str, sel: &Selection, scope
                         WHERE {OPEN_WORK} AND fingerprint IS NOT NULL GROUP BY fingerprint) e ON e.fingerprint = g.gkey;"
         ))?;
         if apply {
-            c.execute_batch(
-                "CREATE OR REPLACE TEMP TABLE plan_new AS
-                 SELECT nextval('seq_work_item') AS work_item_id, gkey, team FROM plan_groups WHERE existing_id IS NULL;",
-            )?;
+            // Ids in the plan's order (most urgent first), so the same estate always numbers alike.
+            let n: i64 = c.query_row("SELECT count(*) FROM plan_groups WHERE existing_id IS NULL", [], |r| r.get(0))?;
+            c.execute_batch(&format!(
+                "CREATE OR REPLACE TEMP TABLE plan_ids AS SELECT nextval('seq_work_item') AS work_item_id FROM range({n});
+                 CREATE OR REPLACE TEMP TABLE plan_new AS
+                 SELECT i.work_item_id, g.gkey, g.team
+                 FROM (SELECT work_item_id, row_number() OVER (ORDER BY work_item_id) AS rn FROM plan_ids) i
+                 JOIN (SELECT gkey, team, row_number() OVER (ORDER BY priority NULLS LAST, top_risk DESC, team, gkey) AS rn
+                       FROM plan_groups WHERE existing_id IS NULL) g USING (rn);
+                 DROP TABLE plan_ids;"
+            ))?;
             c.execute(
                 &format!(
                     "INSERT INTO work_items (work_item_id, title, fix_kind, fix, fix_target, owner, team, assignee, priority, status, due_date,

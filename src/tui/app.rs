@@ -56,8 +56,9 @@ pub struct App {
     pub discovery: usize,
     /// Prioritization shows the ranked queue (0) or the fix groups (1).
     pub prio_view: usize,
-    /// Mobilization shows open work by owner (0) or the work items (1).
+    /// Mobilization shows the board (0), the work items (1), the exceptions (2) or open work by owner (3).
     pub mob_view: usize,
+    pub board: crate::tui::board::Board,
     /// Validation shows fixes and regressions (0), the coverage matrix (1) or the controls (2).
     pub val_view: usize,
     pub theme: Theme,
@@ -101,7 +102,7 @@ impl App {
     pub fn new(db: Db, db_label: String, theme: Theme, theme_dir: Option<PathBuf>, keymap: Keymap) -> App {
         let read_only = db.read_only;
         let mut tables = HashMap::new();
-        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items(), views::controls(), views::matrix()] {
+        for v in [views::findings(), views::assets(), views::imports(), views::queue(), views::verification(), views::owners(), views::scopes(), views::fix_groups(), views::work_items(), views::exceptions(), views::controls(), views::matrix()] {
             tables.insert(v.id, TableView::new(v));
         }
         let mut editor = TextArea::new(vec![
@@ -115,6 +116,7 @@ impl App {
             discovery: 0,
             prio_view: 0,
             mob_view: 0,
+            board: Default::default(),
             val_view: 0,
             theme,
             theme_dir,
@@ -170,7 +172,8 @@ impl App {
             4 if self.val_view == 2 => Some("controls"),
             4 => Some("verification"),
             5 if self.mob_view == 1 => Some("work_items"),
-            5 => Some("owners"),
+            5 if self.mob_view == 2 => Some("exceptions"),
+            5 if self.mob_view == 3 => Some("owners"),
             6 if !self.sql.editing && self.tables.contains_key("sql") => Some("sql"),
             _ => None,
         }
@@ -214,6 +217,9 @@ impl App {
         if self.tab == 3 && self.prio_view == 0 {
             self.request_detail();
         }
+        if self.board_visible() && !self.board.loaded && !self.board.in_flight {
+            self.reload_board();
+        }
     }
 
     pub fn refresh_all(&mut self) {
@@ -223,6 +229,8 @@ impl App {
             t.loaded_once = false;
             t.in_flight = false;
         }
+        self.board.loaded = false;
+        self.board.in_flight = false;
         self.ensure_loaded();
         // The stand-up summary scans the store several times: after the rows on screen.
         self.db.send(Req::Standup { scope });
@@ -299,6 +307,12 @@ impl App {
                     self.refresh_all();
                 }
             }
+            Resp::Board(cols) => self.board.receive(cols),
+            Resp::BoardChanged { message, error } => {
+                self.message = Some((message, error));
+                self.board.marks.clear();
+                self.refresh_all();
+            }
             Resp::Info(m) => {
                 self.message = Some((m, false));
                 self.db.send(Req::Scopes);
@@ -366,6 +380,10 @@ impl App {
         }
         if self.tab == 6 && self.sql.editing {
             self.sql_key(k);
+            return;
+        }
+        if self.board.pending.is_some() {
+            self.board_confirm(matches!(k.code, KeyCode::Enter | KeyCode::Char('y') | KeyCode::Char('Y')));
             return;
         }
         let Some(a) = self.keymap.action(&k) else { return };
@@ -502,6 +520,13 @@ impl App {
 
     /// Filter as the user types: a filter that does not parse shows its error and the rows stay.
     fn apply_filter(&mut self, text: &str) {
+        if self.board_visible() {
+            if self.board.set_filter(text) {
+                self.reload_board();
+            }
+            self.input_error = self.board.filter_error.clone();
+            return;
+        }
         let Some(id) = self.focused_table_id() else { return };
         let want = self.tables.get_mut(id).and_then(|t| t.set_filter(text, now()));
         self.input_error = self.tables.get(id).and_then(|t| t.filter_error.as_ref()).map(|e| e.to_string());
@@ -627,6 +652,9 @@ impl App {
     }
 
     pub fn act(&mut self, a: Action) {
+        if self.board_visible() && self.board_act(a) {
+            return;
+        }
         match a {
             Action::Quit => {
                 if !self.jobs.is_empty() && !self.quit_armed {
@@ -664,7 +692,7 @@ impl App {
                     self.val_view = if a == Action::NextPane { (self.val_view + 1) % 3 } else { (self.val_view + 2) % 3 };
                     self.ensure_loaded();
                 } else if self.tab == 5 {
-                    self.mob_view = 1 - self.mob_view;
+                    self.mob_view = if a == Action::NextPane { (self.mob_view + 1) % 4 } else { (self.mob_view + 3) % 4 };
                     self.ensure_loaded();
                 } else if self.tab == 6 {
                     self.sql.editing = !self.sql.editing;
@@ -786,6 +814,11 @@ impl App {
                 }
             }
             Action::HandOff => self.hand_off(),
+            Action::MoveForward | Action::MoveBack | Action::Assign | Action::Except => {
+                if self.tab == 5 {
+                    self.message = Some(("on the board (Tab back to it): cards move, get assigned and excepted there".into(), true));
+                }
+            }
         }
     }
 
@@ -1027,7 +1060,8 @@ impl App {
                 }
             }
             other => {
-                if let Some(a) = Action::all().into_iter().find(|a| a.name() == other) {
+                if self.board_command(other, rest) {
+                } else if let Some(a) = Action::all().into_iter().find(|a| a.name() == other) {
                     self.act(a);
                 } else {
                     self.message = Some((format!("unknown command ':{other}' (:help lists keys and commands)"), true));
@@ -1048,6 +1082,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":theme [NAME]", "switch theme (no name: list)"),
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
+    (":move STATUS", "board: move the card (or the marked cards) to a status"),
+    (":assign NAME", "board: assign the card (or the marked cards); no name clears"),
+    (":except KIND EXPIRY APPROVER WHY", "board: risk_accepted|false_positive, 90d|YYYY-MM-DD|-, who approves, why"),
     (":refresh", "reload from the store"),
     (":q", "quit"),
 ];

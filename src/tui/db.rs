@@ -32,6 +32,14 @@ pub enum Req {
     Sql { text: String },
     /// Hand a selection of findings to Mobilization as work items.
     HandOff { selection: crate::store::work::Selection, scope: Option<Compiled> },
+    /// The board's columns.
+    Board { filter: Compiled, scope: Option<Compiled>, today: chrono::NaiveDate },
+    MoveCards { ids: Vec<i64>, to: String },
+    Assign { ids: Vec<i64>, who: String },
+    /// An exception for a whole work item (the requester is the console's user).
+    Except { id: i64, kind: String, expiry: Option<String>, approver: String, justification: String },
+    /// A work item's findings, fix plan and history.
+    Card { id: i64 },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -86,6 +94,9 @@ pub enum Resp {
     Info(String),
     /// Work items were created (or why not).
     HandedOff { message: String, ok: bool },
+    Board(Vec<crate::tui::board::Column>),
+    /// Cards changed (moved, assigned, excepted), or why not.
+    BoardChanged { message: String, error: bool },
     SqlView { view: View, millis: u128 },
     SqlDone { message: String },
     SqlError { message: String },
@@ -241,6 +252,59 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
         Req::HandOff { selection, scope } => match crate::store::work::hand_off(store, &selection, scope.as_ref()) {
             Ok(h) => Resp::HandedOff { message: h.message(), ok: !h.items.is_empty() },
             Err(e) => Resp::HandedOff { message: format!("hand-off: {}", first_line(e)), ok: false },
+        },
+        Req::Board { filter, scope, today } => match crate::tui::board::fetch(c, &filter, scope.as_ref(), today) {
+            Ok(cols) => Resp::Board(cols),
+            Err(e) => err("board", &e),
+        },
+        Req::MoveCards { ids, to } => match crate::store::work::move_items(store, &ids, &to) {
+            Ok(m) => Resp::BoardChanged { message: m.message(&to), error: m.moved.is_empty() },
+            Err(e) => Resp::BoardChanged { message: format!("move: {}", first_line(e)), error: true },
+        },
+        Req::Assign { ids, who } => {
+            let mut done = 0;
+            let mut fail = None;
+            for id in &ids {
+                match crate::store::work::assign(store, *id, &who) {
+                    Ok(()) => done += 1,
+                    Err(e) => fail = Some(format!("#{id}: {}", first_line(e))),
+                }
+            }
+            let who = if who.trim().is_empty() { "nobody".to_string() } else { who.trim().to_string() };
+            match fail {
+                Some(f) => Resp::BoardChanged { message: format!("assign: {done} assigned to {who}; {f}"), error: true },
+                None => Resp::BoardChanged { message: format!("{done} card{} assigned to {who}", if done == 1 { "" } else { "s" }), error: false },
+            }
+        }
+        Req::Except { id, kind, expiry, approver, justification } => {
+            let now = now();
+            let expires = match expiry.as_deref().map(|e| crate::store::exceptions::parse_expiry(e, now)) {
+                Some(Err(e)) => return Some(Resp::BoardChanged { message: format!("exception: {e}"), error: true }),
+                Some(Ok(t)) => Some(t),
+                None => None,
+            };
+            let req = crate::store::exceptions::Request {
+                kind,
+                justification,
+                requester: store.actor.clone(),
+                approver: Some(approver),
+                expires,
+                target: crate::store::exceptions::Target::WorkItem(id),
+            };
+            let max = crate::store::exceptions::max_days(c);
+            match crate::store::exceptions::add(store, &req, max) {
+                Ok(g) => {
+                    if let Err(e) = crate::risk::rescore_store(store) {
+                        tracing::warn!("rescore after an exception: {e}");
+                    }
+                    Resp::BoardChanged { message: format!("exception #{} for #{id}: {} findings out of the queue", g.exception_id, g.findings), error: false }
+                }
+                Err(e) => Resp::BoardChanged { message: format!("exception: {}", first_line(e)), error: true },
+            }
+        }
+        Req::Card { id } => match crate::mobilize::show(c, id) {
+            Ok(text) => Resp::Detail { title: format!("Work item #{id}"), text, panel: false },
+            Err(e) => err("work item", &e),
         },
         Req::DeleteScope { name } => {
             if store.read_only {

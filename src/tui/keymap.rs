@@ -44,6 +44,10 @@ pub enum Action {
     Activate,
     Run,
     HandOff,
+    MoveForward,
+    MoveBack,
+    Assign,
+    Except,
 }
 
 impl Action {
@@ -105,6 +109,10 @@ impl Action {
             Action::Activate => "activate / use",
             Action::Run => "run",
             Action::HandOff => "hand the marked findings (or the fix group) to Mobilization as work items",
+            Action::MoveForward => "board: move the card (or the marked cards) to the next status",
+            Action::MoveBack => "board: move the card (or the marked cards) to the previous status",
+            Action::Assign => "board: assign the card (or the marked cards)",
+            Action::Except => "board: risk acceptance or false positive for the card (needs an approver)",
         }
     }
 
@@ -114,6 +122,7 @@ impl Action {
             Quit, ForceQuit, Suspend, Help, Command, Filter, Back, NextTab, PrevTab, NextPane, PrevPane, Up, Down,
             PageUp, PageDown, HalfUp, HalfDown, Top, Bottom, Left, Right, Open, SortNext, SortReverse, Columns,
             Mark, RangeMark, ClearMarks, Copy, Export, Refresh, New, Edit, Delete, Activate, Run, HandOff,
+            MoveForward, MoveBack, Assign, Except,
         ];
         for i in 0..7 {
             v.push(Tab(i));
@@ -280,6 +289,10 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("d", Action::Delete),
     ("a", Action::Activate),
     ("w", Action::HandOff),
+    (">", Action::MoveForward),
+    ("<", Action::MoveBack),
+    ("A", Action::Assign),
+    ("x", Action::Except),
 ];
 
 impl Default for Keymap {

@@ -1,6 +1,7 @@
 //! The console: terminal set-up and restore on every exit path, the event loop, and redraw pacing.
 
 pub mod app;
+pub mod board;
 pub mod db;
 pub mod keymap;
 pub mod table;

@@ -152,7 +152,19 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
                     v.push((key(app, Action::HandOff), "hand off"));
                 }
                 4 => v.push((key(app, Action::NextPane), ["matrix", "controls", "fixes"][app.val_view])),
-                5 => v.push((key(app, Action::NextPane), if app.mob_view == 0 { "work items" } else { "by owner" })),
+                5 if app.mob_view == 0 => {
+                    v = vec![
+                        (format!("{}{}{}{}", key(app, Action::Left), key(app, Action::Down), key(app, Action::Up), key(app, Action::Right)), "move"),
+                        (format!("{}/{}", key(app, Action::MoveForward), key(app, Action::MoveBack)), "status"),
+                        (key(app, Action::Open), "open"),
+                        (key(app, Action::Assign), "assign"),
+                        (key(app, Action::Except), "except"),
+                        (key(app, Action::Filter), "filter"),
+                        (key(app, Action::NextPane), "list"),
+                        (key(app, Action::Mark), "mark"),
+                    ];
+                }
+                5 => v.push((key(app, Action::NextPane), ["board", "exceptions", "by owner", "board"][app.mob_view])),
                 6 => v.push((key(app, Action::Edit), "edit SQL")),
                 _ => v.push((key(app, Action::Mark), "mark")),
             }
@@ -363,10 +375,11 @@ fn draw_validation(f: &mut Frame, app: &mut App, area: Rect) {
 }
 
 fn draw_mobilization(f: &mut Frame, app: &mut App, area: Rect) {
-    if app.mob_view == 1 {
-        table(f, app, "work_items", area, true, "Work items (Enter: its findings · Tab: open work by owner)");
-    } else {
-        table(f, app, "owners", area, true, "Open work by owner (Enter: that owner's queue · Tab: work items)");
+    match app.mob_view {
+        0 => crate::tui::board::draw(f, app, area),
+        1 => table(f, app, "work_items", area, true, "Work items (Enter: its findings · Tab: exceptions)"),
+        2 => table(f, app, "exceptions", area, true, "Exceptions: risk acceptances and false positives, with age and expiry (Tab: open work by owner)"),
+        _ => table(f, app, "owners", area, true, "Open work by owner (Enter: that owner's queue · Tab: board)"),
     }
 }
 

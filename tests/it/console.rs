@@ -42,6 +42,8 @@ fn app_with(theme: &str) -> App {
     let store = Store::open(&db, false).unwrap();
     std::mem::forget(d);
     let mut app = App::new(Db::start(store), "demo.duckdb".into(), Theme::builtin(theme), None, Keymap::default());
+    // SLA days are counted to a pinned day so frames do not change with the calendar.
+    app.board.today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
     app.start(None, None);
     app.settle(Duration::from_secs(10));
     app
@@ -334,9 +336,12 @@ fn fix_groups_drill_down_and_hand_off_to_mobilization() {
     key(&mut app, '6');
     code(&mut app, KeyCode::Tab);
     assert_eq!(app.focused_table_id(), Some("work_items"));
-    let (text, _) = frame(&mut app, 120, 40);
-    assert!(text.contains("rebuild on a patched debian") && text.contains("payments-platfo"), "{text}");
-    assert!(app.tables["work_items"].total.unwrap() >= 4, "{text}");
+    assert!(app.tables["work_items"].total.unwrap() >= 4);
+    app.command("filter title~\"patched debian 12.2\"");
+    app.settle(Duration::from_secs(10));
+    let (text, _) = frame(&mut app, 200, 40);
+    assert!(text.contains("rebuild on a patched debian") && text.contains("payments-platform"), "{text}");
+    assert_eq!(app.tables["work_items"].total, Some(3), "{text}");
     code(&mut app, KeyCode::Enter);
     assert_eq!(app.tab, 3);
     assert!(app.tables["queue"].filter_text.starts_with("work_item="));
@@ -380,4 +385,106 @@ fn validation_lists_the_controls() {
         assert!(text.contains(want), "{want} missing:\n{text}");
     }
     assert_eq!(app.tables["controls"].total, Some(10));
+}
+
+#[test]
+fn board_columns_cards_moves_and_exceptions() {
+    let mut app = app_with("default");
+    key(&mut app, '6');
+    assert!(app.board_visible());
+    let (text, _) = frame(&mut app, 120, 40);
+    insta::assert_snapshot!("board_120x40", text);
+    let (small, _) = frame(&mut app, 80, 24);
+    insta::assert_snapshot!("board_80x24", small);
+    let new_total = app.board.cols[0].total;
+    assert!(new_total > 100, "{new_total}");
+    assert!(text.contains("NEW 190") && text.contains("14d late") && text.contains("past SLA"), "{text}");
+
+    // One card: moves at once, and the store records who moved it.
+    let first = app.board.selected().unwrap().id;
+    key(&mut app, '>');
+    assert_eq!(app.message.clone().unwrap(), (format!("#{first} moved to triaged"), false));
+    assert_eq!(app.board.cols[0].total, new_total - 1);
+    assert!(app.board.cols[1].cards.iter().any(|c| c.id == first));
+
+    // Marked cards: the bulk move asks first; any other key cancels, Enter confirms.
+    key(&mut app, ' ');
+    key(&mut app, ' ');
+    assert_eq!(app.board.marks.len(), 2);
+    key(&mut app, '>');
+    assert!(app.message.clone().unwrap().0.starts_with("move 2 marked cards to triaged?"), "{:?}", app.message);
+    key(&mut app, 'n');
+    assert_eq!(app.message.clone().unwrap().0, "move cancelled");
+    assert_eq!(app.board.cols[0].total, new_total - 1);
+    key(&mut app, '>');
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.message.clone().unwrap(), ("2 work items moved to triaged".into(), false));
+    assert_eq!(app.board.cols[0].total, new_total - 3);
+    assert!(app.board.marks.is_empty());
+
+    // A card whose findings are still open cannot be verified: the reason is shown.
+    key(&mut app, 'l');
+    app.command("move verified");
+    app.settle(Duration::from_secs(10));
+    let (m, err) = app.message.clone().unwrap();
+    assert!(err && m.contains("findings still open (last seen 2026-11-"), "{m}");
+
+    // Assign through the command line `A` opens.
+    key(&mut app, 'A');
+    assert_eq!(app.input, Input::Command("assign ".into()));
+    typed(&mut app, "dana");
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.message.clone().unwrap(), ("1 card assigned to dana".into(), false));
+    assert!(app.board.cols[2].cards.iter().any(|c| c.assignee.as_deref() == Some("dana")), "assigning moves a triaged card to assigned");
+
+    // Filter by team: every column narrows.
+    key(&mut app, '/');
+    typed(&mut app, "team=corporate-infra");
+    code(&mut app, KeyCode::Enter);
+    assert!(app.board.cols.iter().flat_map(|c| &c.cards).all(|c| c.team.as_deref() == Some("corporate-infra")));
+    assert!(app.board.cols[0].total > 0 && app.board.cols[0].total < new_total);
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("/team=corporate-infra"), "{text}");
+
+    // A card opens with its findings, fix plan and history.
+    key(&mut app, 'h');
+    assert_eq!(app.board.col, 0);
+    let id = app.board.selected().unwrap().id;
+    code(&mut app, KeyCode::Enter);
+    match &app.overlay {
+        Overlay::Detail { title, lines, .. } => {
+            assert_eq!(title, &format!("Work item #{id}"));
+            let all = lines.join("\n");
+            assert!(all.contains("Findings") && all.contains("\nFix\n") && all.contains("Until the fix lands") && all.contains("History"), "{all}");
+        }
+        _ => panic!("no card detail"),
+    }
+    code(&mut app, KeyCode::Esc);
+
+    // An exception from the board: two people, and the card moves to RISK ACCEPTED.
+    key(&mut app, 'x');
+    assert_eq!(app.input, Input::Command("except risk_accepted 90d ".into()));
+    code(&mut app, KeyCode::Esc);
+    app.command("except risk_accepted 30d ben decommissioned next month, isolated VLAN");
+    app.settle(Duration::from_secs(20));
+    let (m, err) = app.message.clone().unwrap();
+    assert!(!err && m.starts_with(&format!("exception #1 for #{id}:")), "{m}");
+    assert!(app.board.cols[6].cards.iter().any(|c| c.id == id));
+    app.command("except false_positive - ");
+    assert!(app.message.clone().unwrap().0.starts_with("usage: :except"));
+}
+
+#[test]
+fn board_refuses_changes_when_read_only() {
+    let d = tmpdir();
+    let db = d.path().join("ro.duckdb");
+    std::fs::copy(demo_db(), &db).unwrap();
+    let store = Store::open(&db, true).unwrap();
+    let mut app = App::new(Db::start(store), "ro".into(), Theme::builtin("default"), None, Keymap::default());
+    app.start(None, None);
+    app.settle(Duration::from_secs(10));
+    key(&mut app, '6');
+    assert!(app.board.cols[0].total > 0);
+    key(&mut app, '>');
+    assert!(app.message.clone().unwrap().0.starts_with("read-only: cards cannot be moved"));
 }

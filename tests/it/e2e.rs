@@ -66,7 +66,7 @@ fn demo_in_a_real_terminal() {
         ("3", "[Findings]"),
         ("4", "Open queue"),
         ("5", "Rescan verification"),
-        ("6", "Open work by owner"),
+        ("6", "Board "),
         ("7", "F5, C-Enter or :run"),
         ("3", "[Findings]"),
     ] {
