@@ -2,6 +2,7 @@
 //! process (`ctem import`) whose peak resident memory is sampled from /proc.
 
 use super::estate::write_week;
+use crate::query::Compiled;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -285,10 +286,60 @@ pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         })?);
     }
     rows.push(("fix groups, console first page".into(), median(v), String::new()));
+
+    // Mobilisation: the plan over every open finding P3 and above, applied once, then kept in step.
+    use crate::store::work::{self, Selection};
+    let routing = crate::routing::Routing::default();
+    let sel = Selection::Open { min_priority: "P3".into() };
+    let mut v = Vec::new();
+    let mut items = 0;
+    for _ in 0..3 {
+        v.push(time(&mut || {
+            items = work::plan(&store, &routing, "", &sel, None, false)?.items.len();
+            Ok(())
+        })?);
+    }
+    rows.push(("plan P3+ (dry run)".into(), median(v), format!("{items} work items to create or grow")));
+    let mut created = 0;
+    let ms = time(&mut || {
+        created = work::plan(&store, &routing, "", &sel, None, true)?.new_items();
+        Ok(())
+    })?;
+    rows.push(("plan P3+ --apply".into(), ms, format!("{created} work items created")));
+    let mut v = Vec::new();
+    for _ in 0..3 {
+        v.push(time(&mut || {
+            let p = work::plan(&store, &routing, "", &sel, None, true)?;
+            if !p.items.is_empty() {
+                anyhow::bail!("a second apply changed {} work items", p.items.len());
+            }
+            Ok(())
+        })?);
+    }
+    rows.push(("plan P3+ --apply again".into(), median(v), "changes nothing".into()));
+    let mut v = Vec::new();
+    for _ in 0..5 {
+        v.push(time(&mut || {
+            work::refresh_store(&store)?;
+            Ok(())
+        })?);
+    }
+    rows.push(("work items refresh (after each import)".into(), median(v), "priorities, due dates, verification".into()));
+    let all = Compiled { sql: "true".into(), params: Vec::new() };
+    let today = chrono::Utc::now().date_naive();
+    let mut v = Vec::new();
+    let mut cards = 0;
+    for _ in 0..5 {
+        v.push(time(&mut || {
+            cards = crate::tui::board::fetch(&store.conn, &all, None, today)?.iter().map(|c| c.total).sum::<i64>();
+            Ok(())
+        })?);
+    }
+    rows.push(("board, every column".into(), median(v), format!("{cards} cards")));
     println!("prioritisation benchmark: {open} open findings ({kev} on CISA KEV), median of 5-7 runs");
-    println!("{:<36} {:>9}  {}", "operation", "ms", "");
+    println!("{:<40} {:>9}  {}", "operation", "ms", "");
     for (l, ms, note) in rows {
-        println!("{l:<36} {ms:>9.1}  {note}");
+        println!("{l:<40} {ms:>9.1}  {note}");
     }
     store.weights = Default::default();
     crate::risk::rescore_store(&store)?;
