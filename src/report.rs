@@ -45,6 +45,16 @@ pub struct Standup {
     pub trend: Vec<(String, i64, i64)>,
     /// Mean days from first seen to fixed, for P1 and P2 findings fixed in the 30 days up to `until`.
     pub mttr_days: [Option<f64>; 2],
+    /// Open findings past their SLA due date on the window's last day, of which became overdue in the
+    /// window, and due within the 3 days after it.
+    pub sla_past_due: i64,
+    pub sla_became_overdue: i64,
+    pub sla_due_3d: i64,
+    /// Work items the rescans verified, and reopened by regressions, since the window's start.
+    pub work_verified: i64,
+    pub work_reopened: i64,
+    /// Active exceptions expiring within 7 days: (id, kind, findings, expiry date).
+    pub exceptions_expiring: Vec<(i64, String, i64, String)>,
 }
 
 fn ts(t: NaiveDateTime) -> String {
@@ -187,7 +197,42 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         );
         c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| Ok([r.get(0)?, r.get(1)?]))?
     };
+    let (sla_past_due, sla_became_overdue, sla_due_3d) = {
+        let u = format!("CAST({s1} AS DATE)");
+        let (sql, pp) = inline_values(
+            format!(
+                "SELECT count(*) FILTER (WHERE due_date < {u}), count(*) FILTER (WHERE due_date < {u} AND due_date >= CAST({s0} AS DATE)),
+                        count(*) FILTER (WHERE due_date >= {u} AND due_date <= {u} + 3)
+                 FROM finding_sla WHERE {cond}"
+            ),
+            p.clone(),
+        );
+        c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+    };
+    let (work_verified, work_reopened): (i64, i64) = c.query_row(
+        &format!(
+            "SELECT count(DISTINCT entity_id) FILTER (WHERE new_value = 'verified'), count(DISTINCT entity_id) FILTER (WHERE detail LIKE 'regression%')
+             FROM audit_log WHERE entity = 'work_item' AND action = 'status' AND actor = 'rescan' AND changed_at > {s0}"
+        ),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let exceptions_expiring = {
+        let mut st = c.prepare(
+            "SELECT exception_id, kind, findings, strftime(expires_at, '%Y-%m-%d') FROM exception_list
+             WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at <= current_timestamp::TIMESTAMP + INTERVAL 7 DAY
+             ORDER BY expires_at, exception_id",
+        )?;
+        let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<Vec<_>, _>>()?;
+        v
+    };
     Ok(Standup {
+        sla_past_due,
+        sla_became_overdue,
+        sla_due_3d,
+        work_verified,
+        work_reopened,
+        exceptions_expiring,
         since,
         until,
         scope: scope.map(|s| s.0.to_string()),
@@ -259,6 +304,23 @@ impl Standup {
             let _ = writeln!(o, "Most urgent of the others:");
             for l in &self.new_top {
                 let _ = writeln!(o, "{}", line_md(l));
+            }
+            let _ = writeln!(o);
+        }
+        let _ = writeln!(
+            o,
+            "## SLA: {} open findings past due ({} became overdue in the window), {} due within 3 days\n",
+            group(self.sla_past_due),
+            group(self.sla_became_overdue),
+            group(self.sla_due_3d)
+        );
+        if self.work_verified + self.work_reopened > 0 {
+            let _ = writeln!(o, "Work items verified by rescans: {}; reopened by regressions: {}\n", group(self.work_verified), group(self.work_reopened));
+        }
+        if !self.exceptions_expiring.is_empty() {
+            let _ = writeln!(o, "Exceptions expiring within 7 days:");
+            for (id, kind, n, when) in &self.exceptions_expiring {
+                let _ = writeln!(o, "- #{id} {} on {} findings, expires {when}", kind.replace('_', " "), group(*n));
             }
             let _ = writeln!(o);
         }

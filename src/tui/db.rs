@@ -78,6 +78,11 @@ pub struct Standup {
     /// Open P1 and P2 per day over the 30 days up to the window's end.
     pub trend_p1: Vec<i64>,
     pub trend_p2: Vec<i64>,
+    /// Open findings past their SLA, and due within 3 days.
+    pub sla_past_due: i64,
+    pub sla_due_3d: i64,
+    /// Active exceptions expiring within 7 days.
+    pub exceptions_expiring: i64,
 }
 
 pub enum Resp {
@@ -562,6 +567,9 @@ fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
     s.p1_p2_before = r.p1_p2_at_start;
     s.trend_p1 = r.trend.iter().map(|t| t.1).collect();
     s.trend_p2 = r.trend.iter().map(|t| t.2).collect();
+    s.sla_past_due = r.sla_past_due;
+    s.sla_due_3d = r.sla_due_3d;
+    s.exceptions_expiring = r.exceptions_expiring.len() as i64;
     Ok(s)
 }
 

@@ -261,6 +261,19 @@ fn draw_standup(f: &mut Frame, app: &mut App, area: Rect) {
                 lines.push(Line::from(vec![Span::styled(format!("P1 {n:>2}d "), t.get("prio_p1")), Span::raw(crate::report::spark(&tail(&s.trend_p1)))]));
                 lines.push(Line::from(vec![Span::styled(format!("P2 {n:>2}d "), t.get("prio_p2")), Span::raw(crate::report::spark(&tail(&s.trend_p2)))]));
             }
+            if s.sla_past_due + s.sla_due_3d + s.exceptions_expiring > 0 {
+                let mut v = vec![
+                    Span::raw("SLA past due "),
+                    Span::styled(group(s.sla_past_due as u64), if s.sla_past_due > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
+                    Span::raw(" · due ≤3d "),
+                    Span::styled(group(s.sla_due_3d as u64), if s.sla_due_3d > 0 { t.get("alert_warn") } else { t.get("alert_ok") }),
+                ];
+                if s.exceptions_expiring > 0 {
+                    v.push(Span::raw(" · exc. expiring "));
+                    v.push(Span::styled(group(s.exceptions_expiring as u64), t.get("alert_warn")));
+                }
+                lines.push(Line::from(v));
+            }
             lines.push(Line::from(""));
             lines.push(Line::from(Span::styled("Imports in the window", t.get("column_header"))));
             for i in &s.imports {

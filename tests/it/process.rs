@@ -156,6 +156,13 @@ fn standup_report_and_export_for_scripts() {
     for part in ["## New: ", "Exploited in the wild (CISA KEV)", "## Regressions: 150 findings", "## Biggest open fixes", "rebuild on a patched debian 12.2 base image", "## Trend", "Mean time to fix"] {
         assert!(md.contains(part), "{part} missing:\n{md}");
     }
+    // The SLA line names the same numbers SQL counts over `finding_sla` on the window's last day.
+    let s = ctem::store::Store::open(&db, true).unwrap();
+    let past = count(&s, "SELECT count(*) FROM finding_sla WHERE due_date < DATE '2026-11-23'");
+    let soon = count(&s, "SELECT count(*) FROM finding_sla WHERE due_date BETWEEN DATE '2026-11-23' AND DATE '2026-11-26'");
+    drop(s);
+    assert!(past > 0 && soon > 0);
+    assert!(md.contains(&format!("## SLA: {past} open findings past due (0 became overdue in the window), {soon} due within 3 days")), "{md}");
     // JSON for scripts, with a scope and a longer window.
     let s = ctem::store::Store::open(&db, false).unwrap();
     ctem::store::scopes::save(&s.conn, "payments", "bu=payments", "", chrono::Utc::now().naive_utc()).unwrap();
