@@ -311,6 +311,11 @@ impl App {
             Resp::BoardChanged { message, error } => {
                 self.message = Some((message, error));
                 self.board.marks.clear();
+                if !error {
+                    if let Some(t) = self.tables.get_mut("queue") {
+                        t.marks.clear();
+                    }
+                }
                 self.refresh_all();
             }
             Resp::Info(m) => {
@@ -814,6 +819,13 @@ impl App {
                 }
             }
             Action::HandOff => self.hand_off(),
+            Action::Except if self.tab == 3 && self.prio_view == 0 => {
+                if self.read_only {
+                    self.message = Some(("read-only: exceptions cannot be granted".into(), true));
+                } else {
+                    self.input = Input::Command("except risk_accepted 90d ".into());
+                }
+            }
             Action::MoveForward | Action::MoveBack | Action::Assign | Action::Except => {
                 if self.tab == 5 {
                     self.message = Some(("on the board (Tab back to it): cards move, get assigned and excepted there".into(), true));
@@ -1084,7 +1096,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":run", "run the SQL statement under the cursor"),
     (":move STATUS", "board: move the card (or the marked cards) to a status"),
     (":assign NAME", "board: assign the card (or the marked cards); no name clears"),
-    (":except KIND EXPIRY APPROVER WHY", "board: risk_accepted|false_positive, 90d|YYYY-MM-DD|-, who approves, why"),
+    (":except KIND EXPIRY APPROVER WHY", "board card or marked queue findings: risk_accepted|false_positive, 90d|YYYY-MM-DD|-, approver, why"),
     (":refresh", "reload from the store"),
     (":q", "quit"),
 ];

@@ -326,8 +326,22 @@ impl App {
                 let mut it = rest.split_whitespace();
                 let (kind, expiry, approver) = (it.next().unwrap_or(""), it.next().unwrap_or(""), it.next().unwrap_or(""));
                 let justification = it.collect::<Vec<_>>().join(" ");
-                let Some(id) = self.board.selected().map(|c| c.id).filter(|_| self.board_visible()) else {
-                    self.message = Some(("except: select a card on the board first".into(), true));
+                // A card on the board, or the marked (else the selected) findings of the queue.
+                let target = if self.board_visible() {
+                    self.board.selected().map(|c| crate::store::exceptions::Target::WorkItem(c.id))
+                } else if self.tab == 3 && self.prio_view == 0 {
+                    self.tables.get("queue").and_then(|t| {
+                        let mut ids: Vec<i64> = t.marks.iter().copied().collect();
+                        if ids.is_empty() {
+                            ids.extend(t.selected().map(|r| r.key));
+                        }
+                        (!ids.is_empty()).then_some(crate::store::exceptions::Target::Findings(ids))
+                    })
+                } else {
+                    None
+                };
+                let Some(target) = target else {
+                    self.message = Some(("except: select a card on the board, or findings in the queue, first".into(), true));
                     return true;
                 };
                 if approver.is_empty() {
@@ -339,7 +353,7 @@ impl App {
                     return true;
                 }
                 self.db.send(Req::Except {
-                    id,
+                    target,
                     kind: kind.to_string(),
                     expiry: (expiry != "-").then(|| expiry.to_string()),
                     approver: approver.to_string(),

@@ -37,7 +37,7 @@ pub enum Req {
     MoveCards { ids: Vec<i64>, to: String },
     Assign { ids: Vec<i64>, who: String },
     /// An exception for a whole work item (the requester is the console's user).
-    Except { id: i64, kind: String, expiry: Option<String>, approver: String, justification: String },
+    Except { target: crate::store::exceptions::Target, kind: String, expiry: Option<String>, approver: String, justification: String },
     /// A work item's findings, fix plan and history.
     Card { id: i64 },
 }
@@ -281,7 +281,12 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 None => Resp::BoardChanged { message: format!("{done} card{} assigned to {who}", if done == 1 { "" } else { "s" }), error: false },
             }
         }
-        Req::Except { id, kind, expiry, approver, justification } => {
+        Req::Except { target, kind, expiry, approver, justification } => {
+            let what = match &target {
+                crate::store::exceptions::Target::WorkItem(id) => format!("#{id}"),
+                crate::store::exceptions::Target::Findings(ids) if ids.len() == 1 => format!("finding {}", ids[0]),
+                _ => "the marked findings".to_string(),
+            };
             let now = now();
             let expires = match expiry.as_deref().map(|e| crate::store::exceptions::parse_expiry(e, now)) {
                 Some(Err(e)) => return Some(Resp::BoardChanged { message: format!("exception: {e}"), error: true }),
@@ -294,7 +299,7 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 requester: store.actor.clone(),
                 approver: Some(approver),
                 expires,
-                target: crate::store::exceptions::Target::WorkItem(id),
+                target,
             };
             let max = crate::store::exceptions::max_days(c);
             match crate::store::exceptions::add(store, &req, max) {
@@ -302,7 +307,7 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                     if let Err(e) = crate::risk::rescore_store(store) {
                         tracing::warn!("rescore after an exception: {e}");
                     }
-                    Resp::BoardChanged { message: format!("exception #{} for #{id}: {} findings out of the queue", g.exception_id, g.findings), error: false }
+                    Resp::BoardChanged { message: format!("exception #{} for {what}: {} findings out of the queue", g.exception_id, g.findings), error: false }
                 }
                 Err(e) => Resp::BoardChanged { message: format!("exception: {}", first_line(e)), error: true },
             }

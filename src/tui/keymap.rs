@@ -112,7 +112,7 @@ impl Action {
             Action::MoveForward => "board: move the card (or the marked cards) to the next status",
             Action::MoveBack => "board: move the card (or the marked cards) to the previous status",
             Action::Assign => "board: assign the card (or the marked cards)",
-            Action::Except => "board: risk acceptance or false positive for the card (needs an approver)",
+            Action::Except => "risk acceptance or false positive for the card, or the marked findings of the queue (needs an approver)",
         }
     }
 

@@ -488,3 +488,35 @@ fn board_refuses_changes_when_read_only() {
     key(&mut app, '>');
     assert!(app.message.clone().unwrap().0.starts_with("read-only: cards cannot be moved"));
 }
+
+#[test]
+fn marked_queue_findings_can_be_excepted() {
+    let mut app = app_with("default");
+    key(&mut app, '4');
+    let before = app.tables["queue"].total.unwrap();
+    key(&mut app, ' ');
+    key(&mut app, ' ');
+    key(&mut app, 'x');
+    assert_eq!(app.input, Input::Command("except risk_accepted 90d ".into()));
+    code(&mut app, KeyCode::Esc);
+    // The requester approving their own exception is refused, whoever the console's user is.
+    let me = ctem::store::default_actor();
+    app.command(&format!("except risk_accepted 30d {me} scanner false alarm on the appliance"));
+    app.settle(Duration::from_secs(20));
+    let (m, err) = app.message.clone().unwrap();
+    assert!(err && m.contains("must differ from the requester"), "{m}");
+    assert_eq!(app.tables["queue"].total, Some(before));
+    app.command("except risk_accepted 30d someone-else appliance decommissioned on 2026-12-01");
+    app.settle(Duration::from_secs(20));
+    let (m, err) = app.message.clone().unwrap();
+    assert!(!err && m.ends_with("for the marked findings: 2 findings out of the queue"), "{m}");
+    assert_eq!(app.tables["queue"].total, Some(before - 2));
+    assert!(app.tables["queue"].marks.is_empty());
+    // Mobilization lists it with its age and expiry.
+    key(&mut app, '6');
+    code(&mut app, KeyCode::Tab);
+    code(&mut app, KeyCode::Tab);
+    assert_eq!(app.focused_table_id(), Some("exceptions"));
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("risk_accepted") && text.contains("someone-else") && text.contains("appliance decommission"), "{text}");
+}
