@@ -164,6 +164,18 @@ pub enum Cmd {
         #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
         format: String,
     },
+    /// Sync work items with Jira and ServiceNow: push new tickets and status changes, then pull the
+    /// trackers' changes; conflicts are listed for a person to resolve
+    Sync {
+        #[command(subcommand)]
+        cmd: Option<SyncCmd>,
+        /// Print exactly what would be sent, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this tracker: jira or servicenow
+        #[arg(long, value_parser = ["jira", "servicenow"])]
+        system: Option<String>,
+    },
     /// Measure import throughput on generated estates (prints numbers; see README)
     #[command(hide = true)]
     Bench {
@@ -249,6 +261,20 @@ pub enum ExceptionCmd {
         id: i64,
         #[arg(long, default_value = "")]
         reason: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SyncCmd {
+    /// Tickets per work item, pending and failed outbox entries, open conflicts
+    Status,
+    /// Settle a conflict: keep the local status (pushed next sync) or the tracker's (applied next sync)
+    Resolve {
+        work_item: i64,
+        #[arg(long, value_parser = ["jira", "servicenow"])]
+        system: String,
+        #[arg(long, value_parser = ["local", "remote"])]
+        keep: String,
     },
 }
 
@@ -600,6 +626,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Exception { cmd } => crate::mobilize::exception(&cli, &paths, cmd),
         Cmd::Sla => crate::mobilize::sla(&cli, &paths),
         Cmd::Audit { entity, id, limit, format } => crate::mobilize::audit(&cli, &paths, entity.as_deref(), *id, *limit, format),
+        Cmd::Sync { cmd, dry_run, system } => crate::mobilize::sync(&cli, &paths, cmd.as_ref(), *dry_run, system.clone()),
         Cmd::Bench { findings, dir, formats, console, score } => {
             if *score {
                 crate::generator::bench::score(*findings, dir.clone())?;

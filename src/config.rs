@@ -72,6 +72,13 @@ struct File {
     #[serde(default)]
     sla: Option<toml::Value>,
     user: Option<String>,
+    /// Checked and read by `sync::config` when a sync runs.
+    #[serde(default, rename = "jira")]
+    _jira: Option<toml::Value>,
+    #[serde(default, rename = "servicenow")]
+    _servicenow: Option<toml::Value>,
+    #[serde(default, rename = "sync")]
+    _sync: Option<toml::Value>,
 }
 
 pub const EXAMPLE: &str = r#"# ctem configuration

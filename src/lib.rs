@@ -16,6 +16,7 @@ pub mod routing;
 pub mod fixplan;
 pub mod intel;
 pub mod store;
+pub mod sync;
 pub mod tui;
 
 pub fn version() -> &'static str {

@@ -1,6 +1,6 @@
 //! The mobilisation commands: `ctem plan`, `ctem work`, `ctem exception`, `ctem sla`, `ctem audit`.
 
-use crate::cli::{open_for_read, open_rw_cfg, Cli, ExceptionCmd, WorkCmd};
+use crate::cli::{open_for_read, open_rw_cfg, Cli, ExceptionCmd, SyncCmd, WorkCmd};
 use crate::paths::Paths;
 use crate::store::exceptions::{self, Request, Target};
 use crate::store::output::{run_query, OutFormat};
@@ -356,4 +356,68 @@ pub fn audit(cli: &Cli, paths: &Paths, entity: Option<&str>, id: Option<i64>, li
     );
     print_query(&store.conn, &sql, format)?;
     Ok(0)
+}
+
+/// The sync configuration from config.toml and the environment.
+pub fn sync_config(paths: &Paths) -> anyhow::Result<crate::sync::SyncConfig> {
+    let path = paths.config_file();
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => bail!("{}: {e}", path.display()),
+    };
+    crate::sync::config(text.as_deref(), &path, &|k| std::env::var(k).ok()).map_err(anyhow::Error::msg)
+}
+
+pub fn sync(cli: &Cli, paths: &Paths, cmd: Option<&SyncCmd>, dry_run: bool, system: Option<String>) -> anyhow::Result<i32> {
+    match cmd {
+        Some(SyncCmd::Status) => {
+            let store = open_for_read(cli, paths)?;
+            println!("Tickets");
+            print_query(
+                &store.conn,
+                "SELECT system, count(*) FILTER (WHERE ticket_key IS NOT NULL) AS tickets, count(*) FILTER (WHERE error IS NOT NULL) AS errors,
+                        strftime(max(last_synced), '%Y-%m-%d %H:%M') AS last_synced FROM tickets GROUP BY system ORDER BY system",
+                "table",
+            )?;
+            println!("\nOutbox (not done)");
+            print_query(&store.conn, "SELECT system, action, state, count(*) AS n, any_value(error) AS example FROM sync_outbox WHERE state <> 'done' GROUP BY ALL ORDER BY ALL", "table")?;
+            println!("\nOpen conflicts");
+            print_query(
+                &store.conn,
+                "SELECT system, work_item_id, field, local_value AS local, remote_value AS remote, strftime(detected_at, '%Y-%m-%d %H:%M') AS detected FROM sync_conflicts WHERE resolved_at IS NULL ORDER BY detected_at",
+                "table",
+            )?;
+            Ok(0)
+        }
+        Some(SyncCmd::Resolve { work_item, system, keep }) => {
+            let (store, _) = open_rw_cfg(cli, paths)?;
+            println!("{}", crate::sync::resolve(&store, system, *work_item, keep)?);
+            Ok(0)
+        }
+        None => {
+            let cfg = sync_config(paths)?;
+            let (store, _) = if dry_run { (open_for_read(cli, paths)?, crate::config::Config::default()) } else { open_rw_cfg(cli, paths)? };
+            let out = crate::sync::run(&store, &cfg, &crate::sync::Options { dry_run, only: system, call_budget: None })?;
+            let mut failed = 0;
+            for o in &out {
+                for d in &o.dry {
+                    println!("{d}\n");
+                }
+                if dry_run {
+                    println!("{}: {} requests would be sent (dry run: nothing sent, nothing changed)", o.system, o.dry.len());
+                    continue;
+                }
+                println!("{}", o.line());
+                if o.error.is_some() {
+                    failed += 1;
+                }
+                for (id, e) in &o.failed {
+                    eprintln!("  #{id}: {e}");
+                }
+                failed += o.failed.len();
+            }
+            Ok(if failed > 0 { 1 } else { 0 })
+        }
+    }
 }

@@ -537,4 +537,55 @@ FROM exceptions e LEFT JOIN exception_findings ef USING (exception_id) LEFT JOIN
 GROUP BY ALL;
 "#,
 ),
+(
+    7,
+    "ticket sync: tickets, outbox, watermarks, conflicts",
+    r#"
+-- One row per work item and tracker: the ticket and what was last agreed with it.
+CREATE TABLE tickets (
+    work_item_id    BIGINT NOT NULL,
+    system          VARCHAR NOT NULL,   -- jira, servicenow
+    ticket_key      VARCHAR,            -- PROJ-123, INC0010001
+    ticket_id       VARCHAR,            -- Jira issue id, ServiceNow sys_id
+    url             VARCHAR,
+    fingerprint     VARCHAR NOT NULL,   -- the label / correlation_id put on the ticket when it was created
+    remote_status   VARCHAR,
+    remote_category VARCHAR,            -- Jira statusCategory key, ServiceNow state value
+    remote_assignee VARCHAR,
+    remote_updated  VARCHAR,
+    synced_status   VARCHAR,            -- the work item status both sides agreed on at the last sync
+    synced_findings INTEGER,            -- findings the ticket was last told about
+    last_synced     TIMESTAMP,
+    error           VARCHAR
+);
+-- Every call to a tracker: the intent is written before the call, the outcome after it.
+CREATE SEQUENCE seq_outbox START 1;
+CREATE TABLE sync_outbox (
+    outbox_id    BIGINT NOT NULL,
+    system       VARCHAR NOT NULL,
+    work_item_id BIGINT NOT NULL,
+    action       VARCHAR NOT NULL,      -- create, transition, comment
+    detail       VARCHAR,               -- target status, comment text
+    fingerprint  VARCHAR NOT NULL,
+    state        VARCHAR NOT NULL,      -- pending, sent (call under way), done, failed, uncertain
+    attempts     INTEGER NOT NULL,
+    created_at   TIMESTAMP NOT NULL,
+    updated_at   TIMESTAMP NOT NULL,
+    error        VARCHAR
+);
+CREATE TABLE sync_state (system VARCHAR NOT NULL, watermark VARCHAR, last_run TIMESTAMP);
+-- Changes made on both sides since the last sync: a person decides.
+CREATE TABLE sync_conflicts (
+    system       VARCHAR NOT NULL,
+    work_item_id BIGINT NOT NULL,
+    field        VARCHAR NOT NULL,
+    local_value  VARCHAR,
+    remote_value VARCHAR,
+    remote_category VARCHAR,
+    detected_at  TIMESTAMP NOT NULL,
+    resolved_at  TIMESTAMP,
+    resolution   VARCHAR
+);
+"#,
+),
 ];

@@ -11,3 +11,4 @@ mod mobilization;
 mod prioritization;
 mod process;
 mod sample;
+mod sync;
