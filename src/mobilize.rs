@@ -398,7 +398,7 @@ pub fn sync(cli: &Cli, paths: &Paths, cmd: Option<&SyncCmd>, dry_run: bool, syst
         None => {
             let cfg = sync_config(paths)?;
             let (store, _) = if dry_run { (open_for_read(cli, paths)?, crate::config::Config::default()) } else { open_rw_cfg(cli, paths)? };
-            let out = crate::sync::run(&store, &cfg, &crate::sync::Options { dry_run, only: system, call_budget: None })?;
+            let out = crate::sync::run(&store, &cfg, &crate::sync::Options { dry_run, only: system, call_budget: None, progress: None })?;
             let mut failed = 0;
             for o in &out {
                 for d in &o.dry {

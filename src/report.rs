@@ -53,6 +53,8 @@ pub struct Standup {
     /// Work items the rescans verified, and reopened by regressions, since the window's start.
     pub work_verified: i64,
     pub work_reopened: i64,
+    /// Work items whose ticket moved in Jira or ServiceNow since the window's start: (work item, what).
+    pub tickets_moved: Vec<(i64, String)>,
     /// Active exceptions expiring within 7 days: (id, kind, findings, expiry date).
     pub exceptions_expiring: Vec<(i64, String, i64, String)>,
 }
@@ -217,6 +219,14 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
+    let tickets_moved = {
+        let mut st = c.prepare(&format!(
+            "SELECT entity_id, actor || ': ' || coalesce(detail, '') || ' (' || coalesce(old_value, '') || ' -> ' || coalesce(new_value, '') || ')'
+             FROM audit_log WHERE entity = 'work_item' AND actor IN ('jira', 'servicenow') AND changed_at > {s0} ORDER BY changed_at DESC LIMIT 20"
+        ))?;
+        let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<Vec<_>, _>>()?;
+        v
+    };
     let exceptions_expiring = {
         let mut st = c.prepare(
             "SELECT exception_id, kind, findings, strftime(expires_at, '%Y-%m-%d') FROM exception_list
@@ -232,6 +242,7 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         sla_due_3d,
         work_verified,
         work_reopened,
+        tickets_moved,
         exceptions_expiring,
         since,
         until,
@@ -316,6 +327,13 @@ impl Standup {
         );
         if self.work_verified + self.work_reopened > 0 {
             let _ = writeln!(o, "Work items verified by rescans: {}; reopened by regressions: {}\n", group(self.work_verified), group(self.work_reopened));
+        }
+        if !self.tickets_moved.is_empty() {
+            let _ = writeln!(o, "Tickets moved in Jira or ServiceNow:");
+            for (id, what) in &self.tickets_moved {
+                let _ = writeln!(o, "- work item #{id}: {what}");
+            }
+            let _ = writeln!(o);
         }
         if !self.exceptions_expiring.is_empty() {
             let _ = writeln!(o, "Exceptions expiring within 7 days:");

@@ -65,11 +65,13 @@ pub struct Policy {
     pub timeout: Duration,
     /// Stop after this many calls (None: no limit).
     pub call_budget: Option<usize>,
+    /// Counts every call, for a progress display.
+    pub progress: Option<std::sync::Arc<AtomicUsize>>,
 }
 
 impl Default for Policy {
     fn default() -> Self {
-        Policy { max_retries: 6, backoff: Duration::from_millis(500), timeout: Duration::from_secs(30), call_budget: None }
+        Policy { max_retries: 6, backoff: Duration::from_millis(500), timeout: Duration::from_secs(30), call_budget: None, progress: None }
     }
 }
 
@@ -155,6 +157,9 @@ impl Http {
                 }
             }
             self.calls.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = &self.policy.progress {
+                p.fetch_add(1, Ordering::Relaxed);
+            }
             let mut rq = self.client.request(method.clone(), url.clone()).basic_auth(&self.user, Some(self.secret.expose())).header("Accept", "application/json");
             if let Some(b) = body {
                 rq = rq.json(b);

@@ -379,6 +379,8 @@ pub struct Options {
     pub only: Option<String>,
     /// Overrides the configured call budget (tests stop a run part-way with it).
     pub call_budget: Option<usize>,
+    /// Counts the requests made, for a progress display.
+    pub progress: Option<std::sync::Arc<std::sync::atomic::AtomicUsize>>,
 }
 
 /// Work items a tracker should hold a ticket for: every one not closed before it was ever synced.
@@ -395,6 +397,7 @@ pub fn run(store: &Store, cfg: &SyncConfig, opts: &Options) -> anyhow::Result<Ve
     if opts.call_budget.is_some() {
         policy.call_budget = opts.call_budget;
     }
+    policy.progress = opts.progress.clone();
     let mut trackers = Vec::new();
     if let Some(j) = &cfg.jira {
         if opts.only.as_deref().is_none_or(|o| o == "jira") {
@@ -1027,4 +1030,42 @@ pub fn resolve(store: &Store, system: &str, id: i64, keep: &str) -> anyhow::Resu
     )?;
     audit(c, &store.actor, "work_item", id, "conflict", Some(&local), Some(&remote), Some(&format!("{system}: kept {keep}")))?;
     Ok(format!("conflict on #{id} ({system}: local {local}, remote {remote}) resolved: {keep} kept; the next sync carries it over"))
+}
+
+/// What is waiting, failing or in conflict, as text (the console's sync overlay).
+pub fn status_text(c: &duckdb::Connection) -> anyhow::Result<String> {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let mut st = c.prepare(
+        "SELECT system, count(*) FILTER (WHERE ticket_key IS NOT NULL), count(*) FILTER (WHERE error IS NOT NULL), strftime(max(last_synced), '%Y-%m-%d %H:%M')
+         FROM tickets GROUP BY system ORDER BY system",
+    )?;
+    let rows: Vec<(String, i64, i64, Option<String>)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        writeln!(out, "No tickets yet. `:sync` (or `ctem sync`) creates them; configure [jira] / [servicenow] in config.toml or CTEM_JIRA_* / CTEM_SNOW_*.")?;
+    }
+    for (s, n, e, last) in rows {
+        writeln!(out, "{s}: {n} tickets, {e} with errors, last synced {}", last.unwrap_or_else(|| "never".into()))?;
+    }
+    let mut st = c.prepare("SELECT system, action, state, count(*) FROM sync_outbox WHERE state <> 'done' GROUP BY ALL ORDER BY ALL")?;
+    let rows: Vec<(String, String, String, i64)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+    writeln!(out, "\nOutbox not done: {}", if rows.is_empty() { "none".to_string() } else { String::new() })?;
+    for (s, a, stt, n) in rows {
+        writeln!(out, "  {s} {a} {stt}: {n}")?;
+    }
+    let mut st = c.prepare(
+        "SELECT system, work_item_id, local_value, remote_value, strftime(detected_at, '%Y-%m-%d %H:%M') FROM sync_conflicts WHERE resolved_at IS NULL ORDER BY detected_at",
+    )?;
+    let rows: Vec<(String, i64, String, String, String)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?.collect::<Result<_, _>>()?;
+    writeln!(out, "\nConflicts (changed on both sides; `ctem sync resolve ID --system S --keep local|remote`): {}", rows.len())?;
+    for (s, id, l, r, at) in rows {
+        writeln!(out, "  #{id} {s}: here {l}, there {r} (since {at})")?;
+    }
+    let mut st = c.prepare("SELECT system, work_item_id, error FROM tickets WHERE error IS NOT NULL ORDER BY work_item_id LIMIT 50")?;
+    let rows: Vec<(String, i64, String)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    writeln!(out, "\nFailures: {}", rows.len())?;
+    for (s, id, e) in rows {
+        writeln!(out, "  #{id} {s}: {e}")?;
+    }
+    Ok(out)
 }

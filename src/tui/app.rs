@@ -1095,6 +1095,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
     (":move STATUS", "board: move the card (or the marked cards) to a status"),
+    (":sync [status]", "sync tickets with Jira / ServiceNow in the background; status: outbox, conflicts, failures"),
     (":assign NAME", "board: assign the card (or the marked cards); no name clears"),
     (":except KIND EXPIRY APPROVER WHY", "board card or marked queue findings: risk_accepted|false_positive, 90d|YYYY-MM-DD|-, approver, why"),
     (":refresh", "reload from the store"),

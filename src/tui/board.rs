@@ -37,6 +37,9 @@ pub struct Card {
     pub open: i64,
     pub findings: i64,
     pub kev: bool,
+    /// Tracker tickets (`SEC-12 INC0010001`) and whether the last sync of one failed.
+    pub tickets: Option<String>,
+    pub sync_error: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +163,8 @@ pub fn fetch(c: &Connection, filter: &Compiled, scope: Option<&Compiled>, today:
     };
     let sql = format!(
         "SELECT status, work_item_id, title, priority, team, assignee, due_date, CAST(due_date - DATE '{today}' AS BIGINT), open_findings, findings, kev,
+                (SELECT string_agg(t.ticket_key, ' ' ORDER BY t.system) FROM tickets t WHERE t.work_item_id = work_board.work_item_id AND t.ticket_key IS NOT NULL),
+                (SELECT count(*) > 0 FROM tickets t WHERE t.work_item_id = work_board.work_item_id AND t.error IS NOT NULL),
                 count(*) OVER (PARTITION BY status),
                 count(*) FILTER (WHERE status NOT IN ('fixed', 'verified', 'risk_accepted', 'false_positive') AND due_date < DATE '{today}') OVER (PARTITION BY status)
          FROM work_board WHERE ({}){scope_sql}
@@ -186,9 +191,11 @@ pub fn fetch(c: &Connection, filter: &Compiled, scope: Option<&Compiled>, today:
                 open: r.get(8)?,
                 findings: r.get(9)?,
                 kev: r.get(10)?,
+                tickets: r.get(11)?,
+                sync_error: r.get(12)?,
             },
-            r.get::<_, i64>(11)?,
-            r.get::<_, i64>(12)?,
+            r.get::<_, i64>(13)?,
+            r.get::<_, i64>(14)?,
         ))
     })?;
     for r in rows {
@@ -310,6 +317,24 @@ impl App {
                     self.move_cards(rest.trim());
                 } else {
                     self.message = Some(("move: on the board (Mobilization)".into(), true));
+                }
+            }
+            "sync" => {
+                if rest.trim() == "status" {
+                    self.db.send(Req::SyncStatus);
+                } else if self.read_only {
+                    self.message = Some(("read-only: tickets cannot be pushed (open without --read-only)".into(), true));
+                } else {
+                    match crate::mobilize::sync_config(&crate::paths::Paths::discover()) {
+                        Ok(cfg) if cfg.jira.is_none() && cfg.snow.is_none() => {
+                            self.message = Some(("sync: no tracker configured (CTEM_JIRA_URL/USER/TOKEN, CTEM_SNOW_URL/USER/PASSWORD, or [jira]/[servicenow] in config.toml)".into(), true));
+                        }
+                        Ok(cfg) => {
+                            self.db.send(Req::Sync { cfg: Box::new(cfg) });
+                            self.message = Some(("sync started".into(), false));
+                        }
+                        Err(e) => self.message = Some((format!("sync: {e}"), true)),
+                    }
                 }
             }
             "assign" => {
@@ -475,6 +500,15 @@ pub fn draw(f: &mut Frame, app: &mut App, area: Rect) {
             ];
             if card.kev {
                 l1.push(Span::styled(" KEV", t.get("sev_critical")));
+            }
+            if card.sync_error {
+                l1.push(Span::styled(" sync!", t.get("alert_error")));
+            } else if let Some(k) = &card.tickets {
+                let used: usize = l1.iter().map(|s| s.width()).sum();
+                let room = cwid.saturating_sub(used + due.width() + 2);
+                if room >= 4 {
+                    l1.push(Span::styled(format!(" {}", clip(k, room)), t.get("dim")));
+                }
             }
             let used: usize = l1.iter().map(|s| s.width()).sum();
             let pad = cwid.saturating_sub(used + due.width());

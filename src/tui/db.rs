@@ -40,6 +40,9 @@ pub enum Req {
     Except { target: crate::store::exceptions::Target, kind: String, expiry: Option<String>, approver: String, justification: String },
     /// A work item's findings, fix plan and history.
     Card { id: i64 },
+    /// Sync the trackers in the background.
+    Sync { cfg: Box<crate::sync::SyncConfig> },
+    SyncStatus,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -83,6 +86,8 @@ pub struct Standup {
     pub sla_due_3d: i64,
     /// Active exceptions expiring within 7 days.
     pub exceptions_expiring: i64,
+    /// Work items whose ticket moved in a tracker.
+    pub tickets_moved: i64,
 }
 
 pub enum Resp {
@@ -375,6 +380,57 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             });
             return None;
         }
+        Req::SyncStatus => match crate::sync::status_text(c) {
+            Ok(text) => Resp::Detail { title: "Ticket sync".into(), text, panel: false },
+            Err(e) => err("sync", &e),
+        },
+        Req::Sync { cfg } => {
+            if store.read_only {
+                return Some(err("sync", &"read-only: tickets cannot be pushed (open without --read-only)"));
+            }
+            if busy_import.swap(true, Ordering::SeqCst) {
+                return Some(err("sync", &"an import or sync is already running; wait for it to finish"));
+            }
+            let job = JOBS.fetch_add(1, Ordering::Relaxed);
+            let conn = match c.try_clone() {
+                Ok(x) => x,
+                Err(e) => {
+                    busy_import.store(false, Ordering::SeqCst);
+                    return Some(err("sync", &e));
+                }
+            };
+            let tx = tx.clone();
+            let busy = busy_import.clone();
+            let (path, weights, actor, routing) = (store.path.clone(), store.weights.clone(), store.actor.clone(), store.routing.clone());
+            std::thread::spawn(move || {
+                let st = Store { conn, path, read_only: false, weights, actor, routing };
+                let count = Arc::new(AtomicU64::new(0));
+                let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+                let done = Arc::new(AtomicBool::new(false));
+                let (c2, d2, t2) = (calls.clone(), done.clone(), tx.clone());
+                let ticker = std::thread::spawn(move || {
+                    while !d2.load(Ordering::SeqCst) {
+                        let n = c2.load(Ordering::Relaxed) as u64;
+                        let _ = t2.send(Resp::Progress { job, label: format!("sync: {n} requests"), done: 0, total: 0 });
+                        std::thread::sleep(std::time::Duration::from_millis(250));
+                    }
+                });
+                let _ = count;
+                let r = crate::sync::run(&st, &cfg, &crate::sync::Options { dry_run: false, only: None, call_budget: None, progress: Some(calls) });
+                done.store(true, Ordering::SeqCst);
+                let _ = ticker.join();
+                busy.store(false, Ordering::SeqCst);
+                let (message, ok) = match r {
+                    Ok(v) => {
+                        let ok = v.iter().all(|o| o.error.is_none() && o.failed.is_empty());
+                        (v.iter().map(|o| o.line()).collect::<Vec<_>>().join(" · "), ok)
+                    }
+                    Err(e) => (format!("sync: {}", first_line(e)), false),
+                };
+                let _ = tx.send(Resp::JobDone { job, message, ok, changed: true });
+            });
+            return None;
+        }
         Req::Import { paths } => {
             if store.read_only {
                 return Some(err("import", &"read-only: imports are refused (open without --read-only)"));
@@ -575,6 +631,7 @@ fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
     s.sla_past_due = r.sla_past_due;
     s.sla_due_3d = r.sla_due_3d;
     s.exceptions_expiring = r.exceptions_expiring.len() as i64;
+    s.tickets_moved = r.tickets_moved.len() as i64;
     Ok(s)
 }
 

@@ -114,7 +114,10 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         return;
     }
     let mut right: Vec<Span> = Vec::new();
-    if let Some((_, j)) = app.jobs.iter().next() {
+    if let Some((_, j)) = app.jobs.iter().next().filter(|(_, j)| j.total == 0) {
+        // Work of unknown size (a sync): what has been done so far.
+        right.push(Span::styled(format!("{} … ", j.label), t.get("progress")));
+    } else if let Some((_, j)) = app.jobs.iter().next() {
         let pct = if j.total > 0 { (j.done as f64 / j.total as f64).min(1.0) } else { 0.0 };
         let w = 12usize;
         let filled = (pct * w as f64).round() as usize;
@@ -273,6 +276,9 @@ fn draw_standup(f: &mut Frame, app: &mut App, area: Rect) {
                     v.push(Span::styled(group(s.exceptions_expiring as u64), t.get("alert_warn")));
                 }
                 lines.push(Line::from(v));
+            }
+            if s.tickets_moved > 0 {
+                lines.push(Line::from(vec![Span::raw("tickets moved in trackers "), Span::styled(group(s.tickets_moved as u64), t.get("key"))]));
             }
             lines.push(Line::from(""));
             lines.push(Line::from(Span::styled("Imports in the window", t.get("column_header"))));

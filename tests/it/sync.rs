@@ -511,7 +511,7 @@ fn cfg(jira: Option<&str>, snow: Option<&str>, token: &str) -> SyncConfig {
             close_code: "Solved (Permanently)".into(),
         }),
         search_lag: Duration::from_millis(600),
-        policy: Policy { max_retries: 6, backoff: Duration::from_millis(20), timeout: Duration::from_secs(5), call_budget: None },
+        policy: Policy { max_retries: 6, backoff: Duration::from_millis(20), timeout: Duration::from_secs(5), call_budget: None, progress: None },
     }
 }
 
@@ -521,7 +521,7 @@ fn sync_with_kills(s: &Store, c: &SyncConfig, seed: u64) -> (usize, usize) {
     let mut kills = 0;
     for round in 0..200 {
         let budget = if round < 12 { Some(rng.usize(5..400)) } else { None };
-        let out = sync::run(s, c, &Options { dry_run: false, only: None, call_budget: budget }).unwrap();
+        let out = sync::run(s, c, &Options { dry_run: false, only: None, call_budget: budget, progress: None }).unwrap();
         if out.iter().any(|o| o.interrupted) {
             kills += 1;
             continue;
@@ -644,6 +644,11 @@ fn thousand_work_items_reach_both_trackers_once_through_faults_and_kills() {
             assert_eq!(j.issues.iter().find(|i| i.key == keys[&id].0).unwrap().status, "Done");
         }
     }
+    // The stand-up names the tickets that moved in the trackers.
+    let now = chrono::Utc::now().naive_utc();
+    let st = ctem::report::standup(&s, now - chrono::Duration::hours(24), now, None, true).unwrap();
+    assert_eq!(st.tickets_moved.len(), 20, "the 20 latest");
+    assert!(st.markdown().contains("Tickets moved in Jira or ServiceNow:\n- work item #"), "{}", st.markdown());
     // Both sides changed work item 50: a conflict, nothing overwritten, until a person decides.
     assert_eq!(strings(&s, "SELECT system || ' ' || local_value || ' / ' || remote_value FROM sync_conflicts WHERE resolved_at IS NULL"), vec!["jira in_progress / Done"]);
     assert_eq!(strings(&s, "SELECT status FROM work_items WHERE work_item_id = 50"), vec!["in_progress"]);
@@ -661,7 +666,7 @@ fn refusals_are_per_work_item_and_secrets_never_show() {
     let (snow, _ss) = snow_mock(Faults::default(), TOKEN);
     // Wrong credentials: every item says so, nothing is marked synced, and the secret is nowhere.
     let bad = cfg(Some(&jira), Some(&snow), "wrong-secret-123");
-    let out = sync::run(&s, &bad, &Options { dry_run: false, only: None, call_budget: None }).unwrap();
+    let out = sync::run(&s, &bad, &Options { dry_run: false, only: None, call_budget: None, progress: None }).unwrap();
     let text = out.iter().map(|o| format!("{} {:?}", o.line(), o.failed)).collect::<Vec<_>>().join("\n");
     assert_eq!(out.len(), 2, "one tracker failing does not stop the other");
     assert!(text.contains("jira: refused (401): You are not authenticated") && text.contains("servicenow: refused (401): User Not Authenticated"), "{text}");
@@ -671,7 +676,7 @@ fn refusals_are_per_work_item_and_secrets_never_show() {
     // An unknown project: a clear message per work item; the other tracker goes on.
     let mut c = cfg(Some(&jira), Some(&snow), TOKEN);
     c.jira.as_mut().unwrap().project = Some("NOPE".into());
-    let out = sync::run(&s, &c, &Options { dry_run: false, only: None, call_budget: None }).unwrap();
+    let out = sync::run(&s, &c, &Options { dry_run: false, only: None, call_budget: None, progress: None }).unwrap();
     let j = out.iter().find(|o| o.system == "jira").unwrap();
     assert_eq!(j.failed.len(), 30);
     assert!(j.failed[0].1.contains("project: valid project is required"), "{:?}", j.failed[0]);
@@ -680,7 +685,7 @@ fn refusals_are_per_work_item_and_secrets_never_show() {
     // A dry run prints what would be sent and sends no write.
     let before = js.lock().unwrap().log.len();
     let c = cfg(Some(&jira), None, TOKEN);
-    let out = sync::run(&s, &c, &Options { dry_run: true, only: None, call_budget: None }).unwrap();
+    let out = sync::run(&s, &c, &Options { dry_run: true, only: None, call_budget: None, progress: None }).unwrap();
     let dry = out[0].dry.join("\n");
     assert!(dry.starts_with(&format!("POST {jira}/rest/api/3/issue/bulk")), "{dry}");
     assert!(dry.contains("\"labels\": [\n          \"ctem\",\n          \"ctem-") && dry.contains("\"duedate\": \"2026-12-02\""), "{dry}");
@@ -724,3 +729,41 @@ fn tracker_credentials_come_from_the_environment_or_a_private_file() {
     assert!(e.contains("/nonexistent"), "{e}");
 }
 
+
+#[test]
+fn console_sync_runs_in_the_background_and_the_board_shows_tickets() {
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    use ctem::tui::app::{App, Overlay};
+    use ctem::tui::db::{Db, Req};
+    let s = store_with_items(6);
+    let (jira, js) = jira_mock(Faults::default(), TOKEN);
+    let mut app = App::new(Db::start(s), "t".into(), ctem::tui::theme::Theme::builtin("default"), None, ctem::tui::keymap::Keymap::default());
+    app.board.today = chrono::NaiveDate::from_ymd_opt(2026, 11, 23).unwrap();
+    app.start(None, None);
+    app.settle(Duration::from_secs(10));
+    app.db.send(Req::Sync { cfg: Box::new(cfg(Some(&jira), None, TOKEN)) });
+    app.settle(Duration::from_secs(30));
+    let (m, err) = app.message.clone().unwrap();
+    assert!(!err && m.starts_with("jira: 6 created"), "{m}");
+    assert!(app.jobs.is_empty());
+    assert_eq!(js.lock().unwrap().issues.len(), 6);
+    app.on_key(KeyEvent::new(KeyCode::Char('6'), KeyModifiers::NONE));
+    app.settle(Duration::from_secs(10));
+    let keys: Vec<String> = app.board.cols[0].cards.iter().filter_map(|c| c.tickets.clone()).collect();
+    assert_eq!(keys.len(), 6, "{keys:?}");
+    assert!(keys.iter().all(|k| k.starts_with("SEC-")));
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| ctem::tui::ui::draw(f, &mut app)).unwrap();
+    let buf = term.backend().buffer().clone();
+    let text: String = (0..buf.area.height).map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_string()).collect::<String>() + "\n").collect();
+    assert!(text.contains("SEC-"), "{text}");
+    app.command("sync status");
+    app.settle(Duration::from_secs(10));
+    match &app.overlay {
+        Overlay::Detail { title, lines, .. } => {
+            assert_eq!(title, "Ticket sync");
+            assert!(lines[0].starts_with("jira: 6 tickets, 0 with errors"), "{lines:?}");
+        }
+        _ => panic!("no sync overlay"),
+    }
+}
