@@ -405,7 +405,11 @@ pub fn sync(cli: &Cli, paths: &Paths, cmd: Option<&SyncCmd>, dry_run: bool, syst
                     println!("{d}\n");
                 }
                 if dry_run {
-                    println!("{}: {} requests would be sent (dry run: nothing sent, nothing changed)", o.system, o.dry.len());
+                    if let Some(e) = &o.error {
+                        println!("{}: {e}", o.system);
+                    }
+                    let n = o.dry.iter().filter(|d| !d.starts_with('(')).count();
+                    println!("{}: {n} requests would be sent (dry run: nothing sent, nothing changed)", o.system);
                     continue;
                 }
                 println!("{}", o.line());

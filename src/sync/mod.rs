@@ -692,7 +692,15 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
         Tracker::Jira(..) => chrono::NaiveDate::parse_from_str(&w[..10.min(w.len())], "%Y-%m-%d").map(|d| (d - chrono::Duration::days(1)).to_string()).unwrap_or_default(),
         Tracker::Snow(_) => w.to_string(),
     });
-    let mut remote_changes = t.changed_since(since.as_deref().filter(|s| !s.is_empty())).await.map_err(fatal)?;
+    let mut remote_changes = match t.changed_since(since.as_deref().filter(|s| !s.is_empty())).await {
+        Ok(v) => v,
+        // A dry run shows what would be sent even when the tracker cannot be read now.
+        Err(e) if dry_run && e != CallError::Interrupted => {
+            o.dry.push(format!("(could not read the tracker's changes: {e}; the requests below assume none)"));
+            Vec::new()
+        }
+        Err(e) => return Err(fatal(e)),
+    };
     let mut known = known_tickets(store, sys)?;
     // Tickets whose state is not known (a conflict settled in the tracker's favour): read them too.
     let unknown: Vec<String> = {
