@@ -268,6 +268,14 @@ pub enum ExceptionCmd {
 pub enum SyncCmd {
     /// Tickets per work item, pending and failed outbox entries, open conflicts
     Status,
+    /// Keep a tracker's token or password in the OS keyring (read from standard input, never echoed)
+    StoreSecret {
+        #[arg(value_parser = ["jira", "servicenow"])]
+        system: String,
+        /// The tracker user (default: CTEM_JIRA_USER / CTEM_SNOW_USER or the config's user)
+        #[arg(long)]
+        user: Option<String>,
+    },
     /// Settle a conflict: keep the local status (pushed next sync) or the tracker's (applied next sync)
     Resolve {
         work_item: i64,

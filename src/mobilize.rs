@@ -225,6 +225,36 @@ pub fn show(c: &duckdb::Connection, id: i64) -> anyhow::Result<String> {
         Ok(p) => s.push_str(&p.text()),
         Err(e) => s.push_str(&format!("Fix plan unavailable: {e}")),
     }
+    let mut st = c.prepare(
+        "SELECT system, coalesce(ticket_key, '(not created)'), coalesce(remote_status, ''), coalesce(remote_assignee, ''), coalesce(remote_resolution, ''),
+                coalesce(strftime(last_synced, '%Y-%m-%d %H:%M'), 'never'), error, url
+         FROM tickets WHERE work_item_id = ? ORDER BY system",
+    )?;
+    let tickets: Vec<String> = st
+        .query_map(duckdb::params![id], |r| {
+            let (sys, key, status, who, res, last, err, url): (String, String, String, String, String, String, Option<String>, Option<String>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?);
+            let mut l = format!("  {sys:<10} {key:<12} {status}");
+            if !who.is_empty() {
+                l.push_str(&format!(" · {who}"));
+            }
+            if !res.is_empty() {
+                l.push_str(&format!(" · {res}"));
+            }
+            l.push_str(&format!(" · synced {last}"));
+            if let Some(u) = url {
+                l.push_str(&format!(" · {u}"));
+            }
+            if let Some(e) = err {
+                l.push_str(&format!("\n    last sync failed: {e}"));
+            }
+            Ok(l)
+        })?
+        .collect::<Result<_, _>>()?;
+    if !tickets.is_empty() {
+        s.push_str("\n\nTickets\n");
+        s.push_str(&tickets.join("\n"));
+    }
     s.push_str("\n\nHistory\n");
     for e in work::history(c, "work_item", id)? {
         s.push_str(&format!("  {}\n", e.line()));
@@ -388,6 +418,27 @@ pub fn sync(cli: &Cli, paths: &Paths, cmd: Option<&SyncCmd>, dry_run: bool, syst
                 "SELECT system, work_item_id, field, local_value AS local, remote_value AS remote, strftime(detected_at, '%Y-%m-%d %H:%M') AS detected FROM sync_conflicts WHERE resolved_at IS NULL ORDER BY detected_at",
                 "table",
             )?;
+            Ok(0)
+        }
+        Some(SyncCmd::StoreSecret { system, user }) => {
+            let var = if system == "jira" { "CTEM_JIRA_USER" } else { "CTEM_SNOW_USER" };
+            let user = match user.clone().or_else(|| std::env::var(var).ok()) {
+                Some(u) => u,
+                None => {
+                    let text = std::fs::read_to_string(paths.config_file()).unwrap_or_default();
+                    let v: toml::Value = toml::from_str(&text).unwrap_or(toml::Value::Table(Default::default()));
+                    let sec = if system == "jira" { "jira" } else { "servicenow" };
+                    v.get(sec).and_then(|t| t.get("user")).and_then(|u| u.as_str()).map(String::from).with_context(|| format!("which user? --user, {var} or [{sec}] user"))?
+                }
+            };
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let secret = crate::sync::http::Secret::new(line.trim().to_string());
+            if secret.expose().is_empty() {
+                bail!("nothing on standard input: pipe the token in (`ctem sync store-secret {system} < token.txt`)");
+            }
+            crate::sync::store_keyring_secret(system, &user, &secret)?;
+            println!("{system} secret for {user} kept in the OS keyring");
             Ok(0)
         }
         Some(SyncCmd::Resolve { work_item, system, keep }) => {

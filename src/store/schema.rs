@@ -552,6 +552,8 @@ CREATE TABLE tickets (
     remote_status   VARCHAR,
     remote_category VARCHAR,            -- Jira statusCategory key, ServiceNow state value
     remote_assignee VARCHAR,
+    remote_resolution VARCHAR,
+    remote_comments INTEGER,
     remote_updated  VARCHAR,
     synced_status   VARCHAR,            -- the work item status both sides agreed on at the last sync
     synced_findings INTEGER,            -- findings the ticket was last told about

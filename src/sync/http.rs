@@ -168,7 +168,9 @@ impl Http {
                 Err(e) => {
                     let sent = !e.is_connect();
                     let msg = short(&e);
-                    if (!sent || idempotent) && attempt < self.policy.max_retries {
+                    // A host that refuses connections is retried briefly; a dropped read longer.
+                    let limit = if sent { self.policy.max_retries } else { self.policy.max_retries.min(2) };
+                    if (!sent || idempotent) && attempt < limit {
                         tokio::time::sleep(self.wait(attempt)).await;
                         attempt += 1;
                         continue;

@@ -139,7 +139,7 @@ impl Jira {
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let mut body = json!({"jql": jql, "maxResults": 100, "fields": ["status", "assignee", "labels", "updated", "comment", "summary"]});
+            let mut body = json!({"jql": jql, "maxResults": 100, "fields": ["status", "assignee", "labels", "updated", "comment", "summary", "resolution"]});
             if let Some(t) = &token {
                 body["nextPageToken"] = json!(t);
             }
@@ -157,6 +157,7 @@ impl Jira {
                     status: i.pointer("/fields/status/name").and_then(Value::as_str).unwrap_or("").to_string(),
                     category: category_of(i),
                     assignee: i.pointer("/fields/assignee/displayName").and_then(Value::as_str).map(String::from),
+                    resolution: i.pointer("/fields/resolution/name").and_then(Value::as_str).map(String::from),
                     updated: i.pointer("/fields/updated").and_then(Value::as_str).unwrap_or("").to_string(),
                     comments: i.pointer("/fields/comment/total").and_then(Value::as_i64),
                 });
@@ -242,6 +243,7 @@ pub fn bulk_results(batch: &[NewTicket], v: &Value, base: &reqwest::Url) -> Vec<
                         status: String::new(),
                         category: "new".into(),
                         assignee: None,
+                        resolution: None,
                         updated: String::new(),
                         comments: Some(0),
                     })

@@ -72,6 +72,7 @@ pub struct Remote {
     /// Jira statusCategory key, ServiceNow state value.
     pub category: String,
     pub assignee: Option<String>,
+    pub resolution: Option<String>,
     pub updated: String,
     pub comments: Option<i64>,
 }
@@ -177,6 +178,20 @@ fn read_secret(path: &str, what: &str) -> Result<Secret, String> {
     Ok(Secret::new(t.trim().to_string()))
 }
 
+/// The OS keyring's entry for a tracker user (service `ctem`, account `jira:USER`), if there is one.
+pub fn keyring_secret(system: &str, user: &str) -> Option<Secret> {
+    let e = keyring::Entry::new("ctem", &format!("{system}:{user}")).ok()?;
+    e.get_password().ok().filter(|p| !p.is_empty()).map(Secret::new)
+}
+
+/// Keep a tracker secret in the OS keyring.
+pub fn store_keyring_secret(system: &str, user: &str, secret: &Secret) -> anyhow::Result<()> {
+    let hint = "the OS keyring may not be available in this session; use the environment or a mode-600 file instead";
+    let e = keyring::Entry::new("ctem", &format!("{system}:{user}")).map_err(|e| anyhow::anyhow!("keyring: {e} ({hint})"))?;
+    e.set_password(secret.expose()).map_err(|e| anyhow::anyhow!("keyring: {e} ({hint})"))?;
+    Ok(())
+}
+
 /// Read `[jira]`, `[servicenow]` and `[sync]` from config.toml (`text` at `path`) and the environment
 /// (`CTEM_JIRA_*`, `CTEM_SNOW_*` win). A tracker is configured when its URL is set; then its user and
 /// secret must be too.
@@ -206,7 +221,8 @@ pub fn config(text: Option<&str>, path: &std::path::Path, env: &dyn Fn(&str) -> 
                 None => match (j.token, j.token_file) {
                     (Some(t), _) => Secret::new(t),
                     (None, Some(f)) => read_secret(&f, "Jira token")?,
-                    (None, None) => return Err("jira: no API token (CTEM_JIRA_TOKEN, or [jira] token_file with mode 600)".into()),
+                    (None, None) => keyring_secret("jira", &user)
+                        .ok_or("jira: no API token (CTEM_JIRA_TOKEN, the OS keyring (`ctem sync store-secret jira`), or [jira] token_file with mode 600)")?,
                 },
             };
             let pr = j.priorities.unwrap_or_default();
@@ -233,7 +249,8 @@ pub fn config(text: Option<&str>, path: &std::path::Path, env: &dyn Fn(&str) -> 
                 None => match (sn.password, sn.password_file) {
                     (Some(t), _) => Secret::new(t),
                     (None, Some(f)) => read_secret(&f, "ServiceNow password")?,
-                    (None, None) => return Err("servicenow: no password (CTEM_SNOW_PASSWORD, or [servicenow] password_file with mode 600)".into()),
+                    (None, None) => keyring_secret("servicenow", &user)
+                        .ok_or("servicenow: no password (CTEM_SNOW_PASSWORD, the OS keyring (`ctem sync store-secret servicenow`), or [servicenow] password_file with mode 600)")?,
                 },
             };
             // Incident states: 1 New, 2 In Progress, 3 On Hold, 6 Resolved, 7 Closed, 8 Canceled.
@@ -561,8 +578,8 @@ fn save_ticket(store: &Store, system: &str, id: i64, r: &Remote, synced_status: 
     let c = &store.conn;
     c.execute("DELETE FROM tickets WHERE system = ? AND work_item_id = ?", duckdb::params![system, id])?;
     c.execute(
-        "INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, NULL)",
-        duckdb::params![id, system, r.key, r.id, r.url, r.fingerprint, r.status, r.category, r.assignee, r.updated, synced_status, findings],
+        "INSERT INTO tickets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP, NULL)",
+        duckdb::params![id, system, r.key, r.id, r.url, r.fingerprint, r.status, r.category, r.assignee, r.resolution, r.comments, r.updated, synced_status, findings],
     )?;
     Ok(())
 }
@@ -986,9 +1003,10 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
                 o.pulled += 1;
             }
             c.execute(
-                "UPDATE tickets SET remote_category = ?, remote_status = ?, remote_assignee = ?, remote_updated = ?, synced_status = ?, last_synced = current_timestamp::TIMESTAMP
+                "UPDATE tickets SET remote_category = ?, remote_status = ?, remote_assignee = ?, remote_resolution = ?, remote_comments = coalesce(?, remote_comments),
+                        remote_updated = ?, synced_status = ?, last_synced = current_timestamp::TIMESTAMP
                  WHERE system = ? AND work_item_id = ?",
-                duckdb::params![r.category, r.status, r.assignee, r.updated, synced, sys, id],
+                duckdb::params![r.category, r.status, r.assignee, r.resolution, r.comments, r.updated, synced, sys, id],
             )?;
         }
         if let Some(w) = remote_changes.iter().map(|r| r.updated.clone()).filter(|u| !u.is_empty()).max() {

@@ -21,7 +21,7 @@ pub struct Snow {
     pub close_code: String,
 }
 
-const FIELDS: &str = "sys_id,number,state,assigned_to,assignment_group,correlation_id,sys_updated_on";
+const FIELDS: &str = "sys_id,number,state,assigned_to,assignment_group,correlation_id,close_code,sys_updated_on";
 
 fn s(v: &Value, k: &str) -> String {
     match v.get(k) {
@@ -55,6 +55,7 @@ impl Snow {
             status: s(r, "state"),
             category: s(r, "state"),
             assignee: Some(s(r, "assigned_to")).filter(|a| !a.is_empty()),
+            resolution: Some(s(r, "close_code")).filter(|a| !a.is_empty()),
             updated: s(r, "sys_updated_on"),
             comments: None,
         }

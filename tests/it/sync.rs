@@ -255,9 +255,11 @@ fn jira_mock(faults: Faults, token: &str) -> (String, Arc<Mutex<JiraState>>) {
                 };
                 if m == "GET" {
                     let from = s.issues[idx].status;
+                    // A workflow that cannot reach Done from here (summary says NODONE).
+                    let no_done = s.issues[idx].summary.contains("NODONE");
                     let ts: Vec<Value> = CATS
                         .iter()
-                        .filter(|c| c.0 != from)
+                        .filter(|c| c.0 != from && !(no_done && c.1 == "done"))
                         .map(|c| json!({"id": c.2, "name": format!("Move to {}", c.0), "to": {"id": c.2, "name": c.0, "statusCategory": {"key": c.1, "id": 1}}, "isAvailable": true, "hasScreen": false}))
                         .collect();
                     return Resp::Json(200, json!({"transitions": ts}), vec![]);
@@ -682,7 +684,27 @@ fn refusals_are_per_work_item_and_secrets_never_show() {
     assert!(j.failed[0].1.contains("project: valid project is required"), "{:?}", j.failed[0]);
     assert_eq!(out.iter().find(|o| o.system == "servicenow").unwrap().created, 30);
     assert_eq!(js.lock().unwrap().issues.len(), 0);
+    // A workflow without a way to Done: that work item says so, the others move.
+    let c = cfg(Some(&jira), None, TOKEN);
+    s.conn.execute_batch("UPDATE work_items SET title = title || ' NODONE' WHERE work_item_id = 3").unwrap();
+    let out = sync::run(&s, &c, &Options { dry_run: false, only: None, call_budget: None, progress: None }).unwrap();
+    assert_eq!(out[0].created, 30, "{}", out[0].line());
+    s.conn.execute_batch("UPDATE work_items SET status = 'fixed' WHERE work_item_id IN (2, 3, 4)").unwrap();
+    let out = sync::run(&s, &c, &Options { dry_run: false, only: None, call_budget: None, progress: None }).unwrap();
+    assert_eq!(out[0].pushed, 2, "{}", out[0].line());
+    assert_eq!(out[0].failed.len(), 1);
+    assert!(out[0].failed[0].1.contains("has no transition to a 'done' status"), "{:?}", out[0].failed);
+    assert_eq!(strings(&s, "SELECT error FROM tickets WHERE system = 'jira' AND work_item_id = 3"), vec!["refused (409): SEC-3 has no transition to a 'done' status from where it is"]);
+    let detail = ctem::mobilize::show(&s.conn, 3).unwrap();
+    assert!(detail.contains("\nTickets\n  jira       SEC-3 ") && detail.contains("last sync failed: refused (409)"), "{detail}");
+    // Read-only stores refuse to push.
+    drop(s);
+    let ro = mem();
+    let ro = Store { read_only: true, ..ro };
+    assert!(sync::run(&ro, &c, &Options { dry_run: false, only: None, call_budget: None, progress: None }).unwrap_err().to_string().starts_with("read-only: tickets cannot be pushed"));
+    let s = store_with_items(30);
     // A dry run prints what would be sent and sends no write.
+    let (jira, js) = jira_mock(Faults::default(), TOKEN);
     let before = js.lock().unwrap().log.len();
     let c = cfg(Some(&jira), None, TOKEN);
     let out = sync::run(&s, &c, &Options { dry_run: true, only: None, call_budget: None, progress: None }).unwrap();
