@@ -192,6 +192,20 @@ pub fn store_keyring_secret(system: &str, user: &str, secret: &Secret) -> anyhow
     Ok(())
 }
 
+/// A tracker's secret: the environment, then config.toml, then a private file, then the OS keyring.
+fn secret(from_env: Option<String>, inline: Option<String>, file: Option<String>, system: &str, user: &str, names: (&str, &str, &str)) -> Result<Secret, String> {
+    let (what, var, key) = names;
+    if let Some(t) = from_env.filter(|s| !s.is_empty()) {
+        return Ok(Secret::new(t));
+    }
+    match (inline, file) {
+        (Some(t), _) => Ok(Secret::new(t)),
+        (None, Some(f)) => read_secret(&f, &format!("{system} {what}")),
+        (None, None) => keyring_secret(system, user)
+            .ok_or_else(|| format!("{system}: no {what} ({var}, the OS keyring (`ctem sync store-secret {system}`), or [{system}] {key} with mode 600)")),
+    }
+}
+
 /// Read `[jira]`, `[servicenow]` and `[sync]` from config.toml (`text` at `path`) and the environment
 /// (`CTEM_JIRA_*`, `CTEM_SNOW_*` win). A tracker is configured when its URL is set; then its user and
 /// secret must be too.
@@ -216,15 +230,7 @@ pub fn config(text: Option<&str>, path: &std::path::Path, env: &dyn Fn(&str) -> 
         Some(url) => {
             let url = http::check_url(&url, "jira")?;
             let user = pick("CTEM_JIRA_USER", j.user).ok_or("jira: no user (CTEM_JIRA_USER or [jira] user)")?;
-            let token = match env("CTEM_JIRA_TOKEN").filter(|s| !s.is_empty()) {
-                Some(t) => Secret::new(t),
-                None => match (j.token, j.token_file) {
-                    (Some(t), _) => Secret::new(t),
-                    (None, Some(f)) => read_secret(&f, "Jira token")?,
-                    (None, None) => keyring_secret("jira", &user)
-                        .ok_or("jira: no API token (CTEM_JIRA_TOKEN, the OS keyring (`ctem sync store-secret jira`), or [jira] token_file with mode 600)")?,
-                },
-            };
+            let token = secret(env("CTEM_JIRA_TOKEN"), j.token, j.token_file, "jira", &user, ("API token", "CTEM_JIRA_TOKEN", "token_file"))?;
             let pr = j.priorities.unwrap_or_default();
             let defaults = ["Highest", "High", "Medium", "Low"];
             let priorities: [String; 4] = std::array::from_fn(|i| pr.get(&format!("P{}", i + 1)).cloned().unwrap_or_else(|| defaults[i].to_string()));
@@ -244,15 +250,7 @@ pub fn config(text: Option<&str>, path: &std::path::Path, env: &dyn Fn(&str) -> 
         Some(url) => {
             let url = http::check_url(&url, "servicenow")?;
             let user = pick("CTEM_SNOW_USER", sn.user).ok_or("servicenow: no user (CTEM_SNOW_USER or [servicenow] user)")?;
-            let password = match env("CTEM_SNOW_PASSWORD").filter(|s| !s.is_empty()) {
-                Some(t) => Secret::new(t),
-                None => match (sn.password, sn.password_file) {
-                    (Some(t), _) => Secret::new(t),
-                    (None, Some(f)) => read_secret(&f, "ServiceNow password")?,
-                    (None, None) => keyring_secret("servicenow", &user)
-                        .ok_or("servicenow: no password (CTEM_SNOW_PASSWORD, the OS keyring (`ctem sync store-secret servicenow`), or [servicenow] password_file with mode 600)")?,
-                },
-            };
+            let password = secret(env("CTEM_SNOW_PASSWORD"), sn.password, sn.password_file, "servicenow", &user, ("password", "CTEM_SNOW_PASSWORD", "password_file"))?;
             // Incident states: 1 New, 2 In Progress, 3 On Hold, 6 Resolved, 7 Closed, 8 Canceled.
             let mut states: BTreeMap<String, String> = [("new", "1"), ("triaged", "1"), ("assigned", "2"), ("in_progress", "2"), ("fixed", "6"), ("verified", "7"), ("risk_accepted", "7"), ("false_positive", "7")]
                 .iter()

@@ -218,9 +218,30 @@ fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
 }
 
+fn err(context: &str, e: &dyn std::fmt::Display) -> Resp {
+    Resp::Error { context: context.to_string(), message: first_line(e) }
+}
+
+/// A background job that writes (an import, a sync): refused when read-only or when another runs;
+/// otherwise its number and a store of its own on a second connection.
+fn background(store: &Store, busy: &Arc<AtomicBool>, what: &str, refused: &str) -> Result<(u64, Store), Resp> {
+    if store.read_only {
+        return Err(err(what, &format!("read-only: {refused} (open without --read-only)")));
+    }
+    if busy.swap(true, Ordering::SeqCst) {
+        return Err(err(what, &"an import or sync is already running; wait for it to finish"));
+    }
+    let conn = store.conn.try_clone().map_err(|e| {
+        busy.store(false, Ordering::SeqCst);
+        err(what, &e)
+    })?;
+    let st = Store { conn, path: store.path.clone(), read_only: false, weights: store.weights.clone(), actor: store.actor.clone(), routing: store.routing.clone() };
+    Ok((JOBS.fetch_add(1, Ordering::Relaxed), st))
+}
+
 fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBool>) -> Option<Resp> {
     let c = &store.conn;
-    let err = |context: &str, e: &dyn std::fmt::Display| Resp::Error { context: context.to_string(), message: first_line(e) };
+
     Some(match req {
         Req::Page { table, view, want } => match view.fetch(c, &want.query) {
             Ok(rows) => Resp::Page { table, generation: want.generation, fill: want.fill, rows },
@@ -385,26 +406,13 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             Err(e) => err("sync", &e),
         },
         Req::Sync { cfg } => {
-            if store.read_only {
-                return Some(err("sync", &"read-only: tickets cannot be pushed (open without --read-only)"));
-            }
-            if busy_import.swap(true, Ordering::SeqCst) {
-                return Some(err("sync", &"an import or sync is already running; wait for it to finish"));
-            }
-            let job = JOBS.fetch_add(1, Ordering::Relaxed);
-            let conn = match c.try_clone() {
+            let (job, st) = match background(store, busy_import, "sync", "tickets cannot be pushed") {
                 Ok(x) => x,
-                Err(e) => {
-                    busy_import.store(false, Ordering::SeqCst);
-                    return Some(err("sync", &e));
-                }
+                Err(r) => return Some(r),
             };
             let tx = tx.clone();
             let busy = busy_import.clone();
-            let (path, weights, actor, routing) = (store.path.clone(), store.weights.clone(), store.actor.clone(), store.routing.clone());
             std::thread::spawn(move || {
-                let st = Store { conn, path, read_only: false, weights, actor, routing };
-                let count = Arc::new(AtomicU64::new(0));
                 let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
                 let done = Arc::new(AtomicBool::new(false));
                 let (c2, d2, t2) = (calls.clone(), done.clone(), tx.clone());
@@ -415,7 +423,6 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                         std::thread::sleep(std::time::Duration::from_millis(250));
                     }
                 });
-                let _ = count;
                 let r = crate::sync::run(&st, &cfg, &crate::sync::Options { dry_run: false, only: None, call_budget: None, progress: Some(calls) });
                 done.store(true, Ordering::SeqCst);
                 let _ = ticker.join();
@@ -432,28 +439,13 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             return None;
         }
         Req::Import { paths } => {
-            if store.read_only {
-                return Some(err("import", &"read-only: imports are refused (open without --read-only)"));
-            }
-            if busy_import.swap(true, Ordering::SeqCst) {
-                return Some(err("import", &"an import is already running; wait for it to finish"));
-            }
-            let job = JOBS.fetch_add(1, Ordering::Relaxed);
-            let conn = match c.try_clone() {
+            let (job, st) = match background(store, busy_import, "import", "imports are refused") {
                 Ok(x) => x,
-                Err(e) => {
-                    busy_import.store(false, Ordering::SeqCst);
-                    return Some(err("import", &e));
-                }
+                Err(r) => return Some(r),
             };
             let tx = tx.clone();
             let busy = busy_import.clone();
-            let path = store.path.clone();
-            let weights = store.weights.clone();
-            let actor = store.actor.clone();
-            let routing = store.routing.clone();
             std::thread::spawn(move || {
-                let st = Store { conn, path, read_only: false, weights, actor, routing };
                 let files = match crate::cli::expand(&paths) {
                     Ok(f) => f,
                     Err(e) => {

@@ -246,15 +246,22 @@ fn scopes_narrow_every_pane() {
     assert_eq!(app.header.assets, count_sql("SELECT count(*) FROM assets"));
 }
 
-#[test]
-fn read_only_refuses_writes_with_a_reason() {
+/// A console on a read-only copy of the sample estate.
+fn read_only_app() -> App {
     let d = tmpdir();
     let db = d.path().join("ro.duckdb");
     std::fs::copy(demo_db(), &db).unwrap();
     let store = Store::open(&db, true).unwrap();
+    std::mem::forget(d);
     let mut app = App::new(Db::start(store), "ro".into(), Theme::builtin("default"), None, Keymap::default());
     app.start(None, None);
     app.settle(Duration::from_secs(10));
+    app
+}
+
+#[test]
+fn read_only_refuses_writes_with_a_reason() {
+    let mut app = read_only_app();
     app.command("import /nonexistent");
     assert!(app.message.as_ref().unwrap().0.contains("read-only"));
     key(&mut app, '2');
@@ -476,13 +483,7 @@ fn board_columns_cards_moves_and_exceptions() {
 
 #[test]
 fn board_refuses_changes_when_read_only() {
-    let d = tmpdir();
-    let db = d.path().join("ro.duckdb");
-    std::fs::copy(demo_db(), &db).unwrap();
-    let store = Store::open(&db, true).unwrap();
-    let mut app = App::new(Db::start(store), "ro".into(), Theme::builtin("default"), None, Keymap::default());
-    app.start(None, None);
-    app.settle(Duration::from_secs(10));
+    let mut app = read_only_app();
     key(&mut app, '6');
     assert!(app.board.cols[0].total > 0);
     key(&mut app, '>');
