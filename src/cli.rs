@@ -494,15 +494,24 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Query { sql, format, write } => {
+            use crate::store::sqlguard::{classify, error_with_position, Verdict};
+            // Without --write the engine itself is read-only and cannot reach files; with it, the same
+            // rule as the console's: no attaching, extensions, settings or files outside the export directory.
             let store = if *write {
+                if let Verdict::Refused(why) = classify(sql, &paths.data_dir.join("exports")) {
+                    bail!("refused: {why}");
+                }
                 Store::open(&db_path(&cli, &paths), cli.read_only)?
             } else {
+                if classify(sql, &paths.data_dir.join("exports")) == Verdict::Write {
+                    bail!("refused: this statement changes the store; add --write to allow it");
+                }
                 Store::open_for_query(&db_path(&cli, &paths))?
             };
             let fmt = OutFormat::parse(format).unwrap_or(OutFormat::Table);
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();
-            run_query(&store.conn, sql, fmt, &mut lock).map_err(|e| anyhow::anyhow!("{}", first_line(&e.to_string())))?;
+            run_query(&store.conn, sql, fmt, &mut lock).map_err(|e| anyhow::anyhow!("{}", error_with_position(&e.to_string(), 0)))?;
             Ok(0)
         }
         Cmd::Info => {

@@ -7,6 +7,7 @@ pub mod import;
 pub mod output;
 pub mod schema;
 pub mod scopes;
+pub mod sqlguard;
 pub mod exceptions;
 pub mod views;
 pub mod work;

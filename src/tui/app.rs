@@ -12,6 +12,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use tui_textarea::TextArea;
 
+/// Keywords the SQL editor highlights.
+const SQL_KEYWORDS: &str = r"(?i)\b(select|from|where|group|by|order|having|limit|offset|join|left|right|inner|outer|full|cross|on|using|as|and|or|not|in|is|null|like|ilike|between|case|when|then|else|end|with|union|all|distinct|insert|into|values|update|set|delete|create|drop|alter|table|view|copy|to|asc|desc|count|sum|avg|min|max|qualify|over|partition|window|filter|exists|true|false|describe|summarize|pivot|unpivot)\b";
+
 pub const TABS: [&str; 7] = ["Stand-up", "Scoping", "Discovery", "Prioritization", "Validation", "Mobilization", "SQL"];
 pub const DISCOVERY: [TableId; 3] = ["findings", "assets", "imports"];
 
@@ -43,6 +46,14 @@ pub struct SqlPane {
     pub editor: TextArea<'static>,
     pub editing: bool,
     pub status: Option<(String, bool)>,
+    /// Statements that change the store run (`:sql write`, after a confirmation).
+    pub write: bool,
+    pub write_pending: bool,
+    /// Statements run, oldest first, kept across sessions in `history_file`.
+    pub history: Vec<String>,
+    pub history_pos: Option<usize>,
+    pub history_file: Option<PathBuf>,
+    pub export_dir: PathBuf,
 }
 
 pub struct Job {
@@ -111,6 +122,8 @@ impl App {
             "WHERE status IN ('open', 'reopened') GROUP BY ALL ORDER BY 2 DESC;".into(),
         ]);
         editor.move_cursor(tui_textarea::CursorMove::Bottom);
+        let _ = editor.set_search_pattern(SQL_KEYWORDS);
+        editor.set_search_style(theme.get("sql_keyword"));
         App {
             tab: 0,
             discovery: 0,
@@ -136,7 +149,17 @@ impl App {
             overlay: Overlay::None,
             message: None,
             jobs: BTreeMap::new(),
-            sql: SqlPane { editor, editing: false, status: None },
+            sql: SqlPane {
+                editor,
+                editing: false,
+                status: None,
+                write: false,
+                write_pending: false,
+                history: Vec::new(),
+                history_pos: None,
+                history_file: None,
+                export_dir: std::env::temp_dir().join("ctem-exports"),
+            },
             quit: false,
             quit_armed: false,
             suspend: false,
@@ -372,7 +395,22 @@ impl App {
     pub fn on_key(&mut self, k: KeyEvent) {
         self.dirty = true;
         if k.code == KeyCode::Char('c') && k.modifiers.contains(KeyModifiers::CONTROL) {
+            // In the SQL pane a running statement is cancelled, not the console.
+            if self.tab == 6 && self.db.pending > 0 {
+                self.cancel_sql();
+                return;
+            }
             self.quit = true;
+            return;
+        }
+        if self.sql.write_pending {
+            self.sql.write_pending = false;
+            self.sql.write = matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y'));
+            self.sql.status = Some((if self.sql.write { "writes allowed for this session (:sql read turns them off)".into() } else { "writes stay off".into() }, false));
+            return;
+        }
+        if self.tab == 6 && k.code == KeyCode::Esc && self.db.pending > 0 && !self.sql.editing {
+            self.cancel_sql();
             return;
         }
         if self.input != Input::None {
@@ -401,10 +439,73 @@ impl App {
         self.act(a);
     }
 
+    /// Stop the statement the store is running (the engine is interrupted; the console stays).
+    pub fn cancel_sql(&mut self) {
+        self.db.cancelled.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.db.interrupt.interrupt();
+        self.sql.status = Some(("cancelled".into(), true));
+    }
+
+    /// Replace the editor's text with a statement from the history (`back`: older).
+    fn recall(&mut self, back: bool) {
+        let n = self.sql.history.len();
+        if n == 0 {
+            return;
+        }
+        let pos = match (self.sql.history_pos, back) {
+            (None, true) => n - 1,
+            (None, false) => return,
+            (Some(p), true) => p.saturating_sub(1),
+            (Some(p), false) if p + 1 >= n => {
+                self.sql.history_pos = None;
+                self.sql.editor = TextArea::default();
+                return;
+            }
+            (Some(p), false) => p + 1,
+        };
+        self.sql.history_pos = Some(pos);
+        let lines: Vec<String> = self.sql.history[pos].lines().map(String::from).collect();
+        let mut ed = TextArea::new(lines);
+        let _ = ed.set_search_pattern(SQL_KEYWORDS);
+        ed.set_search_style(self.theme.get("sql_keyword"));
+        ed.move_cursor(tui_textarea::CursorMove::Bottom);
+        ed.move_cursor(tui_textarea::CursorMove::End);
+        self.sql.editor = ed;
+    }
+
+    /// Load the history kept across sessions (one JSON string per line).
+    pub fn load_history(&mut self, file: PathBuf) {
+        if let Ok(t) = std::fs::read_to_string(&file) {
+            self.sql.history = t.lines().filter_map(|l| serde_json::from_str::<String>(l).ok()).collect();
+            let n = self.sql.history.len();
+            if n > 500 {
+                self.sql.history.drain(..n - 500);
+            }
+        }
+        self.sql.history_file = Some(file);
+    }
+
+    fn remember(&mut self, text: &str) {
+        if self.sql.history.last().map(String::as_str) == Some(text) {
+            return;
+        }
+        self.sql.history.push(text.to_string());
+        self.sql.history_pos = None;
+        if let Some(f) = &self.sql.history_file {
+            use std::io::Write;
+            if let Ok(mut h) = std::fs::OpenOptions::new().create(true).append(true).open(f) {
+                let _ = writeln!(h, "{}", serde_json::Value::String(text.to_string()));
+            }
+        }
+    }
+
     fn sql_key(&mut self, k: KeyEvent) {
         let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
         match k.code {
+            KeyCode::Esc if self.db.pending > 0 => self.cancel_sql(),
             KeyCode::Esc => self.sql.editing = false,
+            KeyCode::Char('p') if ctrl => self.recall(true),
+            KeyCode::Char('n') if ctrl => self.recall(false),
             KeyCode::F(5) => self.run_sql(),
             KeyCode::Enter if ctrl => self.run_sql(),
             KeyCode::Char('r') if ctrl => self.run_sql(),
@@ -463,8 +564,9 @@ impl App {
             self.sql.status = Some(("nothing to run".into(), true));
             return;
         }
-        self.sql.status = Some(("running…".into(), false));
-        self.db.send(Req::Sql { text });
+        self.sql.status = Some(("running… (Esc or C-c cancels)".into(), false));
+        self.remember(&text);
+        self.db.send(Req::Sql { text, write: self.sql.write, export_dir: self.sql.export_dir.clone() });
     }
 
     fn input_key(&mut self, k: KeyEvent) {
@@ -1063,6 +1165,19 @@ impl App {
                 self.tab = 6;
                 self.run_sql();
             }
+            "sql" => match rest {
+                "write" if self.read_only => self.message = Some(("read-only: writes cannot be allowed (open without --read-only)".into(), true)),
+                "write" => {
+                    self.tab = 6;
+                    self.sql.write_pending = true;
+                    self.sql.status = Some(("allow statements that change the store for this session? y/n".into(), true));
+                }
+                "read" => {
+                    self.sql.write = false;
+                    self.sql.status = Some(("writes off: only queries run".into(), false));
+                }
+                _ => self.message = Some(("usage: :sql write | :sql read".into(), true)),
+            },
             "refresh" | "reload" => self.act(Action::Refresh),
             "tab" => {
                 let want = rest.to_ascii_lowercase().replace('-', "");
@@ -1094,6 +1209,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":theme [NAME]", "switch theme (no name: list)"),
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
+    (":sql write | read", "allow (after a confirmation) or stop statements that change the store"),
     (":move STATUS", "board: move the card (or the marked cards) to a status"),
     (":sync [status]", "sync tickets with Jira / ServiceNow in the background; status: outbox, conflicts, failures"),
     (":assign NAME", "board: assign the card (or the marked cards); no name clears"),

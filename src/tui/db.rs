@@ -28,8 +28,9 @@ pub enum Req {
     Standup { scope: Option<Compiled> },
     Export { view: View, filter: Compiled, scope: Option<Compiled>, sort_col: usize, desc: bool, path: PathBuf, json: bool },
     Import { paths: Vec<PathBuf> },
-    /// Run a statement from the SQL pane: a query becomes a paged view, anything else just runs.
-    Sql { text: String },
+    /// Run a statement from the SQL pane: a query becomes a paged view; a write runs only when the
+    /// session allows writes; what the guard refuses never runs.
+    Sql { text: String, write: bool, export_dir: PathBuf },
     /// Hand a selection of findings to Mobilization as work items.
     HandOff { selection: crate::store::work::Selection, scope: Option<Compiled> },
     /// The board's columns.
@@ -121,6 +122,10 @@ pub struct Db {
     /// Requests sent and not yet answered (tests wait for zero).
     pub pending: usize,
     pub read_only: bool,
+    /// Stops the statement the store's thread is running (the SQL pane's cancel).
+    pub interrupt: Arc<duckdb::InterruptHandle>,
+    /// Set by a cancel: pages and counts of the SQL result already queued are skipped.
+    pub cancelled: Arc<AtomicBool>,
 }
 
 fn first_line(e: impl std::fmt::Display) -> String {
@@ -133,11 +138,14 @@ impl Db {
         let (tx, rx_req) = channel::<Req>();
         let (tx_resp, rx) = channel::<Resp>();
         let read_only = store.read_only;
+        let interrupt = store.conn.interrupt_handle();
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let c2 = cancelled.clone();
         std::thread::Builder::new()
             .name("store".into())
-            .spawn(move || worker(store, rx_req, tx_resp))
+            .spawn(move || worker(store, rx_req, tx_resp, c2))
             .expect("store thread");
-        Db { tx, rx, pending: 0, read_only }
+        Db { tx, rx, pending: 0, read_only, interrupt, cancelled }
     }
 
     pub fn send(&mut self, r: Req) {
@@ -179,7 +187,7 @@ fn is_panel_detail(r: &Req) -> bool {
     matches!(r, Req::Explain { panel: true, .. })
 }
 
-fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>) {
+fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>, cancelled: Arc<AtomicBool>) {
     let busy_import = Arc::new(AtomicBool::new(false));
     let mut queue: std::collections::VecDeque<Req> = std::collections::VecDeque::new();
     loop {
@@ -200,6 +208,11 @@ fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>) {
             Some((t, g)) => queue.iter().any(|q| table_generation(q).is_some_and(|(t2, g2)| t2 == t && g2 > g)),
             None => is_panel_detail(&req) && queue.iter().any(is_panel_detail),
         };
+        // A new statement clears a cancel; what the cancelled one still had queued is dropped.
+        if matches!(req, Req::Sql { .. }) {
+            cancelled.store(false, Ordering::SeqCst);
+        }
+        let stale = stale || (cancelled.load(Ordering::SeqCst) && table_generation(&req).is_some_and(|(t, _)| t == "sql"));
         if stale {
             if tx.send(Resp::Skipped).is_err() {
                 return;
@@ -352,20 +365,22 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 Err(e) => err("scope", &e),
             }
         }
-        Req::Sql { text } => {
+        Req::Sql { text, write, export_dir } => {
+            use crate::store::sqlguard::{classify, error_with_position, Verdict};
             let t0 = std::time::Instant::now();
-            if crate::store::views::is_query(&text) {
-                match crate::store::views::sql_result(c, &text) {
+            match classify(&text, &export_dir) {
+                Verdict::Refused(why) => Resp::SqlError { message: format!("refused: {why}") },
+                // Prepared as typed first (nothing runs), so an error points into the user's own text.
+                Verdict::Read => match c.prepare(&text).map(drop).and_then(|_| crate::store::views::sql_result(c, &text)) {
                     Ok(view) => Resp::SqlView { view, millis: t0.elapsed().as_millis() },
-                    Err(e) => Resp::SqlError { message: first_line(e) },
-                }
-            } else if store.read_only {
-                Resp::SqlError { message: "read-only: only queries run here (open without --read-only to change the store)".into() }
-            } else {
-                match c.execute_batch(&text) {
+                    Err(e) => Resp::SqlError { message: error_with_position(&e.to_string(), 0) },
+                },
+                Verdict::Write if store.read_only => Resp::SqlError { message: "read-only: only queries run here (open without --read-only to change the store)".into() },
+                Verdict::Write if !write => Resp::SqlError { message: "refused: this statement changes the store; `:sql write` allows that for this session".into() },
+                Verdict::Write => match c.execute_batch(&text) {
                     Ok(()) => Resp::SqlDone { message: format!("statement ran in {} ms", t0.elapsed().as_millis()) },
-                    Err(e) => Resp::SqlError { message: first_line(e) },
-                }
+                    Err(e) => Resp::SqlError { message: error_with_position(&e.to_string(), 0) },
+                },
             }
         }
         Req::Standup { scope } => match standup(store, scope.as_ref()) {

@@ -32,7 +32,10 @@ pub fn build_app(store: Store, paths: &Paths, cfg: &Config, warnings: &mut Vec<S
     let keymap = keymap::Keymap::with_overrides(&cfg.keys, warnings);
     let label = store.path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let db = db::Db::start(store);
-    App::new(db, label, theme, Some(theme_dir), keymap)
+    let mut app = App::new(db, label, theme, Some(theme_dir), keymap);
+    app.sql.export_dir = paths.data_dir.join("exports");
+    app.load_history(paths.data_dir.join("sql_history.jsonl"));
+    app
 }
 
 fn restore() {

@@ -284,7 +284,95 @@ fn sql_pane_runs_the_statement_under_the_cursor() {
     app.sql.editing = true;
     code(&mut app, KeyCode::F(5));
     let (msg, err) = app.sql.status.clone().unwrap();
-    assert!(err && msg.contains("syntax error"), "{msg}");
+    assert!(err && msg.contains("syntax error") && msg.ends_with("(line 1, column 1)"), "{msg}");
+    // The editor keeps the text.
+    assert_eq!(app.sql.editor.lines(), ["SELEC nonsense"]);
+}
+
+fn run_sql_text(app: &mut App, text: &str) -> (String, bool) {
+    app.sql.editor = tui_textarea::TextArea::new(text.lines().map(String::from).collect());
+    app.sql.editing = true;
+    code(app, KeyCode::F(5));
+    app.sql.status.clone().unwrap()
+}
+
+#[test]
+fn sql_pane_is_read_only_until_writes_are_allowed() {
+    let mut app = app_with("default");
+    key(&mut app, '7');
+    let n = app.header.open;
+    let findings = |app: &mut App| {
+        run_sql_text(app, "SELECT count(*) AS n FROM findings");
+        app.tables["sql"].total
+    };
+    assert_eq!(findings(&mut app), Some(1));
+    for (stmt, why) in [
+        ("DELETE FROM findings", "`:sql write` allows that"),
+        ("DROP TABLE findings", "`:sql write` allows that"),
+        ("ATTACH '/tmp/other.duckdb' AS o", "ATTACH is not allowed"),
+        ("INSTALL httpfs", "INSTALL is not allowed"),
+        ("COPY findings TO '/tmp/all-findings.csv'", "only inside the export directory"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "read_csv() reaches outside the store"),
+    ] {
+        let (m, err) = run_sql_text(&mut app, stmt);
+        assert!(err && m.starts_with("refused: ") && m.contains(why), "{stmt}: {m}");
+    }
+    assert!(!std::path::Path::new("/tmp/all-findings.csv").exists());
+    run_sql_text(&mut app, "SELECT count(*) AS n FROM findings WHERE true");
+    assert_eq!(app.tables["sql"].total, Some(1));
+    // :sql write asks first; `n` keeps writes off.
+    app.command("sql write");
+    assert!(app.sql.write_pending);
+    key(&mut app, 'n');
+    assert!(!app.sql.write);
+    app.command("sql write");
+    key(&mut app, 'y');
+    assert!(app.sql.write);
+    let (m, err) = run_sql_text(&mut app, "DELETE FROM findings WHERE finding_id = -1");
+    assert!(!err && m.starts_with("statement ran in"), "{m}");
+    // Still never: attaching, and files outside the export directory.
+    let (m, err) = run_sql_text(&mut app, "ATTACH '/tmp/other.duckdb' AS o");
+    assert!(err && m.contains("ATTACH is not allowed"), "{m}");
+    app.command("sql read");
+    let (m, _) = run_sql_text(&mut app, "DELETE FROM findings");
+    assert!(m.contains("`:sql write` allows that"), "{m}");
+    app.settle(Duration::from_secs(5));
+    assert_eq!(app.header.open, n, "nothing changed");
+    // History: the statements run come back with C-p.
+    app.sql.editing = true;
+    app.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::CONTROL));
+    assert_eq!(app.sql.editor.lines(), ["DELETE FROM findings"]);
+    app.on_key(KeyEvent::new(KeyCode::Char('p'), KeyModifiers::CONTROL));
+    assert_eq!(app.sql.editor.lines(), ["ATTACH '/tmp/other.duckdb' AS o"]);
+}
+
+#[test]
+fn a_slow_query_is_cancelled_within_200_ms() {
+    let mut app = app_with("default");
+    key(&mut app, '7');
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT sum(a.range * b.range) AS s FROM range(200000000) a, range(100) b".into()]);
+    app.sql.editing = true;
+    app.on_key(KeyEvent::new(KeyCode::F(5), KeyModifiers::NONE));
+    // The statement is planned at once; its page is what runs long.
+    let end = std::time::Instant::now() + Duration::from_secs(10);
+    while !app.tables.contains_key("sql") && std::time::Instant::now() < end {
+        app.pump();
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    app.pump();
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(app.db.pending > 0, "the query should still be running");
+    let t = std::time::Instant::now();
+    app.on_key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+    assert!(!app.quit, "C-c cancels the statement, not the console");
+    app.settle(Duration::from_secs(5));
+    let took = t.elapsed();
+    assert_eq!(app.db.pending, 0);
+    assert!(took < Duration::from_millis(200), "cancel took {took:?}");
+    assert!(app.message.clone().unwrap().0.to_ascii_lowercase().contains("interrupt"), "{:?}", app.message);
+    // The console goes on.
+    let (m, err) = run_sql_text(&mut app, "SELECT 42 AS answer");
+    assert!(!err, "{m}");
 }
 
 #[test]
