@@ -40,6 +40,8 @@ pub enum Overlay {
     Detail { title: String, lines: Vec<String>, scroll: usize },
     Columns { cursor: usize },
     Scope(Box<ScopeEditor>),
+    /// The schema browser: tables and views of the store with their columns; Enter inserts a name.
+    Schema { items: Vec<(String, String)>, cursor: usize, filter: String },
 }
 
 pub struct SqlPane {
@@ -331,6 +333,7 @@ impl App {
                 }
             }
             Resp::Board(cols) => self.board.receive(cols),
+            Resp::Schema(items) => self.overlay = Overlay::Schema { items, cursor: 0, filter: String::new() },
             Resp::BoardChanged { message, error } => {
                 self.message = Some((message, error));
                 self.board.marks.clear();
@@ -504,6 +507,7 @@ impl App {
         match k.code {
             KeyCode::Esc if self.db.pending > 0 => self.cancel_sql(),
             KeyCode::Esc => self.sql.editing = false,
+            KeyCode::F(2) => self.db.send(Req::Schema),
             KeyCode::Char('p') if ctrl => self.recall(true),
             KeyCode::Char('n') if ctrl => self.recall(false),
             KeyCode::F(5) => self.run_sql(),
@@ -675,6 +679,39 @@ impl App {
                 }
                 _ => {}
             },
+            Overlay::Schema { items, cursor, filter } => {
+                let shown: Vec<usize> = items
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, (n, d))| filter.is_empty() || n.to_lowercase().contains(filter.as_str()) || d.to_lowercase().contains(filter.as_str()))
+                    .map(|(i, _)| i)
+                    .collect();
+                match k.code {
+                    KeyCode::Esc => self.overlay = Overlay::None,
+                    KeyCode::Down => *cursor = (*cursor + 1).min(shown.len().saturating_sub(1)),
+                    KeyCode::Up => *cursor = cursor.saturating_sub(1),
+                    KeyCode::PageDown => *cursor = (*cursor + 10).min(shown.len().saturating_sub(1)),
+                    KeyCode::PageUp => *cursor = cursor.saturating_sub(10),
+                    KeyCode::Backspace => {
+                        filter.pop();
+                        *cursor = 0;
+                    }
+                    KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                        filter.push(c.to_ascii_lowercase());
+                        *cursor = 0;
+                    }
+                    KeyCode::Enter => {
+                        if let Some(&i) = shown.get(*cursor) {
+                            let name = items[i].0.trim().to_string();
+                            self.sql.editor.insert_str(&name);
+                            self.sql.editing = true;
+                            self.tab = 6;
+                        }
+                        self.overlay = Overlay::None;
+                    }
+                    _ => {}
+                }
+            }
             Overlay::Columns { cursor } => {
                 let n = ncols;
                 match (k.code, action) {
@@ -1165,6 +1202,10 @@ impl App {
                 self.tab = 6;
                 self.run_sql();
             }
+            "schema" => {
+                self.tab = 6;
+                self.db.send(Req::Schema);
+            }
             "sql" => match rest {
                 "write" if self.read_only => self.message = Some(("read-only: writes cannot be allowed (open without --read-only)".into(), true)),
                 "write" => {
@@ -1209,6 +1250,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":theme [NAME]", "switch theme (no name: list)"),
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
+    (":schema", "browse the store's tables, views and columns (F2 in the editor); Enter inserts a name"),
     (":sql write | read", "allow (after a confirmation) or stop statements that change the store"),
     (":move STATUS", "board: move the card (or the marked cards) to a status"),
     (":sync [status]", "sync tickets with Jira / ServiceNow in the background; status: outbox, conflicts, failures"),

@@ -44,6 +44,8 @@ pub enum Req {
     /// Sync the trackers in the background.
     Sync { cfg: Box<crate::sync::SyncConfig> },
     SyncStatus,
+    /// Tables and views with their columns, for the schema browser.
+    Schema,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -106,6 +108,8 @@ pub enum Resp {
     /// Work items were created (or why not).
     HandedOff { message: String, ok: bool },
     Board(Vec<crate::tui::board::Column>),
+    /// (name, description) of every table, view and column.
+    Schema(Vec<(String, String)>),
     /// Cards changed (moved, assigned, excepted), or why not.
     BoardChanged { message: String, error: bool },
     SqlView { view: View, millis: u128 },
@@ -229,6 +233,27 @@ fn worker(store: Store, rx: Receiver<Req>, tx: Sender<Resp>, cancelled: Arc<Atom
 
 fn now() -> chrono::NaiveDateTime {
     chrono::Utc::now().naive_utc()
+}
+
+/// Every table and view of the store, each followed by its columns (indented) with their types.
+fn schema(c: &duckdb::Connection) -> Result<Vec<(String, String)>, duckdb::Error> {
+    let mut st = c.prepare(
+        "SELECT t.table_name, lower(t.table_type), c.column_name, c.data_type
+         FROM information_schema.tables t JOIN information_schema.columns c USING (table_schema, table_name)
+         WHERE t.table_schema = 'main' AND t.table_name NOT IN ('schema_migrations')
+         ORDER BY t.table_type DESC, t.table_name, c.ordinal_position",
+    )?;
+    let rows: Vec<(String, String, String, String)> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?.collect::<Result<_, _>>()?;
+    let mut out = Vec::new();
+    let mut last = String::new();
+    for (t, kind, col, ty) in rows {
+        if t != last {
+            out.push((t.clone(), if kind.contains("view") { "view".into() } else { "table".into() }));
+            last = t.clone();
+        }
+        out.push((format!("  {col}"), format!("{ty} · {t}")));
+    }
+    Ok(out)
 }
 
 fn err(context: &str, e: &dyn std::fmt::Display) -> Resp {
@@ -387,6 +412,34 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             Ok(s) => Resp::Standup(s),
             Err(e) => err("stand-up", &e),
         },
+        Req::Export { view, path, .. } if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) => {
+            if view.id != "sql" {
+                return Some(err("export", &"Parquet is for the SQL pane's result; tables export CSV or JSON (or use `ctem export VIEW --format parquet`)"));
+            }
+            let job = JOBS.fetch_add(1, Ordering::Relaxed);
+            let conn = match c.try_clone() {
+                Ok(x) => x,
+                Err(e) => return Some(err("export", &e)),
+            };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let label = format!("export to {}", path.display());
+                let _ = tx.send(Resp::Progress { job, label: label.clone(), done: 0, total: 0 });
+                let tmp = path.with_extension("partial");
+                let target = tmp.display().to_string().replace('\'', "''");
+                let r = conn
+                    .execute_batch(&format!("COPY (SELECT * EXCLUDE (__rn) FROM {} ORDER BY __rn) TO '{target}' (FORMAT parquet)", view.from))
+                    .map_err(anyhow::Error::from)
+                    .and_then(|_| std::fs::rename(&tmp, &path).map_err(anyhow::Error::from))
+                    .and_then(|_| Ok(conn.query_row(&format!("SELECT count(*) FROM {}", view.from), [], |r| r.get::<_, i64>(0))?));
+                let msg = match &r {
+                    Ok(n) => format!("exported {n} rows to {}", path.display()),
+                    Err(e) => format!("export to {} failed: {}", path.display(), first_line(e)),
+                };
+                let _ = tx.send(Resp::JobDone { job, message: msg, ok: r.is_ok(), changed: false });
+            });
+            return None;
+        }
         Req::Export { view, filter, scope, sort_col, desc, path, json } => {
             let job = JOBS.fetch_add(1, Ordering::Relaxed);
             let conn = match c.try_clone() {
@@ -416,6 +469,10 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             });
             return None;
         }
+        Req::Schema => match schema(c) {
+            Ok(v) => Resp::Schema(v),
+            Err(e) => err("schema", &e),
+        },
         Req::SyncStatus => match crate::sync::status_text(c) {
             Ok(text) => Resp::Detail { title: "Ticket sync".into(), text, panel: false },
             Err(e) => err("sync", &e),

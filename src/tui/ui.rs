@@ -423,7 +423,8 @@ fn draw_sql(f: &mut Frame, app: &mut App, area: Rect) {
     } else {
         let lines = vec![
             Line::from("Enter or e edits; F5, C-Enter or :run runs the statement under the cursor."),
-            Line::from("Tables and views: findings, assets, detections, imports, import_assets, quarantine, scopes."),
+            Line::from("F2 (or :schema) browses the tables, views and columns; C-p / C-n recall earlier statements."),
+            Line::from("Only queries run until `:sql write`; Esc or C-c cancels a running statement."),
         ];
         f.render_widget(Paragraph::new(lines).block(panel(app, "Result")), res);
     }
@@ -464,6 +465,28 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
                 .title_bottom(Line::from(Span::styled(format!(" {}/{} · Esc closes · y copies ", scroll + 1, lines.len()), t.get("dim"))).right_aligned());
             f.render_widget(Clear, r);
             f.render_widget(Paragraph::new(shown).wrap(Wrap { trim: false }).block(b), r);
+        }
+        Overlay::Schema { items, cursor, filter } => {
+            let r = centered(body, 64, body.height.saturating_sub(2));
+            let shown: Vec<&(String, String)> = items
+                .iter()
+                .filter(|(n, d)| filter.is_empty() || n.to_lowercase().contains(filter.as_str()) || d.to_lowercase().contains(filter.as_str()))
+                .collect();
+            let h = r.height.saturating_sub(2) as usize;
+            let top = cursor.saturating_sub(h.saturating_sub(1));
+            let lines: Vec<Line> = shown
+                .iter()
+                .enumerate()
+                .skip(top)
+                .take(h)
+                .map(|(i, (n, d))| {
+                    let st = if i == *cursor { t.get("selection") } else if n.starts_with(' ') { Style::default() } else { t.get("header") };
+                    Line::from(vec![Span::styled(format!("{n:<34}"), st), Span::styled(format!(" {d}"), t.get("dim"))])
+                })
+                .collect();
+            let title = if filter.is_empty() { " Schema (type to filter · Enter inserts · Esc) ".to_string() } else { format!(" Schema /{filter} ({} shown) ", shown.len()) };
+            f.render_widget(Clear, r);
+            f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).border_style(t.get("border_focus")).title(title)), r);
         }
         Overlay::Columns { cursor } => {
             let Some(tv) = app.focused_table_id().and_then(|id| app.tables.get(id)) else { return };

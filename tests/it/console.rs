@@ -609,3 +609,40 @@ fn marked_queue_findings_can_be_excepted() {
     let (text, _) = frame(&mut app, 120, 40);
     assert!(text.contains("risk_accepted") && text.contains("someone-else") && text.contains("appliance decommission"), "{text}");
 }
+
+#[test]
+fn sql_schema_browser_and_parquet_export() {
+    let mut app = app_with("default");
+    key(&mut app, '7');
+    app.command("schema");
+    app.settle(Duration::from_secs(10));
+    match &app.overlay {
+        Overlay::Schema { items, .. } => {
+            assert!(items.iter().any(|i| i.0 == "findings" && i.1 == "table"));
+            assert!(items.iter().any(|i| i.0 == "work_board" && i.1 == "view"));
+            assert!(items.iter().any(|i| i.0 == "  risk_score" && i.1 == "DOUBLE · findings"));
+        }
+        _ => panic!("no schema browser"),
+    }
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT * FROM ".into()]);
+    app.sql.editor.move_cursor(tui_textarea::CursorMove::End);
+    typed(&mut app, "work_bo");
+    code(&mut app, KeyCode::Enter);
+    assert!(matches!(app.overlay, Overlay::None));
+    assert_eq!(app.sql.editor.lines(), ["SELECT * FROM work_board"]);
+    let (m, err) = run_sql_text(&mut app, "SELECT severity, count(*) AS n FROM findings GROUP BY ALL ORDER BY 1");
+    assert!(!err, "{m}");
+    let d = tmpdir();
+    let out = d.path().join("by-severity.parquet");
+    app.command(&format!("export {}", out.display()));
+    let end = std::time::Instant::now() + Duration::from_secs(20);
+    while !out.exists() && std::time::Instant::now() < end {
+        app.settle(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    app.settle(Duration::from_secs(5));
+    assert_eq!(app.message.clone().unwrap().0, format!("exported 5 rows to {}", out.display()));
+    let c = duckdb::Connection::open_in_memory().unwrap();
+    let n: i64 = c.query_row(&format!("SELECT sum(n) FROM read_parquet('{}')", out.display()), [], |r| r.get(0)).unwrap();
+    assert_eq!(n, count_sql("SELECT count(*) FROM findings"));
+}
