@@ -338,11 +338,26 @@ pub(crate) fn open_rw_cfg(cli: &Cli, paths: &Paths) -> anyhow::Result<(Store, cr
     Ok((store, cfg))
 }
 
+/// `[sql]` limits on the engine (memory, threads).
+pub fn apply_sql_limits(store: &Store, cfg: &crate::config::Config) {
+    if let Some(m) = &cfg.sql_memory_limit {
+        if let Err(e) = store.conn.execute("SET memory_limit = ?", duckdb::params![m]) {
+            tracing::warn!("[sql] memory_limit: {e}");
+        }
+    }
+    if let Some(t) = cfg.sql_threads {
+        if let Err(e) = store.conn.execute_batch(&format!("SET threads = {t}")) {
+            tracing::warn!("[sql] threads: {e}");
+        }
+    }
+}
+
 /// Give an opened store what config.toml says: weights, routing, the SLA policy, the audit name; and
 /// expire the exceptions whose date has passed (their findings come back to the queue).
 pub fn apply_config(store: &mut Store, cfg: &crate::config::Config) {
     store.weights = cfg.weights.clone();
     store.routing = cfg.routing.clone();
+    apply_sql_limits(store, cfg);
     if let Some(u) = &cfg.user {
         store.actor = u.clone();
     }
@@ -508,6 +523,8 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 Store::open_for_query(&db_path(&cli, &paths))?
             };
+            let mut warnings = Vec::new();
+            apply_sql_limits(&store, &crate::config::Config::load(&paths.config_file(), &mut warnings));
             let fmt = OutFormat::parse(format).unwrap_or(OutFormat::Table);
             let stdout = std::io::stdout();
             let mut lock = stdout.lock();

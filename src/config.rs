@@ -23,6 +23,9 @@ pub struct Config {
     pub routing_error: Option<String>,
     /// Name recorded in the audit log (`user = "..."`; default: the login name).
     pub user: Option<String>,
+    /// Limits for statements typed in the SQL pane and `ctem query` (`[sql] memory_limit`, `threads`).
+    pub sql_memory_limit: Option<String>,
+    pub sql_threads: Option<u32>,
 }
 
 impl Default for Config {
@@ -37,6 +40,8 @@ impl Default for Config {
             sla: Default::default(),
             routing_error: None,
             user: None,
+            sql_memory_limit: None,
+            sql_threads: None,
         }
     }
 }
@@ -57,6 +62,13 @@ struct Console {
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
+struct Sql {
+    memory_limit: Option<String>,
+    threads: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct File {
     theme: Option<String>,
     #[serde(default)]
@@ -73,6 +85,8 @@ struct File {
     sla: Option<toml::Value>,
     user: Option<String>,
     /// Checked and read by `sync::config` when a sync runs.
+    #[serde(default)]
+    sql: Sql,
     #[serde(default, rename = "jira")]
     _jira: Option<toml::Value>,
     #[serde(default, rename = "servicenow")]
@@ -127,6 +141,10 @@ start_tab = "standup"      # standup, scoping, discovery, prioritization, valida
 # reopened = "restart"     # restart: a reopened finding's clock starts again; keep: it counts from first sighting
 # max_acceptance_days = 365
 
+[sql]                      # limits for statements typed in the SQL pane and `ctem query`
+# memory_limit = "2GB"
+# threads = 2
+
 [keys]                     # action = "key" or ["key", "key"]; replaces the action's default keys
 # quit = ["q", "ctrl-q"]
 # export = "ctrl-x"
@@ -159,7 +177,31 @@ impl Config {
         } else {
             (Default::default(), Default::default(), None)
         };
+        let memory_ok = |m: &str| {
+            let t = m.trim().to_ascii_uppercase();
+            let num: String = t.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let unit = t[num.len()..].trim();
+            !num.is_empty() && ["", "B", "KB", "MB", "GB", "TB", "KIB", "MIB", "GIB", "TIB"].contains(&unit)
+        };
+        let sql_memory_limit = match f.sql.memory_limit {
+            Some(m) if memory_ok(&m) => Some(m.trim().to_string()),
+            Some(m) => {
+                warnings.push(format!("{file}: [sql] memory_limit '{m}' is not a size like \"2GB\"; the engine's default applies"));
+                None
+            }
+            None => None,
+        };
+        let sql_threads = match f.sql.threads {
+            Some(n) if (1..=256).contains(&n) => Some(n),
+            Some(n) => {
+                warnings.push(format!("{file}: [sql] threads {n} is not between 1 and 256; the engine's default applies"));
+                None
+            }
+            None => None,
+        };
         Config {
+            sql_memory_limit,
+            sql_threads,
             routing,
             sla,
             routing_error,

@@ -16,6 +16,8 @@ pub struct Jira {
     /// Jira priority names for P1..P4.
     pub priorities: [String; 4],
     pub link_base: String,
+    /// More fields for every created issue (`[jira.fields]`).
+    pub fields: std::collections::BTreeMap<String, Value>,
     accounts: Mutex<HashMap<(String, String), Option<String>>>,
 }
 
@@ -44,7 +46,7 @@ fn category_of(issue: &Value) -> String {
 
 impl Jira {
     pub fn new(base: reqwest::Url, http: Http, issue_type: String, priorities: [String; 4], link_base: String) -> Jira {
-        Jira { base, http, issue_type, priorities, link_base, accounts: Mutex::new(HashMap::new()) }
+        Jira { base, http, issue_type, priorities, link_base, fields: Default::default(), accounts: Mutex::new(HashMap::new()) }
     }
 
     fn url(&self, path: &str) -> reqwest::Url {
@@ -70,6 +72,9 @@ impl Jira {
         }
         if let Some(a) = account {
             fields["assignee"] = json!({"id": a});
+        }
+        for (k, v) in super::fill_fields(&self.fields, t) {
+            fields[k] = v;
         }
         json!({"fields": fields})
     }

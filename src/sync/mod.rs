@@ -59,6 +59,8 @@ pub struct NewTicket {
     pub assignee: Option<String>,
     pub project: Option<String>,
     pub group: Option<String>,
+    pub team: Option<String>,
+    pub fix_kind: Option<String>,
 }
 
 /// A ticket as the tracker shows it.
@@ -98,6 +100,9 @@ struct JiraDef {
     issue_type: Option<String>,
     priorities: Option<BTreeMap<String, String>>,
     link_base: Option<String>,
+    /// More fields set on every issue created (`customfield_10042 = "{team}"`); values may name
+    /// {work_item}, {priority}, {team}, {fix_kind}.
+    fields: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -112,6 +117,8 @@ struct SnowDef {
     fixed_states: Option<Vec<String>>,
     open_states: Option<Vec<String>>,
     close_code: Option<String>,
+    /// More fields set on every record created (`category = "security"`), with the same placeholders.
+    fields: Option<BTreeMap<String, toml::Value>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -137,6 +144,7 @@ pub struct JiraCfg {
     pub issue_type: String,
     pub priorities: [String; 4],
     pub link_base: String,
+    pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 pub struct SnowCfg {
@@ -148,6 +156,7 @@ pub struct SnowCfg {
     pub fixed_states: Vec<String>,
     pub open_states: Vec<String>,
     pub close_code: String,
+    pub fields: BTreeMap<String, serde_json::Value>,
 }
 
 pub struct SyncConfig {
@@ -190,6 +199,37 @@ pub fn store_keyring_secret(system: &str, user: &str, secret: &Secret) -> anyhow
     let e = keyring::Entry::new("ctem", &format!("{system}:{user}")).map_err(|e| anyhow::anyhow!("keyring: {e} ({hint})"))?;
     e.set_password(secret.expose()).map_err(|e| anyhow::anyhow!("keyring: {e} ({hint})"))?;
     Ok(())
+}
+
+/// `[jira.fields]` / `[servicenow.fields]` as JSON values; the fields ctem sets itself are refused.
+fn extra_fields(f: Option<BTreeMap<String, toml::Value>>, system: &str) -> Result<BTreeMap<String, serde_json::Value>, String> {
+    let own = ["project", "issuetype", "summary", "description", "labels", "correlation_id", "short_description", "state"];
+    let mut out = BTreeMap::new();
+    for (k, v) in f.unwrap_or_default() {
+        if own.contains(&k.as_str()) {
+            return Err(format!("[{system}.fields] {k}: ctem sets this field itself"));
+        }
+        out.insert(k, serde_json::to_value(v).map_err(|e| format!("[{system}.fields]: {e}"))?);
+    }
+    Ok(out)
+}
+
+/// Fill `{work_item}`, `{priority}`, `{team}`, `{fix_kind}` in string values of extra fields.
+pub fn fill_fields(fields: &BTreeMap<String, serde_json::Value>, t: &NewTicket) -> serde_json::Map<String, serde_json::Value> {
+    fn fill(v: &serde_json::Value, t: &NewTicket) -> serde_json::Value {
+        match v {
+            serde_json::Value::String(s) => serde_json::Value::String(
+                s.replace("{work_item}", &t.work_item_id.to_string())
+                    .replace("{priority}", t.priority.as_deref().unwrap_or(""))
+                    .replace("{team}", t.team.as_deref().unwrap_or(""))
+                    .replace("{fix_kind}", t.fix_kind.as_deref().unwrap_or("")),
+            ),
+            serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(|x| fill(x, t)).collect()),
+            serde_json::Value::Object(o) => serde_json::Value::Object(o.iter().map(|(k, x)| (k.clone(), fill(x, t))).collect()),
+            x => x.clone(),
+        }
+    }
+    fields.iter().map(|(k, v)| (k.clone(), fill(v, t))).collect()
 }
 
 /// A tracker's secret: the environment, then config.toml, then a private file, then the OS keyring.
@@ -242,6 +282,7 @@ pub fn config(text: Option<&str>, path: &std::path::Path, env: &dyn Fn(&str) -> 
                 issue_type: j.issue_type.unwrap_or_else(|| "Task".into()),
                 priorities,
                 link_base: j.link_base.unwrap_or_else(|| "ctem://work-item".into()),
+                fields: extra_fields(j.fields, "jira")?,
             })
         }
     };
@@ -271,6 +312,7 @@ pub fn config(text: Option<&str>, path: &std::path::Path, env: &dyn Fn(&str) -> 
                 fixed_states: sn.fixed_states.unwrap_or_else(|| vec!["6".into(), "7".into()]),
                 open_states: sn.open_states.unwrap_or_else(|| vec!["1".into(), "2".into(), "3".into()]),
                 close_code: sn.close_code.unwrap_or_else(|| "Solved (Permanently)".into()),
+                fields: extra_fields(sn.fields, "servicenow")?,
             })
         }
     };
@@ -417,7 +459,9 @@ pub fn run(store: &Store, cfg: &SyncConfig, opts: &Options) -> anyhow::Result<Ve
     if let Some(j) = &cfg.jira {
         if opts.only.as_deref().is_none_or(|o| o == "jira") {
             let http = Http::new(&j.user, j.token.clone(), policy.clone())?;
-            trackers.push(Tracker::Jira(jira::Jira::new(j.url.clone(), http, j.issue_type.clone(), j.priorities.clone(), j.link_base.clone()), j.project.clone()));
+            let mut jc = jira::Jira::new(j.url.clone(), http, j.issue_type.clone(), j.priorities.clone(), j.link_base.clone());
+            jc.fields = j.fields.clone();
+            trackers.push(Tracker::Jira(jc, j.project.clone()));
         }
     }
     if let Some(s) = &cfg.snow {
@@ -431,6 +475,7 @@ pub fn run(store: &Store, cfg: &SyncConfig, opts: &Options) -> anyhow::Result<Ve
                 fixed_states: s.fixed_states.clone(),
                 open_states: s.open_states.clone(),
                 close_code: s.close_code.clone(),
+                fields: s.fields.clone(),
             }));
         }
     }
@@ -494,10 +539,10 @@ fn new_tickets(store: &Store, want: &[(i64, String)], project: Option<&str>) -> 
     let ids = want.iter().map(|w| w.0.to_string()).collect::<Vec<_>>().join(",");
     type Head = (String, Option<String>, Option<chrono::NaiveDate>, Option<String>, Option<String>, Option<String>, Option<String>, i64, i64, i64, String);
     let mut st = c.prepare(&format!(
-        "SELECT work_item_id, title, priority, due_date, assignee, team, jira_project, snow_group, findings, open_findings, assets, sla FROM work_board WHERE work_item_id IN ({ids})"
+        "SELECT work_item_id, title, priority, due_date, assignee, team, jira_project, snow_group, findings, open_findings, assets, sla, fix_kind FROM work_board WHERE work_item_id IN ({ids})"
     ))?;
-    let heads: HashMap<i64, Head> = st
-        .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?))))?
+    let heads: HashMap<i64, (Head, Option<String>)> = st
+        .query_map([], |r| Ok((r.get(0)?, ((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?), r.get(12)?))))?
         .collect::<Result<_, _>>()?;
     let mut st = c.prepare(&format!(
         "SELECT work_item_id, line FROM (
@@ -520,7 +565,7 @@ fn new_tickets(store: &Store, want: &[(i64, String)], project: Option<&str>) -> 
     let why: HashMap<i64, Option<String>> = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let mut out = Vec::new();
     for (id, fp) in want {
-        let Some((title, priority, due, assignee, team, jira_project, group, n, open, assets, sla)) = heads.get(id).cloned() else { continue };
+        let Some(((title, priority, due, assignee, team, jira_project, group, n, open, assets, sla), fix_kind)) = heads.get(id).cloned() else { continue };
         let mut summary = vec![
             format!("{} · team {} · {open} of {n} findings open on {assets} assets", priority.clone().unwrap_or_else(|| "-".into()), team.clone().unwrap_or_else(|| "-".into())),
             format!("ctem work item #{id}"),
@@ -544,6 +589,8 @@ fn new_tickets(store: &Store, want: &[(i64, String)], project: Option<&str>) -> 
             assignee,
             project: jira_project.or(project.map(String::from)),
             group,
+            team,
+            fix_kind,
         });
     }
     Ok(out)

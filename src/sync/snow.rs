@@ -19,6 +19,8 @@ pub struct Snow {
     pub fixed_states: Vec<String>,
     pub open_states: Vec<String>,
     pub close_code: String,
+    /// More fields for every created record (`[servicenow.fields]`).
+    pub fields: BTreeMap<String, Value>,
 }
 
 const FIELDS: &str = "sys_id,number,state,assigned_to,assignment_group,correlation_id,close_code,sys_updated_on";
@@ -97,6 +99,13 @@ impl Snow {
         }
         if let Some(st) = self.states.get("new") {
             b["state"] = json!(st);
+        }
+        for (k, v) in super::fill_fields(&self.fields, t) {
+            // The Table API takes strings.
+            b[k] = match v {
+                Value::String(s) => Value::String(s),
+                other => Value::String(other.to_string()),
+            };
         }
         b
     }

@@ -498,6 +498,7 @@ fn cfg(jira: Option<&str>, snow: Option<&str>, token: &str) -> SyncConfig {
             issue_type: "Task".into(),
             priorities: ["Highest".into(), "High".into(), "Medium".into(), "Low".into()],
             link_base: "ctem://work-item".into(),
+            fields: [("customfield_10042".to_string(), json!("team {team}, {priority}"))].into_iter().collect(),
         }),
         snow: snow.map(|u| SnowCfg {
             url: reqwest::Url::parse(u).unwrap(),
@@ -511,6 +512,7 @@ fn cfg(jira: Option<&str>, snow: Option<&str>, token: &str) -> SyncConfig {
             fixed_states: vec!["6".into(), "7".into()],
             open_states: vec!["1".into(), "2".into(), "3".into()],
             close_code: "Solved (Permanently)".into(),
+            fields: [("category".to_string(), json!("security"))].into_iter().collect(),
         }),
         search_lag: Duration::from_millis(600),
         policy: Policy { max_retries: 6, backoff: Duration::from_millis(20), timeout: Duration::from_secs(5), call_budget: None, progress: None },
@@ -711,6 +713,7 @@ fn refusals_are_per_work_item_and_secrets_never_show() {
     let dry = out[0].dry.join("\n");
     assert!(dry.starts_with(&format!("POST {jira}/rest/api/3/issue/bulk")), "{dry}");
     assert!(dry.contains("\"labels\": [\n          \"ctem\",\n          \"ctem-") && dry.contains("\"duedate\": \"2026-12-02\""), "{dry}");
+    assert!(dry.contains("\"customfield_10042\": \"team platform, P2\""), "{dry}");
     assert!(!dry.contains(TOKEN));
     assert!(js.lock().unwrap().log[before..].iter().all(|l| l.1.ends_with("/search/jql")), "a dry run only reads");
     assert_eq!(js.lock().unwrap().issues.len(), 0);
