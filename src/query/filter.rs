@@ -15,6 +15,8 @@ pub enum FieldKind {
     Bool,
     /// VARCHAR[]: `=` tests membership, `~` matches any element.
     List,
+    /// A saved query (`saved=NAME`): the rows whose key the query's result names.
+    Saved,
 }
 
 /// A field a filter may name: its name, the other names it answers to and the SQL expression behind it.
@@ -278,6 +280,19 @@ impl Parser<'_> {
     ) -> Result<String, FilterError> {
         let f = self.field(fpos, fname)?;
         let e = f.sql;
+        if f.kind == FieldKind::Saved {
+            let name = value.to_ascii_lowercase();
+            if name.is_empty() || name.len() > 40 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return err(vpos, format!("'{value}' is not the name of a saved query (letters, digits, _)"));
+            }
+            // The name is checked above to be a plain identifier: it can only name a saved query's view.
+            let m = format!("{e} IN (SELECT finding_id FROM \"saved_{name}\")");
+            return match op {
+                "=" => Ok(m),
+                "!=" => Ok(format!("(NOT {m})")),
+                _ => err(op_pos, format!("'{op}' does not apply to saved (use = or !=)")),
+            };
+        }
         if op == "~" || op == "!~" {
             if let Err(x) = regex::Regex::new(value) {
                 let first = x.to_string().lines().last().unwrap_or("").trim().to_string();
@@ -396,6 +411,7 @@ impl Parser<'_> {
                 }
             }
             FieldKind::Time => self.time(e, op, sql_op, op_pos, vpos, value),
+            FieldKind::Saved => unreachable!("saved queries are compiled above"),
         }
     }
 

@@ -590,4 +590,13 @@ CREATE TABLE sync_conflicts (
 );
 "#,
 ),
+(
+    8,
+    "saved queries",
+    r#"
+-- Named queries saved from the SQL pane; each is also the view saved_<name>, so a query that returns
+-- finding_id narrows any findings queue (`saved=<name>`).
+CREATE TABLE saved_queries (name VARCHAR NOT NULL, sql VARCHAR NOT NULL, finding_ids BOOLEAN NOT NULL, saved_at TIMESTAMP NOT NULL);
+"#,
+),
 ];

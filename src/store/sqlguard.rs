@@ -204,3 +204,34 @@ mod tests {
         assert_eq!(error_with_position("Catalog Error: Table with name x does not exist!", 0), "Catalog Error: Table with name x does not exist!");
     }
 }
+
+/// Save a query under a name: the view `saved_<name>` and a row of `saved_queries`. Only a read may be
+/// saved. Returns whether its result has a `finding_id` column (then `saved=<name>` narrows queues).
+pub fn save_query(c: &duckdb::Connection, name: &str, sql: &str, export_dir: &Path) -> Result<bool, String> {
+    let name = name.trim().to_ascii_lowercase();
+    if name.is_empty() || name.len() > 40 || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("'{name}': a saved query's name is letters, digits and _ (at most 40)"));
+    }
+    if classify(sql, export_dir) != Verdict::Read {
+        return Err("only a query can be saved".into());
+    }
+    let body = sql.trim().trim_end_matches(';').trim();
+    let cols: Vec<String> = {
+        let mut st = c.prepare(&format!("SELECT * FROM ({body}) LIMIT 0")).map_err(|e| error_with_position(&e.to_string(), 15))?;
+        let _ = st.query([]).map_err(|e| e.to_string())?;
+        st.column_names()
+    };
+    let ids = cols.iter().any(|c| c == "finding_id");
+    let run = || -> Result<(), duckdb::Error> {
+        c.execute_batch("BEGIN TRANSACTION")?;
+        c.execute_batch(&format!("CREATE OR REPLACE VIEW \"saved_{name}\" AS {body}"))?;
+        c.execute("DELETE FROM saved_queries WHERE name = ?", duckdb::params![name])?;
+        c.execute("INSERT INTO saved_queries VALUES (?, ?, ?, current_timestamp::TIMESTAMP)", duckdb::params![name, body, ids])?;
+        c.execute_batch("COMMIT")
+    };
+    if let Err(e) = run() {
+        let _ = c.execute_batch("ROLLBACK");
+        return Err(e.to_string());
+    }
+    Ok(ids)
+}

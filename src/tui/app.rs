@@ -333,6 +333,14 @@ impl App {
                 }
             }
             Resp::Board(cols) => self.board.receive(cols),
+            Resp::QueryText(t) => {
+                let mut ed = TextArea::new(t.lines().map(String::from).collect());
+                let _ = ed.set_search_pattern(SQL_KEYWORDS);
+                ed.set_search_style(self.theme.get("sql_keyword"));
+                self.sql.editor = ed;
+                self.sql.editing = true;
+                self.tab = 6;
+            }
             Resp::Schema(items) => self.overlay = Overlay::Schema { items, cursor: 0, filter: String::new() },
             Resp::BoardChanged { message, error } => {
                 self.message = Some((message, error));
@@ -521,6 +529,23 @@ impl App {
 
     /// The statement under the cursor (statements split on `;` outside quotes and comments).
     pub fn statement_at_cursor(&self) -> String {
+        // A selection runs as it is.
+        if let Some(((r0, c0), (r1, c1))) = self.sql.editor.selection_range() {
+            let lines = self.sql.editor.lines();
+            let mut out = String::new();
+            for r in r0..=r1.min(lines.len().saturating_sub(1)) {
+                let chars: Vec<char> = lines[r].chars().collect();
+                let a = if r == r0 { c0.min(chars.len()) } else { 0 };
+                let b = if r == r1 { c1.min(chars.len()) } else { chars.len() };
+                out.extend(&chars[a..b.max(a)]);
+                if r != r1 {
+                    out.push('\n');
+                }
+            }
+            if !out.trim().is_empty() {
+                return out.trim().trim_end_matches(';').trim().to_string();
+            }
+        }
         let lines = self.sql.editor.lines();
         let (row, col) = self.sql.editor.cursor();
         let mut stmts: Vec<(String, (usize, usize), (usize, usize))> = Vec::new();
@@ -1206,6 +1231,12 @@ impl App {
                 self.tab = 6;
                 self.db.send(Req::Schema);
             }
+            "save" if rest.is_empty() => self.message = Some(("usage: :save NAME (the statement under the cursor)".into(), true)),
+            "save" => {
+                let sql = self.statement_at_cursor();
+                self.db.send(Req::SaveQuery { name: rest.to_string(), sql, export_dir: self.sql.export_dir.clone() });
+            }
+            "load" => self.db.send(Req::LoadQuery { name: rest.to_string() }),
             "sql" => match rest {
                 "write" if self.read_only => self.message = Some(("read-only: writes cannot be allowed (open without --read-only)".into(), true)),
                 "write" => {
@@ -1250,6 +1281,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":theme [NAME]", "switch theme (no name: list)"),
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
+    (":save NAME | :load NAME", "save the statement under the cursor as a named query (queues: saved=NAME) / load one"),
     (":schema", "browse the store's tables, views and columns (F2 in the editor); Enter inserts a name"),
     (":sql write | read", "allow (after a confirmation) or stop statements that change the store"),
     (":move STATUS", "board: move the card (or the marked cards) to a status"),

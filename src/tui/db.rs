@@ -46,6 +46,8 @@ pub enum Req {
     SyncStatus,
     /// Tables and views with their columns, for the schema browser.
     Schema,
+    SaveQuery { name: String, sql: String, export_dir: PathBuf },
+    LoadQuery { name: String },
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -110,6 +112,8 @@ pub enum Resp {
     Board(Vec<crate::tui::board::Column>),
     /// (name, description) of every table, view and column.
     Schema(Vec<(String, String)>),
+    /// A saved query's text for the editor.
+    QueryText(String),
     /// Cards changed (moved, assigned, excepted), or why not.
     BoardChanged { message: String, error: bool },
     SqlView { view: View, millis: u128 },
@@ -469,6 +473,20 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             });
             return None;
         }
+        Req::SaveQuery { name, sql, export_dir } => {
+            if store.read_only {
+                return Some(Resp::SqlError { message: "read-only: queries cannot be saved (open without --read-only)".into() });
+            }
+            match crate::store::sqlguard::save_query(c, &name, &sql, &export_dir) {
+                Ok(true) => Resp::SqlDone { message: format!("saved as '{name}': `saved={name}` narrows the findings and the queue to its rows") },
+                Ok(false) => Resp::SqlDone { message: format!("saved as '{name}' (view saved_{name}; no finding_id column, so it is not a queue)") },
+                Err(e) => Resp::SqlError { message: format!("save: {e}") },
+            }
+        }
+        Req::LoadQuery { name } => match c.query_row("SELECT sql FROM saved_queries WHERE name = lower(?)", duckdb::params![name], |r| r.get::<_, String>(0)) {
+            Ok(t) => Resp::QueryText(t),
+            Err(_) => Resp::SqlError { message: format!("no saved query '{name}'") },
+        },
         Req::Schema => match schema(c) {
             Ok(v) => Resp::Schema(v),
             Err(e) => err("schema", &e),

@@ -646,3 +646,45 @@ fn sql_schema_browser_and_parquet_export() {
     let n: i64 = c.query_row(&format!("SELECT sum(n) FROM read_parquet('{}')", out.display()), [], |r| r.get(0)).unwrap();
     assert_eq!(n, count_sql("SELECT count(*) FROM findings"));
 }
+
+#[test]
+fn saved_queries_become_queues() {
+    let mut app = app_with("default");
+    key(&mut app, '7');
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT finding_id FROM findings WHERE severity = 'critical' AND asset_name LIKE '%prod%'".into()]);
+    app.command("save crit_prod");
+    app.settle(Duration::from_secs(10));
+    let (m, err) = app.sql.status.clone().unwrap();
+    assert!(!err && m.starts_with("saved as 'crit_prod'"), "{m}");
+    // The queue narrowed to the saved query's findings.
+    key(&mut app, '4');
+    app.command("filter saved=crit_prod");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(
+        app.tables["queue"].total,
+        Some(count_sql("SELECT count(*) FROM findings WHERE severity = 'critical' AND asset_name LIKE '%prod%' AND status IN ('open', 'reopened')"))
+    );
+    app.command("filter saved=bad.name");
+    assert!(app.message.clone().unwrap().0.contains("not the name of a saved query"), "{:?}", app.message);
+    // Writes cannot be saved; saved queries load back into the editor.
+    key(&mut app, '7');
+    app.sql.editor = tui_textarea::TextArea::new(vec!["DELETE FROM findings".into()]);
+    app.command("save oops");
+    app.settle(Duration::from_secs(10));
+    assert!(app.sql.status.clone().unwrap().0.contains("only a query can be saved"));
+    app.command("load crit_prod");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.sql.editor.lines(), ["SELECT finding_id FROM findings WHERE severity = 'critical' AND asset_name LIKE '%prod%'"]);
+}
+
+#[test]
+fn sql_selection_runs_as_selected() {
+    let mut app = app_with("default");
+    key(&mut app, '7');
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT 1 AS a; SELECT count(*) AS n FROM assets WHERE kind = 'host';".into()]);
+    // Select `SELECT count(*) AS n FROM assets` (characters 15 to 47) and run it.
+    app.sql.editor.move_cursor(tui_textarea::CursorMove::Jump(0, 15));
+    app.sql.editor.start_selection();
+    app.sql.editor.move_cursor(tui_textarea::CursorMove::Jump(0, 47));
+    assert_eq!(app.statement_at_cursor(), "SELECT count(*) AS n FROM assets");
+}
