@@ -353,6 +353,27 @@ pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
         rows.push((label.into(), median(v), format!("first page, {got} rows; budget 1000 ms")));
     }
+    // Cancelling a running statement: the time from the interrupt to the statement's end.
+    let mut v = Vec::new();
+    for _ in 0..5 {
+        let conn = store.conn.try_clone()?;
+        let handle = conn.interrupt_handle();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let worker = std::thread::spawn(move || {
+            let r: Result<i64, _> = conn.query_row("SELECT sum(a.range * b.range) FROM range(200000000) a, range(100) b", [], |r| r.get(0));
+            let _ = tx.send((r.is_err(), Instant::now()));
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let t = Instant::now();
+        handle.interrupt();
+        let (stopped, at) = rx.recv()?;
+        let _ = worker.join();
+        if !stopped {
+            anyhow::bail!("the statement finished before it could be cancelled");
+        }
+        v.push(at.duration_since(t).as_secs_f64() * 1000.0);
+    }
+    rows.push(("SQL pane: cancel a running statement".into(), median(v), "interrupt to stop; budget 200 ms".into()));
     println!("prioritisation benchmark: {open} open findings ({kev} on CISA KEV), median of 5-7 runs");
     println!("{:<40} {:>9}  {}", "operation", "ms", "");
     for (l, ms, note) in rows {
