@@ -426,6 +426,8 @@ ALTER TABLE work_items ADD COLUMN fingerprint VARCHAR;     -- stable key: the sa
 ALTER TABLE work_items ADD COLUMN fix_target VARCHAR;
 ALTER TABLE work_items ADD COLUMN closed_at TIMESTAMP;
 UPDATE work_items SET team = owner;
+-- Work items handed over before fingerprints existed keep their fix group's key, so later findings join them.
+UPDATE work_items SET fingerprint = CASE WHEN fix IS NOT NULL THEN 'fix|' || owner || '|' || fix_kind || '|' || fix ELSE 'pick|' || work_item_id END;
 ALTER TABLE findings ADD COLUMN reopened_at TIMESTAMP;
 UPDATE findings SET reopened_at = last_seen WHERE status = 'reopened';
 

@@ -348,7 +348,8 @@ pub fn refresh(c: &Connection) -> Result<(), duckdb::Error> {
          WHERE work_item_id IN (SELECT work_item_id FROM wr_state WHERE status <> 'verified' AND open_n = 0 AND fixed_n > 0);
          CREATE OR REPLACE TEMP TABLE wr_now AS
          SELECT wf.work_item_id, min(f.priority) AS priority, min(s.due_date) AS due,
-                arg_max(f.fix_target, version_key(f.fix_target)) AS target
+                arg_max(f.fix_target, version_key(f.fix_target)) AS target,
+                fix_label(any_value(f.fix_kind), any_value(f.fix), f.fix_target) AS label
          FROM work_item_findings wf JOIN work_items w USING (work_item_id) JOIN findings f USING (finding_id)
          LEFT JOIN finding_sla s ON s.finding_id = f.finding_id
          WHERE w.status NOT IN ('verified', 'risk_accepted', 'false_positive') AND f.status IN ('open', 'reopened', 'mitigated')
@@ -366,7 +367,7 @@ pub fn refresh(c: &Connection) -> Result<(), duckdb::Error> {
     c.execute_batch(
         "UPDATE work_items w SET priority = n.priority, due_date = n.due, updated_at = current_timestamp::TIMESTAMP
          FROM wr_now n WHERE w.work_item_id = n.work_item_id AND (w.priority IS DISTINCT FROM n.priority OR w.due_date IS DISTINCT FROM n.due);
-         UPDATE work_items w SET fix_target = n.target, title = w.fix || ' to ' || n.target
+         UPDATE work_items w SET fix_target = n.target, title = n.label
          FROM wr_now n WHERE w.work_item_id = n.work_item_id AND w.fix_kind = 'package_upgrade' AND n.target IS NOT NULL
            AND w.fix_target IS DISTINCT FROM n.target;
          DROP TABLE wr_state; DROP TABLE wr_now;",
@@ -406,8 +407,8 @@ impl Moves {
     }
 }
 
-/// Why a work item may not move to `to`, or None if it may.
-fn refusal(c: &Connection, id: i64, to: &str) -> anyhow::Result<Option<String>> {
+/// The work item's status now, or why it may not move to `to`.
+fn may_move(c: &Connection, id: i64, to: &str) -> anyhow::Result<Result<String, String>> {
     let row: Option<(String, Option<String>, i64, i64, Option<String>)> = c
         .query_row(
             "SELECT w.status, w.assignee, b.open_findings, b.findings,
@@ -420,18 +421,18 @@ fn refusal(c: &Connection, id: i64, to: &str) -> anyhow::Result<Option<String>> 
         )
         .map(Some)
         .or_else(|e| if matches!(e, duckdb::Error::QueryReturnedNoRows) { Ok(None) } else { Err(e) })?;
-    let Some((from, assignee, open, total, seen)) = row else { return Ok(Some("no such work item".into())) };
+    let Some((from, assignee, open, total, seen)) = row else { return Ok(Err("no such work item".into())) };
     if from == to {
-        return Ok(Some(format!("already {to}")));
+        return Ok(Err(format!("already {to}")));
     }
     if from == "risk_accepted" || from == "false_positive" {
         let ex: Option<i64> = c
             .query_row("SELECT max(exception_id) FROM exceptions WHERE work_item_id = ? AND status = 'active'", params![id], |r| r.get(0))?;
         if let Some(e) = ex {
-            return Ok(Some(format!("exception #{e} holds it; revoke the exception first")));
+            return Ok(Err(format!("exception #{e} holds it; revoke the exception first")));
         }
     }
-    Ok(match to {
+    let why = match to {
         "risk_accepted" | "false_positive" => Some(format!(
             "{to} needs an exception with a justification and an approver (`ctem exception add --work-item {id} --kind {to} ...`, or `x` on the board)"
         )),
@@ -442,6 +443,10 @@ fn refusal(c: &Connection, id: i64, to: &str) -> anyhow::Result<Option<String>> 
         "verified" if total == 0 => Some("it holds no findings to verify".into()),
         "assigned" if assignee.is_none() => Some("no assignee: assign someone first".into()),
         _ => None,
+    };
+    Ok(match why {
+        Some(w) => Err(w),
+        None => Ok(from),
     })
 }
 
@@ -458,11 +463,13 @@ pub fn move_items(store: &Store, ids: &[i64], to: &str) -> anyhow::Result<Moves>
     in_tx(c, || {
         let mut m = Moves::default();
         for &id in ids {
-            if let Some(why) = refusal(c, id, to)? {
-                m.refused.push((id, why));
-                continue;
-            }
-            let from: String = c.query_row("SELECT status FROM work_items WHERE work_item_id = ?", params![id], |r| r.get(0))?;
+            let from = match may_move(c, id, to)? {
+                Ok(from) => from,
+                Err(why) => {
+                    m.refused.push((id, why));
+                    continue;
+                }
+            };
             c.execute(
                 "UPDATE work_items SET status = ?, updated_at = current_timestamp::TIMESTAMP,
                         closed_at = CASE WHEN ? = 'verified' THEN current_timestamp::TIMESTAMP END

@@ -676,7 +676,6 @@ async fn sync_one(store: &Store, t: &Tracker, lag: Duration, dry_run: bool) -> a
         },
     }
     if !dry_run {
-        store.conn.execute("DELETE FROM sync_state WHERE system = ? AND watermark IS NULL", [sys])?;
         let n = store.conn.execute("UPDATE sync_state SET last_run = current_timestamp::TIMESTAMP WHERE system = ?", [sys])?;
         if n == 0 {
             store.conn.execute("INSERT INTO sync_state VALUES (?, NULL, current_timestamp::TIMESTAMP)", [sys])?;
