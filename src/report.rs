@@ -53,6 +53,8 @@ pub struct Standup {
     /// Work items the rescans verified, and reopened by regressions, since the window's start.
     pub work_verified: i64,
     pub work_reopened: i64,
+    pub work_verified_ids: Vec<i64>,
+    pub work_reopened_ids: Vec<i64>,
     /// Work items whose ticket moved in Jira or ServiceNow since the window's start: (work item, what).
     pub tickets_moved: Vec<(i64, String)>,
     /// Active exceptions expiring within 7 days: (id, kind, findings, expiry date).
@@ -211,14 +213,17 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         );
         c.query_row(&sql, duckdb::params_from_iter(pp.iter()), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
     };
-    let (work_verified, work_reopened): (i64, i64) = c.query_row(
-        &format!(
-            "SELECT count(DISTINCT entity_id) FILTER (WHERE new_value = 'verified'), count(DISTINCT entity_id) FILTER (WHERE detail LIKE 'regression%')
-             FROM audit_log WHERE entity = 'work_item' AND action = 'status' AND actor = 'rescan' AND changed_at > {s0}"
-        ),
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let work_ids = |cond: &str| -> anyhow::Result<Vec<i64>> {
+        let mut st = c.prepare(&format!(
+            "SELECT DISTINCT entity_id FROM audit_log
+             WHERE entity = 'work_item' AND action = 'status' AND actor = 'rescan' AND changed_at > {s0} AND {cond} ORDER BY 1"
+        ))?;
+        let v = st.query_map([], |r| r.get(0))?.collect::<Result<Vec<i64>, _>>()?;
+        Ok(v)
+    };
+    let work_verified_ids = work_ids("new_value = 'verified'")?;
+    let work_reopened_ids = work_ids("detail LIKE 'regression%'")?;
+    let (work_verified, work_reopened) = (work_verified_ids.len() as i64, work_reopened_ids.len() as i64);
     let tickets_moved = {
         let mut st = c.prepare(&format!(
             "SELECT entity_id, actor || ': ' || coalesce(detail, '') || ' (' || coalesce(old_value, '') || ' -> ' || coalesce(new_value, '') || ')'
@@ -242,6 +247,8 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         sla_due_3d,
         work_verified,
         work_reopened,
+        work_verified_ids,
+        work_reopened_ids,
         tickets_moved,
         exceptions_expiring,
         since,

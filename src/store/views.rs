@@ -84,6 +84,8 @@ pub fn finding_fields() -> Vec<Field> {
         Field { name: "control_kind", aliases: &["covered_by"], sql: "(SELECT list(DISTINCT c.kind) FROM control_assets ca JOIN controls c ON c.control_id = ca.control_id WHERE ca.asset_id = f.asset_id AND c.status = 'healthy')", kind: List },
         Field { name: "work_item", aliases: &["wi", "work"], sql: "(SELECT max(wf.work_item_id) FROM work_item_findings wf WHERE wf.finding_id = f.finding_id)", kind: Int },
         Field { name: "saved", aliases: &["query"], sql: "finding_id", kind: Saved },
+        Field { name: "due", aliases: &["sla_due", "due_date"], sql: "(SELECT s.due_date FROM finding_sla s WHERE s.finding_id = f.finding_id)", kind: Time },
+        Field { name: "import", aliases: &["import_id"], sql: "(SELECT list(DISTINCT CAST(d.import_id AS VARCHAR)) FROM detections d WHERE d.finding_id = f.finding_id)", kind: List },
         Field { name: "owner", aliases: &[], sql: "(SELECT a.owner FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "bu", aliases: &["business_unit"], sql: "(SELECT a.business_unit FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },
         Field { name: "env", aliases: &["environment"], sql: "(SELECT a.environment FROM assets a WHERE a.asset_id = f.asset_id)", kind: Text },

@@ -42,6 +42,8 @@ pub enum Overlay {
     Scope(Box<ScopeEditor>),
     /// The schema browser: tables and views of the store with their columns; Enter inserts a name.
     Schema { items: Vec<(String, String)>, cursor: usize, filter: String },
+    /// Saved queries: (name, whether its rows name findings, SQL). Enter narrows a findings list to one.
+    Queues { items: Vec<(String, bool, String)>, cursor: usize },
 }
 
 pub struct SqlPane {
@@ -84,6 +86,10 @@ pub struct App {
     pub scope: Option<(String, Compiled)>,
     pub scopes: Vec<crate::store::scopes::ScopeCounts>,
     pub standup: Standup,
+    /// The stand-up summary line under the cursor (counting only lines that open something), and
+    /// whether the table of changes has the focus instead of the summary.
+    pub standup_cursor: usize,
+    pub standup_table: bool,
     pub tables: HashMap<TableId, TableView>,
     pub detail_for: Option<i64>,
     pub detail_text: String,
@@ -143,6 +149,8 @@ impl App {
             scope: None,
             scopes: Vec::new(),
             standup: Standup::default(),
+            standup_cursor: 0,
+            standup_table: false,
             tables,
             detail_for: None,
             detail_text: String::new(),
@@ -188,7 +196,8 @@ impl App {
 
     pub fn focused_table_id(&self) -> Option<TableId> {
         match self.tab {
-            0 => Some("standup"),
+            0 if self.standup_table => Some("standup"),
+            0 => None,
             1 => Some("scopes"),
             2 => Some(DISCOVERY[self.discovery]),
             3 if self.prio_view == 1 => Some("fix_groups"),
@@ -231,6 +240,7 @@ impl App {
     /// Reload what the current tab shows (tables load on first sight, then on refresh).
     fn ensure_loaded(&mut self) {
         let ids: Vec<TableId> = match self.tab {
+            0 => vec!["standup"],
             2 => vec![DISCOVERY[self.discovery]],
             _ => self.focused_table_id().into_iter().collect(),
         };
@@ -285,6 +295,80 @@ impl App {
             }
         }
         self.standup = s;
+        let n = self.standup_jumps().len();
+        self.standup_cursor = self.standup_cursor.min(n.saturating_sub(1));
+    }
+
+    /// A saved query as the queue: the focused findings list narrowed to its rows (the ranked queue
+    /// when no findings list has the focus).
+    fn use_queue(&mut self, name: &str) {
+        let findings_list = matches!(self.focused_table_id(), Some("findings" | "queue" | "standup" | "verification"));
+        if !findings_list {
+            self.tab = 3;
+            self.prio_view = 0;
+        }
+        self.apply_filter(&format!("saved={name}"));
+        self.ensure_loaded();
+        if self.input_error.is_none() {
+            self.message = Some((format!("queue '{name}': the rows of saved_{name} (/ clears or changes the filter)"), false));
+        } else {
+            self.message = self.input_error.take().map(|e| (format!("queue '{name}': {e}"), true));
+        }
+    }
+
+    /// What the stand-up summary lines open, in order.
+    pub fn standup_jumps(&self) -> Vec<crate::tui::standup::Jump> {
+        crate::tui::standup::items(&self.standup, &self.theme, 40).into_iter().filter_map(|i| i.jump).collect()
+    }
+
+    /// Keys on the stand-up summary; false when the key is not one of its own.
+    fn standup_act(&mut self, a: Action) -> bool {
+        let n = self.standup_jumps().len();
+        let c = &mut self.standup_cursor;
+        match a {
+            Action::Up => *c = c.saturating_sub(1),
+            Action::Down => *c = (*c + 1).min(n.saturating_sub(1)),
+            Action::PageUp | Action::HalfUp | Action::Top => *c = 0,
+            Action::PageDown | Action::HalfDown | Action::Bottom => *c = n.saturating_sub(1),
+            Action::Open => self.open_standup_line(),
+            Action::Filter => {
+                // Filtering is for the table of changes.
+                self.standup_table = true;
+                return false;
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// Enter on a summary line: the list of exactly the findings (or work items) it counts.
+    fn open_standup_line(&mut self) {
+        use crate::tui::standup::Target;
+        let Some(j) = self.standup_jumps().into_iter().nth(self.standup_cursor) else { return };
+        match j.target {
+            Target::Changes => self.standup_table = true,
+            Target::Findings => {
+                self.tab = 2;
+                self.discovery = 0;
+            }
+            Target::Queue => {
+                self.tab = 3;
+                self.prio_view = 0;
+            }
+            Target::WorkItems => {
+                self.tab = 5;
+                self.mob_view = 1;
+            }
+            Target::Exceptions => {
+                self.tab = 5;
+                self.mob_view = 2;
+            }
+        }
+        self.apply_filter(&j.filter);
+        self.ensure_loaded();
+        let how = if j.filter.is_empty() { String::new() } else { format!(" · /{}", j.filter) };
+        let back = if j.target == Target::Changes { " · Tab: back to the summary" } else { " · 1: back to the stand-up" };
+        self.message = Some((format!("{}{how}{back}", j.what), false));
     }
 
     fn request_detail(&mut self) {
@@ -340,6 +424,13 @@ impl App {
                 self.sql.editor = ed;
                 self.sql.editing = true;
                 self.tab = 6;
+            }
+            Resp::SavedQueries(items) => {
+                if items.is_empty() {
+                    self.message = Some(("no saved queries yet: in the SQL pane, :save NAME keeps the statement under the cursor".into(), true));
+                } else {
+                    self.overlay = Overlay::Queues { items, cursor: 0 };
+                }
             }
             Resp::Schema(items) => self.overlay = Overlay::Schema { items, cursor: 0, filter: String::new() },
             Resp::BoardChanged { message, error } => {
@@ -704,6 +795,23 @@ impl App {
                 }
                 _ => {}
             },
+            Overlay::Queues { items, cursor } => match (k.code, action) {
+                (KeyCode::Esc, _) | (_, Some(Action::Back)) | (_, Some(Action::Quit)) => self.overlay = Overlay::None,
+                (_, Some(Action::Down)) => *cursor = (*cursor + 1).min(items.len().saturating_sub(1)),
+                (_, Some(Action::Up)) => *cursor = cursor.saturating_sub(1),
+                (KeyCode::Enter, _) => {
+                    let chosen = items.get(*cursor).cloned();
+                    self.overlay = Overlay::None;
+                    if let Some((name, is_queue, _)) = chosen {
+                        if is_queue {
+                            self.use_queue(&name);
+                        } else {
+                            self.db.send(Req::LoadQuery { name });
+                        }
+                    }
+                }
+                _ => {}
+            },
             Overlay::Schema { items, cursor, filter } => {
                 let shown: Vec<usize> = items
                     .iter()
@@ -824,6 +932,9 @@ impl App {
         if self.board_visible() && self.board_act(a) {
             return;
         }
+        if self.tab == 0 && !self.standup_table && self.standup_act(a) {
+            return;
+        }
         match a {
             Action::Quit => {
                 if !self.jobs.is_empty() && !self.quit_armed {
@@ -851,7 +962,9 @@ impl App {
             Action::NextTab => self.switch_tab((self.tab + 1) % TABS.len()),
             Action::PrevTab => self.switch_tab((self.tab + TABS.len() - 1) % TABS.len()),
             Action::NextPane | Action::PrevPane => {
-                if self.tab == 2 {
+                if self.tab == 0 {
+                    self.standup_table = !self.standup_table;
+                } else if self.tab == 2 {
                     self.discovery = if a == Action::NextPane { (self.discovery + 1) % 3 } else { (self.discovery + 2) % 3 };
                     self.ensure_loaded();
                 } else if self.tab == 3 {
@@ -983,6 +1096,7 @@ impl App {
                 }
             }
             Action::HandOff => self.hand_off(),
+            Action::Queues => self.db.send(Req::SavedQueries),
             Action::Except if self.tab == 3 && self.prio_view == 0 => {
                 if self.read_only {
                     self.message = Some(("read-only: exceptions cannot be granted".into(), true));
@@ -1237,6 +1351,9 @@ impl App {
                 self.db.send(Req::SaveQuery { name: rest.to_string(), sql, export_dir: self.sql.export_dir.clone() });
             }
             "load" => self.db.send(Req::LoadQuery { name: rest.to_string() }),
+            "queues" => self.db.send(Req::SavedQueries),
+            "queue" if rest.is_empty() => self.db.send(Req::SavedQueries),
+            "queue" => self.use_queue(rest),
             "sql" => match rest {
                 "write" if self.read_only => self.message = Some(("read-only: writes cannot be allowed (open without --read-only)".into(), true)),
                 "write" => {
@@ -1282,6 +1399,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
     (":save NAME | :load NAME", "save the statement under the cursor as a named query (queues: saved=NAME) / load one"),
+    (":queue [NAME]", "narrow the findings to a saved query's rows (no name: pick from the saved queues, also Q)"),
     (":schema", "browse the store's tables, views and columns (F2 in the editor); Enter inserts a name"),
     (":sql write | read", "allow (after a confirmation) or stop statements that change the store"),
     (":move STATUS", "board: move the card (or the marked cards) to a status"),

@@ -48,6 +48,8 @@ pub enum Req {
     Schema,
     SaveQuery { name: String, sql: String, export_dir: PathBuf },
     LoadQuery { name: String },
+    /// The saved queries, for the queue picker.
+    SavedQueries,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -74,7 +76,8 @@ pub struct Standup {
     pub until: Option<chrono::NaiveDateTime>,
     /// (new, fixed, reopened) by severity, critical first.
     pub by_severity: Vec<(String, i64, i64, i64)>,
-    pub imports: Vec<String>,
+    /// (import id, one line about it), newest first.
+    pub imports: Vec<(i64, String)>,
     pub open_now: i64,
     pub open_before: i64,
     /// New in the window by priority (P1..P4), and how many of them are on CISA KEV.
@@ -90,9 +93,12 @@ pub struct Standup {
     pub sla_past_due: i64,
     pub sla_due_3d: i64,
     /// Active exceptions expiring within 7 days.
-    pub exceptions_expiring: i64,
+    pub exceptions_expiring: Vec<i64>,
     /// Work items whose ticket moved in a tracker.
-    pub tickets_moved: i64,
+    pub tickets_moved: Vec<i64>,
+    /// Work items rescans verified, and reopened by regressions, in the window.
+    pub work_verified: Vec<i64>,
+    pub work_reopened: Vec<i64>,
 }
 
 pub enum Resp {
@@ -114,6 +120,8 @@ pub enum Resp {
     Schema(Vec<(String, String)>),
     /// A saved query's text for the editor.
     QueryText(String),
+    /// (name, whether its rows name findings, its SQL), by name.
+    SavedQueries(Vec<(String, bool, String)>),
     /// Cards changed (moved, assigned, excepted), or why not.
     BoardChanged { message: String, error: bool },
     SqlView { view: View, millis: u128 },
@@ -487,6 +495,17 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
             Ok(t) => Resp::QueryText(t),
             Err(_) => Resp::SqlError { message: format!("no saved query '{name}'") },
         },
+        Req::SavedQueries => {
+            let list = || -> duckdb::Result<Vec<(String, bool, String)>> {
+                let mut st = c.prepare("SELECT name, finding_ids, sql FROM saved_queries ORDER BY name")?;
+                let v = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<Vec<_>, _>>()?;
+                Ok(v)
+            };
+            match list() {
+                Ok(v) => Resp::SavedQueries(v),
+                Err(e) => err("saved queries", &e),
+            }
+        }
         Req::Schema => match schema(c) {
             Ok(v) => Resp::Schema(v),
             Err(e) => err("schema", &e),
@@ -698,11 +717,11 @@ fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
     s.open_now = a;
     s.open_before = b;
     let mut st = c.prepare(&format!(
-        "SELECT strftime(scan_time, '%m-%d %H:%M') || '  ' || tool || '  ' || regexp_extract(file, '[^/]*$') || '  +' || new || ' new, ' || fixed || ' fixed, ' || reopened || ' reopened'
+        "SELECT import_id, strftime(scan_time, '%m-%d %H:%M') || '  ' || tool || '  ' || regexp_extract(file, '[^/]*$') || '  +' || new || ' new, ' || fixed || ' fixed, ' || reopened || ' reopened'
          FROM imports WHERE scan_time > TIMESTAMP '{}' ORDER BY scan_time DESC, import_id DESC LIMIT 20",
         since.format("%Y-%m-%d %H:%M:%S")
     ))?;
-    s.imports = st.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    s.imports = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     let r = crate::report::standup(store, since, until, scope.map(|c| ("", c)), false)?;
     s.new_by_priority = r.new_by_priority;
     s.new_kev = r.new_kev_total;
@@ -712,8 +731,11 @@ fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
     s.trend_p2 = r.trend.iter().map(|t| t.2).collect();
     s.sla_past_due = r.sla_past_due;
     s.sla_due_3d = r.sla_due_3d;
-    s.exceptions_expiring = r.exceptions_expiring.len() as i64;
-    s.tickets_moved = r.tickets_moved.len() as i64;
+    s.exceptions_expiring = r.exceptions_expiring.iter().map(|e| e.0).collect();
+    s.tickets_moved = r.tickets_moved.iter().map(|t| t.0).collect();
+    s.tickets_moved.dedup();
+    s.work_verified = r.work_verified_ids;
+    s.work_reopened = r.work_reopened_ids;
     Ok(s)
 }
 

@@ -48,6 +48,7 @@ pub enum Action {
     MoveBack,
     Assign,
     Except,
+    Queues,
 }
 
 impl Action {
@@ -112,6 +113,7 @@ impl Action {
             Action::MoveForward => "board: move the card (or the marked cards) to the next status",
             Action::MoveBack => "board: move the card (or the marked cards) to the previous status",
             Action::Assign => "board: assign the card (or the marked cards)",
+            Action::Queues => "saved queues: narrow the findings to a saved query's rows",
             Action::Except => "risk acceptance or false positive for the card, or the marked findings of the queue (needs an approver)",
         }
     }
@@ -122,7 +124,7 @@ impl Action {
             Quit, ForceQuit, Suspend, Help, Command, Filter, Back, NextTab, PrevTab, NextPane, PrevPane, Up, Down,
             PageUp, PageDown, HalfUp, HalfDown, Top, Bottom, Left, Right, Open, SortNext, SortReverse, Columns,
             Mark, RangeMark, ClearMarks, Copy, Export, Refresh, New, Edit, Delete, Activate, Run, HandOff,
-            MoveForward, MoveBack, Assign, Except,
+            MoveForward, MoveBack, Assign, Except, Queues,
         ];
         for i in 0..7 {
             v.push(Tab(i));
@@ -293,6 +295,7 @@ const DEFAULTS: &[(&str, Action)] = &[
     ("<", Action::MoveBack),
     ("A", Action::Assign),
     ("x", Action::Except),
+    ("Q", Action::Queues),
 ];
 
 impl Default for Keymap {

@@ -5,6 +5,7 @@ pub mod board;
 pub mod db;
 pub mod keymap;
 pub mod table;
+pub mod standup;
 pub mod theme;
 pub mod ui;
 

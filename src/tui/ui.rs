@@ -139,6 +139,14 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
                 (key(app, Action::Open), "open"),
             ];
             match app.tab {
+                0 if !app.standup_table => {
+                    v = vec![
+                        (format!("{}/{}", key(app, Action::Down), key(app, Action::Up)), "line"),
+                        (key(app, Action::Open), "open its findings"),
+                        (key(app, Action::NextPane), "table"),
+                    ];
+                }
+                0 => v.push((key(app, Action::NextPane), "summary")),
                 1 => {
                     v.push((key(app, Action::New), "new"));
                     v.push((key(app, Action::Edit), "edit"));
@@ -210,91 +218,29 @@ fn panel<'a>(app: &App, title: &str) -> Block<'a> {
 fn draw_standup(f: &mut Frame, app: &mut App, area: Rect) {
     let side = if area.width >= 120 { 44 } else { 36 };
     let [left, right] = Layout::horizontal([Constraint::Length(side), Constraint::Min(20)]).areas(area);
-    let t = app.theme.clone();
-    let s = &app.standup;
-    let mut lines: Vec<Line> = Vec::new();
-    match (s.since, s.until) {
-        (Some(a), Some(b)) => {
-            lines.push(Line::from(Span::styled(format!("{} → {}", a.format("%m-%d %H:%M"), b.format("%m-%d %H:%M")), t.get("dim"))));
-            lines.push(Line::from(Span::styled("24 h up to the latest scan", t.get("dim"))));
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled(format!("{:<9}{:>7}{:>7}{:>9}", "", "new", "fixed", "reopened"), t.get("column_header"))));
-            let mut tot = (0, 0, 0);
-            for (sev, n, fx, ro) in &s.by_severity {
-                tot = (tot.0 + n, tot.1 + fx, tot.2 + ro);
-                lines.push(Line::from(vec![
-                    Span::styled(format!("{sev:<9}"), t.severity(sev)),
-                    Span::raw(format!("{:>7}{:>7}{:>9}", group(*n as u64), group(*fx as u64), group(*ro as u64))),
-                ]));
+    let summary_focus = !app.standup_table;
+    let items = crate::tui::standup::items(&app.standup, &app.theme, side);
+    // The cursor counts the lines that open something.
+    let mut at = None;
+    let mut lines = Vec::with_capacity(items.len());
+    let mut k = 0;
+    for (i, it) in items.into_iter().enumerate() {
+        let mut line = it.line;
+        if it.jump.is_some() {
+            if k == app.standup_cursor && summary_focus {
+                line = line.style(app.theme.get("selection"));
+                at = Some(i);
             }
-            lines.push(Line::from(Span::styled(
-                format!("{:<9}{:>7}{:>7}{:>9}", "total", group(tot.0 as u64), group(tot.1 as u64), group(tot.2 as u64)),
-                t.get("header"),
-            )));
-            lines.push(Line::from(""));
-            let delta = s.open_now - s.open_before;
-            lines.push(Line::from(vec![
-                Span::raw(format!("open {} ", group(s.open_now as u64))),
-                Span::styled(
-                    format!("({}{} in the window)", if delta >= 0 { "+" } else { "-" }, group(delta.unsigned_abs())),
-                    if delta > 0 { t.get("alert_warn") } else { t.get("alert_ok") },
-                ),
-            ]));
-            if s.new_by_priority.iter().sum::<i64>() > 0 || s.p1_p2_now > 0 {
-                let mut v = vec![Span::raw("new ")];
-                for (i, role) in ["prio_p1", "prio_p2", "prio_p3", "prio_p4"].iter().enumerate() {
-                    v.push(Span::styled(format!("P{} {} ", i + 1, group(s.new_by_priority[i] as u64)), t.get(role)));
-                }
-                lines.push(Line::from(v));
-                lines.push(Line::from(vec![
-                    Span::raw("new on CISA KEV "),
-                    Span::styled(group(s.new_kev as u64), if s.new_kev > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
-                ]));
-                let d = s.p1_p2_now - s.p1_p2_before;
-                lines.push(Line::from(vec![
-                    Span::raw(format!("open P1+P2 {} ", group(s.p1_p2_now as u64))),
-                    Span::styled(
-                        format!("({}{})", if d >= 0 { "+" } else { "-" }, group(d.unsigned_abs())),
-                        if d > 0 { t.get("alert_warn") } else { t.get("alert_ok") },
-                    ),
-                ]));
-                // The latest days that fit the panel.
-                let n = (side as usize).saturating_sub(12).min(s.trend_p1.len());
-                let tail = |v: &[i64]| v[v.len().saturating_sub(n)..].to_vec();
-                lines.push(Line::from(vec![Span::styled(format!("P1 {n:>2}d "), t.get("prio_p1")), Span::raw(crate::report::spark(&tail(&s.trend_p1)))]));
-                lines.push(Line::from(vec![Span::styled(format!("P2 {n:>2}d "), t.get("prio_p2")), Span::raw(crate::report::spark(&tail(&s.trend_p2)))]));
-            }
-            if s.sla_past_due + s.sla_due_3d + s.exceptions_expiring > 0 {
-                let mut v = vec![
-                    Span::raw("SLA past due "),
-                    Span::styled(group(s.sla_past_due as u64), if s.sla_past_due > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
-                    Span::raw(" · due ≤3d "),
-                    Span::styled(group(s.sla_due_3d as u64), if s.sla_due_3d > 0 { t.get("alert_warn") } else { t.get("alert_ok") }),
-                ];
-                if s.exceptions_expiring > 0 {
-                    v.push(Span::raw(" · exc. expiring "));
-                    v.push(Span::styled(group(s.exceptions_expiring as u64), t.get("alert_warn")));
-                }
-                lines.push(Line::from(v));
-            }
-            if s.tickets_moved > 0 {
-                lines.push(Line::from(vec![Span::raw("tickets moved in trackers "), Span::styled(group(s.tickets_moved as u64), t.get("key"))]));
-            }
-            lines.push(Line::from(""));
-            lines.push(Line::from(Span::styled("Imports in the window", t.get("column_header"))));
-            for i in &s.imports {
-                lines.push(Line::from(Span::raw(i.clone())));
-            }
+            k += 1;
         }
-        _ => {
-            lines.push(Line::from("No scans in the store yet."));
-            lines.push(Line::from(""));
-            lines.push(Line::from(":import PATH loads scanner reports;"));
-            lines.push(Line::from("`ctem demo` loads the sample estate."));
-        }
+        lines.push(line);
     }
-    f.render_widget(Paragraph::new(lines).block(panel(app, "What changed")), left);
-    table(f, app, "standup", right, true, "New, fixed and reopened");
+    let inner_h = left.height.saturating_sub(2) as usize;
+    let scroll = at.map(|i| i.saturating_sub(inner_h.saturating_sub(1))).unwrap_or(0);
+    let border = if summary_focus { app.theme.get("border_focus") } else { app.theme.get("border") };
+    let block = panel(app, "What changed").border_style(border);
+    f.render_widget(Paragraph::new(lines).scroll((scroll as u16, 0)).block(block), left);
+    table(f, app, "standup", right, !summary_focus, "New, fixed and reopened");
 }
 
 fn draw_scoping(f: &mut Frame, app: &mut App, area: Rect) {
@@ -487,6 +433,29 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
             let title = if filter.is_empty() { " Schema (type to filter · Enter inserts · Esc) ".to_string() } else { format!(" Schema /{filter} ({} shown) ", shown.len()) };
             f.render_widget(Clear, r);
             f.render_widget(Paragraph::new(lines).block(Block::default().borders(Borders::ALL).border_style(t.get("border_focus")).title(title)), r);
+        }
+        Overlay::Queues { items, cursor } => {
+            let r = centered(body, 70, (items.len() as u16 + 2).min(body.height.saturating_sub(2)));
+            let h = r.height.saturating_sub(2) as usize;
+            let top = cursor.saturating_sub(h.saturating_sub(1));
+            let lines: Vec<Line> = items
+                .iter()
+                .enumerate()
+                .skip(top)
+                .take(h)
+                .map(|(i, (name, is_queue, sql))| {
+                    let st = if i == *cursor { t.get("selection") } else { t.get("key") };
+                    let kind = if *is_queue { "queue" } else { "query" };
+                    let sql1 = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+                    Line::from(vec![Span::styled(format!("{} ", fit(name, 20, false)), st), Span::styled(format!("{kind:<6}"), t.get("dim")), Span::raw(sql1)])
+                })
+                .collect();
+            f.render_widget(Clear, r);
+            f.render_widget(
+                Paragraph::new(lines)
+                    .block(Block::default().borders(Borders::ALL).border_style(t.get("border_focus")).title(" Saved queues · Enter: narrow the findings (a query opens in SQL) · Esc ")),
+                r,
+            );
         }
         Overlay::Columns { cursor } => {
             let Some(tv) = app.focused_table_id().and_then(|id| app.tables.get(id)) else { return };

@@ -676,6 +676,100 @@ fn saved_queries_become_queues() {
     app.command("load crit_prod");
     app.settle(Duration::from_secs(10));
     assert_eq!(app.sql.editor.lines(), ["SELECT finding_id FROM findings WHERE severity = 'critical' AND asset_name LIKE '%prod%'"]);
+    // Saved queries are listed by name where the findings are: Q picks one as the queue.
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT severity, count(*) AS n FROM findings GROUP BY ALL".into()]);
+    app.command("save by_sev");
+    app.settle(Duration::from_secs(10));
+    app.sql.editing = false;
+    key(&mut app, '3');
+    key(&mut app, 'Q');
+    let Overlay::Queues { items, .. } = &app.overlay else { panic!("no queue picker") };
+    let names: Vec<(&str, bool)> = items.iter().map(|(n, q, _)| (n.as_str(), *q)).collect();
+    assert_eq!(names, [("by_sev", false), ("crit_prod", true)]);
+    let (text, _) = frame(&mut app, 80, 24);
+    assert!(text.contains("Saved queues") && text.contains("crit_prod") && text.contains("queue"), "{text}");
+    key(&mut app, 'j');
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.tab, 2, "the Discovery findings stay in front");
+    assert_eq!(app.tables["findings"].filter_text, "saved=crit_prod");
+    assert_eq!(
+        app.tables["findings"].total,
+        Some(count_sql("SELECT count(*) FROM findings WHERE severity = 'critical' AND asset_name LIKE '%prod%'"))
+    );
+    // A query whose rows are not findings opens in the SQL editor instead.
+    key(&mut app, 'Q');
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.tab, 6);
+    assert_eq!(app.sql.editor.lines(), ["SELECT severity, count(*) AS n FROM findings GROUP BY ALL"]);
+    // From a pane without findings, `:queue NAME` goes to the ranked queue.
+    app.command("queue crit_prod");
+    app.settle(Duration::from_secs(10));
+    assert_eq!((app.tab, app.focused_table_id()), (3, Some("queue")));
+    assert_eq!(app.tables["queue"].filter_text, "saved=crit_prod");
+}
+
+#[test]
+fn every_standup_line_opens_the_findings_it_counts() {
+    let mut app = app_with("default");
+    let s = app.standup.clone();
+    let jumps = app.standup_jumps();
+    assert!(jumps.len() >= 14, "{jumps:?}");
+    let mut checked = 0;
+    for (i, j) in jumps.iter().enumerate() {
+        key(&mut app, '1');
+        if app.standup_table {
+            code(&mut app, KeyCode::Tab);
+        }
+        app.standup_cursor = i;
+        code(&mut app, KeyCode::Enter);
+        let id = app.focused_table_id().unwrap_or_else(|| panic!("line {i} ({}) opened nothing", j.what));
+        let t = &app.tables[id];
+        assert_eq!(t.filter_text, j.filter, "{}", j.what);
+        assert!(t.filter_error.is_none(), "{}: {:?}", j.what, t.filter_error);
+        let total = t.total.unwrap_or(-1);
+        let f = j.filter.as_str();
+        let expected = if let Some(sev) = f.strip_prefix("sev=") {
+            let (_, n, fx, ro) = s.by_severity.iter().find(|r| r.0 == sev).unwrap();
+            n + fx + ro
+        } else if f.is_empty() && id == "standup" {
+            s.by_severity.iter().map(|r| r.1 + r.2 + r.3).sum()
+        } else if f.is_empty() {
+            s.open_now
+        } else if f == "change=new" {
+            s.new_by_priority.iter().sum()
+        } else if f.starts_with("change=new and kev=true") {
+            s.new_kev
+        } else if f == "prio>=P2" {
+            s.p1_p2_now
+        } else if f.starts_with("prio=P") {
+            continue;
+        } else if f.starts_with("due<") {
+            s.sla_past_due
+        } else if f.starts_with("due>=") {
+            s.sla_due_3d
+        } else if let Some(imp) = f.strip_prefix("import=") {
+            count_sql(&format!("SELECT count(DISTINCT finding_id) FROM detections WHERE import_id = {imp}"))
+        } else if j.what.contains("rescans verified") {
+            s.work_verified.len() as i64
+        } else if j.what.contains("regressions reopened") {
+            s.work_reopened.len() as i64
+        } else {
+            panic!("a line not checked: {j:?}")
+        };
+        assert_eq!(total, expected, "line {i}: {} (/{})", j.what, j.filter);
+        assert!(app.message.as_ref().is_some_and(|m| m.0.starts_with(&j.what)), "{:?}", app.message);
+        checked += 1;
+    }
+    assert!(checked >= 12, "{checked}");
+    // At 80x24 the summary scrolls to keep the cursor's line in sight.
+    key(&mut app, '1');
+    app.standup_cursor = 0;
+    let (text, _) = frame(&mut app, 80, 24);
+    assert!(text.contains("critical") && !text.contains("Imports in the window"), "{text}");
+    app.standup_cursor = jumps.len() - 1;
+    let (text, _) = frame(&mut app, 80, 24);
+    let last = &s.imports.last().unwrap().1;
+    assert!(text.contains(&last[..20]), "{last}\n{text}");
 }
 
 #[test]

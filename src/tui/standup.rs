@@ -1,0 +1,177 @@
+//! The stand-up summary: each line a fact about the window, and where it has findings (or work items)
+//! behind it, the filtered list that shows exactly them. Drawing and the keys share this one list.
+
+use crate::tui::db::Standup;
+use crate::tui::theme::Theme;
+use crate::tui::table::group;
+use ratatui::text::{Line, Span};
+
+/// The list a summary line opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// The stand-up's own table of what changed in the window.
+    Changes,
+    /// Discovery: every finding, whatever its status.
+    Findings,
+    /// Prioritization: the ranked queue of open findings.
+    Queue,
+    /// Mobilization: work items, and exceptions.
+    WorkItems,
+    Exceptions,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Jump {
+    pub target: Target,
+    /// A filter in the table's query language; empty shows the whole list.
+    pub filter: String,
+    /// What the list shows, for the status line.
+    pub what: String,
+}
+
+pub struct Item {
+    pub line: Line<'static>,
+    pub jump: Option<Jump>,
+}
+
+fn jump(target: Target, filter: impl Into<String>, what: impl Into<String>) -> Option<Jump> {
+    Some(Jump { target, filter: filter.into(), what: what.into() })
+}
+
+/// `id=1 or id=5 ...`: the rows a line counted by id.
+fn ids(v: &[i64]) -> String {
+    v.iter().map(|i| format!("id={i}")).collect::<Vec<_>>().join(" or ")
+}
+
+/// The summary for a panel `width` columns wide (the sparklines fill it).
+pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
+    let mut out = Vec::new();
+    let mut text = |line: Line<'static>| out.push(Item { line, jump: None });
+    let (Some(since), Some(until)) = (s.since, s.until) else {
+        text(Line::from("No scans in the store yet."));
+        text(Line::from(""));
+        text(Line::from(":import PATH loads scanner reports;"));
+        text(Line::from("`ctem demo` loads the sample estate."));
+        return out;
+    };
+    text(Line::from(Span::styled(format!("{} → {}", since.format("%m-%d %H:%M"), until.format("%m-%d %H:%M")), t.get("dim"))));
+    text(Line::from(Span::styled("24 h up to the latest scan", t.get("dim"))));
+    text(Line::from(Span::styled(format!("{:<9}{:>7}{:>7}{:>9}", "", "new", "fixed", "reopened"), t.get("column_header"))));
+    let mut tot = (0, 0, 0);
+    for (sev, n, fx, ro) in &s.by_severity {
+        tot = (tot.0 + n, tot.1 + fx, tot.2 + ro);
+        out.push(Item {
+            line: Line::from(vec![
+                Span::styled(format!("{sev:<9}"), t.severity(sev)),
+                Span::raw(format!("{:>7}{:>7}{:>9}", group(*n as u64), group(*fx as u64), group(*ro as u64))),
+            ]),
+            jump: jump(Target::Changes, format!("sev={sev}"), format!("{sev} findings new, fixed or reopened in the window")),
+        });
+    }
+    out.push(Item {
+        line: Line::from(Span::styled(
+            format!("{:<9}{:>7}{:>7}{:>9}", "total", group(tot.0 as u64), group(tot.1 as u64), group(tot.2 as u64)),
+            t.get("header"),
+        )),
+        jump: jump(Target::Changes, "", "everything new, fixed or reopened in the window"),
+    });
+    let delta = s.open_now - s.open_before;
+    out.push(Item {
+        line: Line::from(vec![
+            Span::raw(format!("open {} ", group(s.open_now as u64))),
+            Span::styled(
+                format!("({}{} in the window)", if delta >= 0 { "+" } else { "-" }, group(delta.unsigned_abs())),
+                if delta > 0 { t.get("alert_warn") } else { t.get("alert_ok") },
+            ),
+        ]),
+        jump: jump(Target::Queue, "", "every open finding, most urgent first"),
+    });
+    if s.new_by_priority.iter().sum::<i64>() > 0 || s.p1_p2_now > 0 {
+        let mut v = vec![Span::raw("new ")];
+        for (i, role) in ["prio_p1", "prio_p2", "prio_p3", "prio_p4"].iter().enumerate() {
+            v.push(Span::styled(format!("P{} {} ", i + 1, group(s.new_by_priority[i] as u64)), t.get(role)));
+        }
+        out.push(Item { line: Line::from(v), jump: jump(Target::Changes, "change=new", "findings first seen in the window") });
+        out.push(Item {
+            line: Line::from(vec![
+                Span::raw("new on CISA KEV "),
+                Span::styled(group(s.new_kev as u64), if s.new_kev > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
+            ]),
+            jump: jump(
+                Target::Changes,
+                "change=new and kev=true and (status=open or status=reopened)",
+                "open findings on CISA KEV first seen in the window",
+            ),
+        });
+        let d = s.p1_p2_now - s.p1_p2_before;
+        out.push(Item {
+            line: Line::from(vec![
+                Span::raw(format!("open P1+P2 {} ", group(s.p1_p2_now as u64))),
+                Span::styled(format!("({}{})", if d >= 0 { "+" } else { "-" }, group(d.unsigned_abs())), if d > 0 { t.get("alert_warn") } else { t.get("alert_ok") }),
+            ]),
+            jump: jump(Target::Queue, "prio>=P2", "open P1 and P2 findings"),
+        });
+        // The latest days that fit the panel.
+        let n = (width as usize).saturating_sub(12).min(s.trend_p1.len());
+        let tail = |v: &[i64]| v[v.len().saturating_sub(n)..].to_vec();
+        out.push(Item {
+            line: Line::from(vec![Span::styled(format!("P1 {n:>2}d "), t.get("prio_p1")), Span::raw(crate::report::spark(&tail(&s.trend_p1)))]),
+            jump: jump(Target::Queue, "prio=P1", "open P1 findings"),
+        });
+        out.push(Item {
+            line: Line::from(vec![Span::styled(format!("P2 {n:>2}d "), t.get("prio_p2")), Span::raw(crate::report::spark(&tail(&s.trend_p2)))]),
+            jump: jump(Target::Queue, "prio=P2", "open P2 findings"),
+        });
+    }
+    // SLA dates are counted against the window's last day, as the report does.
+    let day = until.date();
+    if s.sla_past_due > 0 || s.sla_due_3d > 0 {
+        out.push(Item {
+            line: Line::from(vec![
+                Span::raw("SLA past due "),
+                Span::styled(group(s.sla_past_due as u64), if s.sla_past_due > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
+            ]),
+            jump: jump(Target::Findings, format!("due<{day}"), format!("open findings due before {day}")),
+        });
+        out.push(Item {
+            line: Line::from(vec![
+                Span::raw("SLA due within 3 days "),
+                Span::styled(group(s.sla_due_3d as u64), if s.sla_due_3d > 0 { t.get("alert_warn") } else { t.get("alert_ok") }),
+            ]),
+            jump: jump(
+                Target::Findings,
+                format!("due>={day} and due<={}", day + chrono::Duration::days(3)),
+                format!("open findings due {day} to {}", day + chrono::Duration::days(3)),
+            ),
+        });
+    }
+    if !s.exceptions_expiring.is_empty() {
+        out.push(Item {
+            line: Line::from(vec![Span::raw("exceptions expiring ≤7d "), Span::styled(group(s.exceptions_expiring.len() as u64), t.get("alert_warn"))]),
+            jump: jump(Target::Exceptions, ids(&s.exceptions_expiring), "active exceptions expiring within 7 days"),
+        });
+    }
+    if !s.work_verified.is_empty() {
+        out.push(Item {
+            line: Line::from(vec![Span::raw("work verified by rescans "), Span::styled(group(s.work_verified.len() as u64), t.get("alert_ok"))]),
+            jump: jump(Target::WorkItems, ids(&s.work_verified), "work items rescans verified in the window"),
+        });
+    }
+    if !s.work_reopened.is_empty() {
+        out.push(Item {
+            line: Line::from(vec![Span::raw("work reopened (regressions) "), Span::styled(group(s.work_reopened.len() as u64), t.get("alert_warn"))]),
+            jump: jump(Target::WorkItems, ids(&s.work_reopened), "work items regressions reopened in the window"),
+        });
+    }
+    if !s.tickets_moved.is_empty() {
+        out.push(Item {
+            line: Line::from(vec![Span::raw("tickets moved in trackers "), Span::styled(group(s.tickets_moved.len() as u64), t.get("key"))]),
+            jump: jump(Target::WorkItems, ids(&s.tickets_moved), "work items whose ticket moved in Jira or ServiceNow"),
+        });
+    }
+    out.push(Item { line: Line::from(Span::styled("Imports in the window", t.get("column_header"))), jump: None });
+    for (id, line) in &s.imports {
+        out.push(Item { line: Line::from(Span::raw(line.clone())), jump: jump(Target::Findings, format!("import={id}"), format!("findings import {id} reported")) });
+    }
+    out
+}
