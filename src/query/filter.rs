@@ -244,14 +244,16 @@ impl Parser<'_> {
                 return format!("array_to_string(coalesce({}, []), ' ') LIKE ? ESCAPE '\\'", f.sql);
             }
         }
-        // ILIKE per field: no lower-cased copies of a million strings.
+        // ILIKE per field: no lower-cased copies of a million strings. A word with no wildcard
+        // character needs no ESCAPE clause, and the engine matches faster without one.
         let pat = format!("%{}%", like_escape(word));
+        let escape = if word.contains(['%', '_', '\\']) { " ESCAPE '\\'" } else { "" };
         let parts: Vec<String> = self
             .text_fields
             .iter()
             .map(|e| {
                 self.params.push(Param::Text(pat.clone()));
-                format!("{e} ILIKE ? ESCAPE '\\'")
+                format!("{e} ILIKE ?{escape}")
             })
             .collect();
         if parts.is_empty() { "true".into() } else { format!("({})", parts.join(" OR ")) }
@@ -554,6 +556,10 @@ mod tests {
         let r = c("log4j").unwrap();
         assert!(r.sql.contains("title") && r.sql.contains("asset_name"), "{}", r.sql);
         assert_eq!(r.params, vec![Param::Text("%log4j%".into()), Param::Text("%log4j%".into())]);
+        assert!(!r.sql.contains("ESCAPE"), "{}", r.sql);
+        let r = c("100%_x").unwrap();
+        assert!(r.sql.contains("ESCAPE"), "{}", r.sql);
+        assert_eq!(r.params[0], Param::Text("%100\\%\\_x%".into()));
         let r = c("CVE-2021-44").unwrap();
         assert_eq!(r.params, vec![Param::Text("%CVE-2021-44%".into())]);
     }
