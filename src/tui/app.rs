@@ -392,6 +392,11 @@ impl App {
                     self.request_detail();
                 }
             }
+            Resp::Cells { table, generation, rows } => {
+                if let Some(t) = self.tables.get_mut(table) {
+                    t.fill_cells(generation, rows);
+                }
+            }
             Resp::Count { table, generation, total } => {
                 if let Some(t) = self.tables.get_mut(table) {
                     t.set_total(generation, total);
@@ -853,8 +858,19 @@ impl App {
                     (_, Some(Action::Up)) => *cursor = cursor.saturating_sub(1),
                     (KeyCode::Char(' '), _) => {
                         let c = *cursor;
-                        if let Some(t) = self.focused() {
+                        let id = self.focused_table_id();
+                        if let Some(t) = id.and_then(|id| self.tables.get_mut(id)) {
                             t.toggle_column(c);
+                            // Pages of finding lists leave hidden columns out: fill the one just shown.
+                            if t.view.pages_skip_hidden() && t.view.columns.get(c).is_some_and(|col| col.visible) && !t.rows.is_empty() {
+                                let req = Req::Cells {
+                                    table: id.unwrap_or_default(),
+                                    generation: t.generation,
+                                    view: t.view.clone(),
+                                    keys: t.rows.iter().map(|r| r.key).collect(),
+                                };
+                                self.db.send(req);
+                            }
                         }
                     }
                     _ => {}

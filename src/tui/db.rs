@@ -16,6 +16,8 @@ pub type TableId = &'static str;
 
 pub enum Req {
     Page { table: TableId, view: View, want: PageWant },
+    /// Every column of the rows with these keys (a column shown after the rows were fetched without it).
+    Cells { table: TableId, generation: u64, view: View, keys: Vec<i64> },
     Count { table: TableId, generation: u64, view: View, filter: Compiled, scope: Option<Compiled> },
     Header { scope: Option<Compiled> },
     /// A finding's explanation; `panel` for the Prioritization side panel, else a detail overlay.
@@ -103,6 +105,7 @@ pub struct Standup {
 
 pub enum Resp {
     Page { table: TableId, generation: u64, fill: Fill, rows: Vec<Row> },
+    Cells { table: TableId, generation: u64, rows: Vec<Row> },
     Count { table: TableId, generation: u64, total: i64 },
     Header(Header),
     Detail { title: String, text: String, panel: bool },
@@ -295,6 +298,10 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
     Some(match req {
         Req::Page { table, view, want } => match view.fetch(c, &want.query) {
             Ok(rows) => Resp::Page { table, generation: want.generation, fill: want.fill, rows },
+            Err(e) => err(view.title, &e),
+        },
+        Req::Cells { table, generation, view, keys } => match view.rows_by_key(c, &keys) {
+            Ok(rows) => Resp::Cells { table, generation, rows },
             Err(e) => err(view.title, &e),
         },
         Req::Count { table, generation, view, filter, scope } => match view.count(c, &filter, scope.as_ref()) {

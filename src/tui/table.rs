@@ -184,6 +184,20 @@ impl TableView {
         self.col_cursor = self.col_cursor.min(self.visible_columns().len().saturating_sub(1));
     }
 
+    /// Cells fetched for rows already in the window (a column just shown). Keys not in the window
+    /// any more are ignored, the sort value stays.
+    pub fn fill_cells(&mut self, generation: u64, rows: Vec<Row>) {
+        if generation != self.generation {
+            return;
+        }
+        let by_key: std::collections::HashMap<i64, Vec<String>> = rows.into_iter().map(|r| (r.key, r.cells)).collect();
+        for r in &mut self.rows {
+            if let Some(c) = by_key.get(&r.key) {
+                r.cells = c.clone();
+            }
+        }
+    }
+
     pub fn selected(&self) -> Option<&Row> {
         self.cursor.checked_sub(self.win_start).and_then(|i| self.rows.get(i))
     }

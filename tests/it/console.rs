@@ -209,6 +209,24 @@ fn sort_marks_detail_and_commands() {
     }
     code(&mut app, KeyCode::Esc);
     assert!(matches!(app.overlay, Overlay::None));
+    // Hidden columns are not fetched with pages; showing one fills it for the rows in hand.
+    let prio = app.tables["findings"].view.columns.iter().position(|c| c.name == "prio").unwrap();
+    assert!(!app.tables["findings"].view.columns[prio].visible);
+    assert_eq!(app.tables["findings"].selected().unwrap().cells[prio], "");
+    key(&mut app, 'c');
+    for _ in 0..prio {
+        key(&mut app, 'j');
+    }
+    key(&mut app, ' ');
+    code(&mut app, KeyCode::Esc);
+    let want: String = Store::open_for_query(demo_db())
+        .unwrap()
+        .conn
+        .query_row(&format!("SELECT priority FROM findings WHERE finding_id = {at}"), [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(app.tables["findings"].selected().unwrap().cells[prio], want);
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("prio"), "{text}");
     app.command("theme light");
     assert_eq!(app.theme.name, "light");
     app.command("theme nope");
