@@ -359,6 +359,28 @@ pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         }
         rows.push((label.into(), median(v), format!("first page, {got} rows; budget 1000 ms")));
     }
+    // The stand-up: the console's summary pane and the full report, over the 24 hours up to the scan.
+    if let Some((since, until)) = crate::tui::db::standup_window(&store)? {
+        let mut v = Vec::new();
+        let mut lines = 0;
+        for _ in 0..5 {
+            v.push(time(&mut || {
+                let s = crate::tui::db::standup(&store, None)?;
+                lines = s.by_severity.len();
+                Ok(())
+            })?);
+        }
+        rows.push(("stand-up pane (summary)".into(), median(v), format!("{lines} severities; budget 300 ms")));
+        let mut v = Vec::new();
+        for _ in 0..5 {
+            v.push(time(&mut || {
+                let r = crate::report::standup(&store, since, until, None, true)?;
+                let _ = r.markdown();
+                Ok(())
+            })?);
+        }
+        rows.push(("report standup (markdown)".into(), median(v), "budget 300 ms".into()));
+    }
     // Cancelling a running statement: the time from the interrupt to the statement's end.
     let mut v = Vec::new();
     for _ in 0..5 {

@@ -689,7 +689,8 @@ pub fn standup_window(store: &Store) -> anyhow::Result<Option<(chrono::NaiveDate
     Ok(until.map(|u| (u - chrono::Duration::hours(24), u)))
 }
 
-fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
+/// The console's stand-up summary for the active scope.
+pub fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
     let c = &store.conn;
     let mut s = Standup::default();
     let Some((since, until)) = standup_window(store)? else { return Ok(s) };
