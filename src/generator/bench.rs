@@ -365,7 +365,7 @@ pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
         let mut lines = 0;
         for _ in 0..5 {
             v.push(time(&mut || {
-                let s = crate::tui::db::standup(&store, None)?;
+                let s = crate::tui::db::standup(&store, None, None)?;
                 lines = s.by_severity.len();
                 Ok(())
             })?);

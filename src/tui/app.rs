@@ -90,6 +90,8 @@ pub struct App {
     /// whether the table of changes has the focus instead of the summary.
     pub standup_cursor: usize,
     pub standup_table: bool,
+    /// The stand-up window's start (`:since`), counted back from the latest scan; None: 24 hours.
+    pub standup_since: Option<String>,
     pub tables: HashMap<TableId, TableView>,
     pub detail_for: Option<i64>,
     pub detail_text: String,
@@ -151,6 +153,7 @@ impl App {
             standup: Standup::default(),
             standup_cursor: 0,
             standup_table: false,
+            standup_since: None,
             tables,
             detail_for: None,
             detail_text: String::new(),
@@ -268,7 +271,7 @@ impl App {
         self.board.in_flight = false;
         self.ensure_loaded();
         // The stand-up summary scans the store several times: after the rows on screen.
-        self.db.send(Req::Standup { scope });
+        self.db.send(Req::Standup { scope, since: self.standup_since.clone() });
     }
 
     fn set_scope(&mut self, scope: Option<(String, Compiled)>) {
@@ -1368,6 +1371,23 @@ impl App {
             }
             "load" => self.db.send(Req::LoadQuery { name: rest.to_string() }),
             "queues" => self.db.send(Req::SavedQueries),
+            "since" => {
+                let until = self.standup.until.unwrap_or_else(now);
+                match rest {
+                    "" | "24h" | "default" => self.standup_since = None,
+                    v => match crate::report::parse_since(v, until) {
+                        Ok(_) => self.standup_since = Some(v.to_string()),
+                        Err(e) => {
+                            self.message = Some((format!("since: {e}"), true));
+                            return;
+                        }
+                    },
+                }
+                self.tab = 0;
+                let scope = self.scope.as_ref().map(|s| s.1.clone());
+                self.db.send(Req::Standup { scope, since: self.standup_since.clone() });
+                self.message = Some((format!("stand-up window: {} up to the latest scan", self.standup_since.as_deref().unwrap_or("24h")), false));
+            }
             "queue" if rest.is_empty() => self.db.send(Req::SavedQueries),
             "queue" => self.use_queue(rest),
             "sql" => match rest {
@@ -1415,6 +1435,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
     (":save NAME | :load NAME", "save the statement under the cursor as a named query (queues: saved=NAME) / load one"),
+    (":since 24h|3d|2w|DATE", "the stand-up window, counted back from the latest scan (default 24h)"),
     (":queue [NAME]", "narrow the findings to a saved query's rows (no name: pick from the saved queues, also Q)"),
     (":schema", "browse the store's tables, views and columns (F2 in the editor); Enter inserts a name"),
     (":sql write | read", "allow (after a confirmation) or stop statements that change the store"),

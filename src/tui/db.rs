@@ -27,7 +27,8 @@ pub enum Req {
     Scopes,
     SaveScope { name: String, filter: String, description: String },
     DeleteScope { name: String },
-    Standup { scope: Option<Compiled> },
+    /// `since`: an age (24h, 3d, 2w) or a date, counted back from the latest scan; default 24h.
+    Standup { scope: Option<Compiled>, since: Option<String> },
     Export { view: View, filter: Compiled, scope: Option<Compiled>, sort_col: usize, desc: bool, path: PathBuf, json: bool },
     Import { paths: Vec<PathBuf> },
     /// Run a statement from the SQL pane: a query becomes a paged view; a write runs only when the
@@ -91,6 +92,8 @@ pub struct Standup {
     /// Open P1 and P2 per day over the 30 days up to the window's end.
     pub trend_p1: Vec<i64>,
     pub trend_p2: Vec<i64>,
+    /// Mean days from first seen to fixed of the P1 and P2 findings fixed in the 30 days up to the window's end.
+    pub mttr_days: [Option<f64>; 2],
     /// Open findings past their SLA, and due within 3 days.
     pub sla_past_due: i64,
     pub sla_due_3d: i64,
@@ -427,7 +430,7 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 },
             }
         }
-        Req::Standup { scope } => match standup(store, scope.as_ref()) {
+        Req::Standup { scope, since } => match standup(store, scope.as_ref(), since.as_deref()) {
             Ok(s) => Resp::Standup(s),
             Err(e) => err("stand-up", &e),
         },
@@ -690,10 +693,14 @@ pub fn standup_window(store: &Store) -> anyhow::Result<Option<(chrono::NaiveDate
 }
 
 /// The console's stand-up summary for the active scope.
-pub fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standup> {
+pub fn standup(store: &Store, scope: Option<&Compiled>, since: Option<&str>) -> anyhow::Result<Standup> {
     let c = &store.conn;
     let mut s = Standup::default();
-    let Some((since, until)) = standup_window(store)? else { return Ok(s) };
+    let Some((default_since, until)) = standup_window(store)? else { return Ok(s) };
+    let since = match since {
+        Some(v) => crate::report::parse_since(v, until).map_err(anyhow::Error::msg)?,
+        None => default_since,
+    };
     s.since = Some(since);
     s.until = Some(until);
     let (cond, p) = scope_cond(scope);
@@ -737,6 +744,7 @@ pub fn standup(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Standu
     s.p1_p2_before = r.p1_p2_at_start;
     s.trend_p1 = r.trend.iter().map(|t| t.1).collect();
     s.trend_p2 = r.trend.iter().map(|t| t.2).collect();
+    s.mttr_days = r.mttr_days;
     s.sla_past_due = r.sla_past_due;
     s.sla_due_3d = r.sla_due_3d;
     s.exceptions_expiring = r.exceptions_expiring.iter().map(|e| e.0).collect();

@@ -55,7 +55,10 @@ pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
         return out;
     };
     text(Line::from(Span::styled(format!("{} → {}", since.format("%m-%d %H:%M"), until.format("%m-%d %H:%M")), t.get("dim"))));
-    text(Line::from(Span::styled("24 h up to the latest scan", t.get("dim"))));
+    let hours = (until - since).num_hours();
+    let span = if hours % 24 == 0 { format!("{} d", hours / 24) } else { format!("{hours} h") };
+    let span = if span == "1 d" { "24 h".to_string() } else { span };
+    text(Line::from(Span::styled(format!("{span} up to the latest scan"), t.get("dim"))));
     text(Line::from(Span::styled(format!("{:<9}{:>7}{:>7}{:>9}", "", "new", "fixed", "reopened"), t.get("column_header"))));
     let mut tot = (0, 0, 0);
     for (sev, n, fx, ro) in &s.by_severity {
@@ -121,6 +124,23 @@ pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
         out.push(Item {
             line: Line::from(vec![Span::styled(format!("P2 {n:>2}d "), t.get("prio_p2")), Span::raw(crate::report::spark(&tail(&s.trend_p2)))]),
             jump: jump(Target::Queue, "prio=P2", "open P2 findings"),
+        });
+    }
+    if s.mttr_days.iter().any(Option::is_some) {
+        let m = |d: Option<f64>| d.map(|d| format!("{d:.1}d")).unwrap_or_else(|| "-".into());
+        let from = until - chrono::Duration::days(30);
+        out.push(Item {
+            line: Line::from(vec![
+                Span::raw("MTTR 30d "),
+                Span::styled(format!("P1 {}", m(s.mttr_days[0])), t.get("prio_p1")),
+                Span::raw(" · "),
+                Span::styled(format!("P2 {}", m(s.mttr_days[1])), t.get("prio_p2")),
+            ]),
+            jump: jump(
+                Target::Findings,
+                format!("status=fixed and prio>=P2 and fixed_at>\"{}\" and fixed_at<=\"{}\"", from.format("%Y-%m-%d %H:%M:%S"), until.format("%Y-%m-%d %H:%M:%S")),
+                "P1 and P2 findings fixed in the 30 days up to the window's end",
+            ),
         });
     }
     // SLA dates are counted against the window's last day, as the report does.

@@ -727,6 +727,28 @@ fn saved_queries_become_queues() {
 }
 
 #[test]
+fn standup_window_follows_since() {
+    let mut app = app_with("default");
+    let until = app.standup.until.unwrap();
+    app.command("since 3d");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.standup.since, Some(until - chrono::Duration::days(3)));
+    let new: i64 = app.standup.by_severity.iter().map(|r| r.1).sum();
+    let u = until.format("%Y-%m-%d %H:%M:%S");
+    assert_eq!(
+        new,
+        count_sql(&format!("SELECT count(*) FROM findings WHERE first_seen > TIMESTAMP '{u}' - INTERVAL 3 DAY AND first_seen <= TIMESTAMP '{u}'"))
+    );
+    let (text, _) = frame(&mut app, 80, 24);
+    assert!(text.contains("3 d up to the latest scan"), "{text}");
+    app.command("since yesterday-ish");
+    assert!(app.message.as_ref().is_some_and(|m| m.1), "{:?}", app.message);
+    app.command("since");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.standup.since, Some(until - chrono::Duration::hours(24)));
+}
+
+#[test]
 fn every_standup_line_opens_the_findings_it_counts() {
     let mut app = app_with("default");
     let s = app.standup.clone();
@@ -761,6 +783,12 @@ fn every_standup_line_opens_the_findings_it_counts() {
             s.p1_p2_now
         } else if f.starts_with("prio=P") {
             continue;
+        } else if f.starts_with("status=fixed and prio>=P2") {
+            let u = s.until.unwrap().format("%Y-%m-%d %H:%M:%S");
+            count_sql(&format!(
+                "SELECT count(*) FROM findings WHERE status = 'fixed' AND priority IN ('P1', 'P2')
+                 AND fixed_at > TIMESTAMP '{u}' - INTERVAL 30 DAY AND fixed_at <= TIMESTAMP '{u}'"
+            ))
         } else if f.starts_with("due<") {
             s.sla_past_due
         } else if f.starts_with("due>=") {
