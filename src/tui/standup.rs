@@ -165,29 +165,20 @@ pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
             ),
         });
     }
-    if !s.exceptions_expiring.is_empty() {
-        out.push(Item {
-            line: Line::from(vec![Span::raw("exceptions expiring ≤7d "), Span::styled(group(s.exceptions_expiring.len() as u64), t.get("alert_warn"))]),
-            jump: jump(Target::Exceptions, ids(&s.exceptions_expiring), "active exceptions expiring within 7 days"),
-        });
-    }
-    if !s.work_verified.is_empty() {
-        out.push(Item {
-            line: Line::from(vec![Span::raw("work verified by rescans "), Span::styled(group(s.work_verified.len() as u64), t.get("alert_ok"))]),
-            jump: jump(Target::WorkItems, ids(&s.work_verified), "work items rescans verified in the window"),
-        });
-    }
-    if !s.work_reopened.is_empty() {
-        out.push(Item {
-            line: Line::from(vec![Span::raw("work reopened (regressions) "), Span::styled(group(s.work_reopened.len() as u64), t.get("alert_warn"))]),
-            jump: jump(Target::WorkItems, ids(&s.work_reopened), "work items regressions reopened in the window"),
-        });
-    }
-    if !s.tickets_moved.is_empty() {
-        out.push(Item {
-            line: Line::from(vec![Span::raw("tickets moved in trackers "), Span::styled(group(s.tickets_moved.len() as u64), t.get("key"))]),
-            jump: jump(Target::WorkItems, ids(&s.tickets_moved), "work items whose ticket moved in Jira or ServiceNow"),
-        });
+    // Counts of work items and exceptions: each opens the rows it counted, by id.
+    let lists: [(&str, &Vec<i64>, &str, Target, &str); 4] = [
+        ("exceptions expiring ≤7d ", &s.exceptions_expiring, "alert_warn", Target::Exceptions, "active exceptions expiring within 7 days"),
+        ("work verified by rescans ", &s.work_verified, "alert_ok", Target::WorkItems, "work items rescans verified in the window"),
+        ("work reopened (regressions) ", &s.work_reopened, "alert_warn", Target::WorkItems, "work items regressions reopened in the window"),
+        ("tickets moved in trackers ", &s.tickets_moved, "key", Target::WorkItems, "work items whose ticket moved in Jira or ServiceNow"),
+    ];
+    for (label, v, role, target, what) in lists {
+        if !v.is_empty() {
+            out.push(Item {
+                line: Line::from(vec![Span::raw(label), Span::styled(group(v.len() as u64), t.get(role))]),
+                jump: jump(target, ids(v), what),
+            });
+        }
     }
     out.push(Item { line: Line::from(Span::styled("Imports in the window", t.get("column_header"))), jump: None });
     for (id, line) in &s.imports {
