@@ -572,12 +572,14 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Intel { cmd } => intel(&cli, &paths, cmd),
         Cmd::Report { cmd: ReportCmd::Standup { since, scope, format } } => {
+            let since_given = since.clone();
             let store = open_for_read(&cli, &paths)?;
             let until: Option<chrono::NaiveDateTime> = store.conn.query_row("SELECT max(scan_time) FROM imports", [], |r| r.get(0))?;
             let Some(until) = until else { bail!("nothing imported yet: no stand-up to report") };
-            let since = match since {
-                Some(s) => crate::report::parse_since(s, until).map_err(anyhow::Error::msg)?,
-                None => until - chrono::Duration::hours(24),
+            // Without --since: what changed since the last stand-up (or in the 24 hours up to the latest scan).
+            let (since, held) = match since {
+                Some(s) => (crate::report::parse_since(s, until).map_err(anyhow::Error::msg)?, None),
+                None => crate::report::default_since(&store, until)?,
             };
             let compiled = match scope {
                 Some(name) => {
@@ -588,11 +590,23 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 None => None,
             };
-            let r = crate::report::standup(&store, since, until, compiled.as_ref().map(|(n, c)| (n.as_str(), c)), true)?;
+            let mut r = crate::report::standup(&store, since, until, compiled.as_ref().map(|(n, c)| (n.as_str(), c)), true)?;
+            r.last_standup = held;
             if format == "json" {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", r.markdown());
+            }
+            // The report was read from a read-only store; noting it as held needs a moment of writing,
+            // skipped when another process has the database.
+            if since_given.is_none() && !cli.read_only {
+                drop(store);
+                let noted = Store::open(&db_path(&cli, &paths), false)
+                    .map_err(anyhow::Error::from)
+                    .and_then(|s| crate::report::record_standup(&s, until, "report", r.scope.as_deref()));
+                if let Err(e) = noted {
+                    tracing::warn!("stand-up not recorded: {e}");
+                }
             }
             Ok(0)
         }

@@ -3,6 +3,7 @@
 //! new ones that are exploited in the wild (CISA KEV), regressions, fixes confirmed by a rescan, the
 //! biggest open fixes, and the 30-day trend of open P1/P2 findings with the time taken to fix them.
 
+use duckdb::OptionalExt;
 use crate::query::Compiled;
 use crate::store::views::{inline_values, param_value};
 use crate::store::Store;
@@ -59,10 +60,41 @@ pub struct Standup {
     pub tickets_moved: Vec<(i64, String)>,
     /// Active exceptions expiring within 7 days: (id, kind, findings, expiry date).
     pub exceptions_expiring: Vec<(i64, String, i64, String)>,
+    /// When the stand-up the window starts from was held (the default window after an earlier stand-up).
+    pub last_standup: Option<NaiveDateTime>,
 }
 
 fn ts(t: NaiveDateTime) -> String {
     format!("TIMESTAMP '{}'", t.format("%Y-%m-%d %H:%M:%S"))
+}
+
+/// Where a stand-up's window starts by default: at the data the last stand-up covered (the latest scan
+/// it saw, when that is older than `until`), else 24 hours before `until`. Also when that stand-up was held.
+pub fn default_since(store: &Store, until: NaiveDateTime) -> anyhow::Result<(NaiveDateTime, Option<NaiveDateTime>)> {
+    let last: Option<(NaiveDateTime, NaiveDateTime)> = store
+        .conn
+        .query_row(
+            "SELECT data_until, held_at FROM standup_log WHERE data_until < ? ORDER BY data_until DESC, held_at DESC LIMIT 1",
+            duckdb::params![until],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match last {
+        Some((from, held)) => (from, Some(held)),
+        None => (until - chrono::Duration::hours(24), None),
+    })
+}
+
+/// Note that a stand-up covered the data up to `until` (nothing on a read-only store).
+pub fn record_standup(store: &Store, until: NaiveDateTime, via: &str, scope: Option<&str>) -> anyhow::Result<()> {
+    if store.read_only {
+        return Ok(());
+    }
+    store.conn.execute(
+        "INSERT INTO standup_log VALUES (current_timestamp::TIMESTAMP, ?, ?, ?)",
+        duckdb::params![until, via, scope],
+    )?;
+    Ok(())
 }
 
 /// Parse `--since`: an age (`24h`, `3d`, `2w`) back from `until`, or a date / date-time.
@@ -251,6 +283,7 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
         work_reopened_ids,
         tickets_moved,
         exceptions_expiring,
+        last_standup: None,
         since,
         until,
         scope: scope.map(|s| s.0.to_string()),
@@ -298,6 +331,9 @@ impl Standup {
         let mut o = String::new();
         let f = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
         let _ = writeln!(o, "# Stand-up {} → {} (scope: {})\n", f(self.since), f(self.until), self.scope.as_deref().unwrap_or("all"));
+        if let Some(h) = self.last_standup {
+            let _ = writeln!(o, "Since the stand-up held {} (it covered the scans up to {}).\n", f(h), f(self.since));
+        }
         let [p1, p2, p3, p4] = self.open_by_priority;
         let _ = writeln!(
             o,

@@ -601,4 +601,13 @@ CREATE TABLE sync_conflicts (
 CREATE TABLE saved_queries (name VARCHAR NOT NULL, sql VARCHAR NOT NULL, finding_ids BOOLEAN NOT NULL, saved_at TIMESTAMP NOT NULL);
 "#,
 ),
+(
+    9,
+    "stand-up log",
+    r#"
+-- Stand-ups held (`ctem report standup`, the console's stand-up pane) and the data they covered (the
+-- latest scan then): the next stand-up shows what changed since.
+CREATE TABLE standup_log (held_at TIMESTAMP NOT NULL, data_until TIMESTAMP NOT NULL, via VARCHAR NOT NULL, scope VARCHAR);
+"#,
+),
 ];

@@ -92,6 +92,8 @@ pub struct App {
     pub standup_table: bool,
     /// The stand-up window's start (`:since`), counted back from the latest scan; None: 24 hours.
     pub standup_since: Option<String>,
+    /// Whether this session noted its stand-up as held.
+    pub standup_recorded: bool,
     pub tables: HashMap<TableId, TableView>,
     pub detail_for: Option<i64>,
     pub detail_text: String,
@@ -154,6 +156,7 @@ impl App {
             standup_cursor: 0,
             standup_table: false,
             standup_since: None,
+            standup_recorded: false,
             tables,
             detail_for: None,
             detail_text: String::new(),
@@ -271,7 +274,10 @@ impl App {
         self.board.in_flight = false;
         self.ensure_loaded();
         // The stand-up summary scans the store several times: after the rows on screen.
-        self.db.send(Req::Standup { scope, since: self.standup_since.clone() });
+        // The stand-up counts as held once it has been on screen in a session that may write.
+        let record = self.tab == 0 && !self.read_only && !self.standup_recorded && self.standup_since.is_none();
+        self.standup_recorded |= record;
+        self.db.send(Req::Standup { scope, since: self.standup_since.clone(), record });
     }
 
     fn set_scope(&mut self, scope: Option<(String, Compiled)>) {
@@ -1374,7 +1380,7 @@ impl App {
             "since" => {
                 let until = self.standup.until.unwrap_or_else(now);
                 match rest {
-                    "" | "24h" | "default" => self.standup_since = None,
+                    "" | "default" | "last" => self.standup_since = None,
                     v => match crate::report::parse_since(v, until) {
                         Ok(_) => self.standup_since = Some(v.to_string()),
                         Err(e) => {
@@ -1385,8 +1391,14 @@ impl App {
                 }
                 self.tab = 0;
                 let scope = self.scope.as_ref().map(|s| s.1.clone());
-                self.db.send(Req::Standup { scope, since: self.standup_since.clone() });
-                self.message = Some((format!("stand-up window: {} up to the latest scan", self.standup_since.as_deref().unwrap_or("24h")), false));
+                self.db.send(Req::Standup { scope, since: self.standup_since.clone(), record: false });
+                self.message = Some((
+                    match &self.standup_since {
+                        Some(v) => format!("stand-up window: {v} up to the latest scan"),
+                        None => "stand-up window: since the last stand-up (24 h when there was none)".into(),
+                    },
+                    false,
+                ));
             }
             "queue" if rest.is_empty() => self.db.send(Req::SavedQueries),
             "queue" => self.use_queue(rest),
@@ -1435,7 +1447,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
     (":save NAME | :load NAME", "save the statement under the cursor as a named query (queues: saved=NAME) / load one"),
-    (":since 24h|3d|2w|DATE", "the stand-up window, counted back from the latest scan (default 24h)"),
+    (":since 24h|3d|2w|DATE", "the stand-up window, counted back from the latest scan (:since alone: since the last stand-up, or 24h)"),
     (":queue [NAME]", "narrow the findings to a saved query's rows (no name: pick from the saved queues, also Q)"),
     (":schema", "browse the store's tables, views and columns (F2 in the editor); Enter inserts a name"),
     (":sql write | read", "allow (after a confirmation) or stop statements that change the store"),

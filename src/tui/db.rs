@@ -28,7 +28,8 @@ pub enum Req {
     SaveScope { name: String, filter: String, description: String },
     DeleteScope { name: String },
     /// `since`: an age (24h, 3d, 2w) or a date, counted back from the latest scan; default 24h.
-    Standup { scope: Option<Compiled>, since: Option<String> },
+    /// `record`: note this stand-up as held (the next one starts where its data ends).
+    Standup { scope: Option<Compiled>, since: Option<String>, record: bool },
     Export { view: View, filter: Compiled, scope: Option<Compiled>, sort_col: usize, desc: bool, path: PathBuf, json: bool },
     Import { paths: Vec<PathBuf> },
     /// Run a statement from the SQL pane: a query becomes a paged view; a write runs only when the
@@ -92,6 +93,8 @@ pub struct Standup {
     /// Open P1 and P2 per day over the 30 days up to the window's end.
     pub trend_p1: Vec<i64>,
     pub trend_p2: Vec<i64>,
+    /// When the stand-up this window starts from was held (None: the window is 24 hours or `:since`).
+    pub last_standup: Option<chrono::NaiveDateTime>,
     /// Mean days from first seen to fixed of the P1 and P2 findings fixed in the 30 days up to the window's end.
     pub mttr_days: [Option<f64>; 2],
     /// Open findings past their SLA, and due within 3 days.
@@ -430,7 +433,15 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 },
             }
         }
-        Req::Standup { scope, since } => match standup(store, scope.as_ref(), since.as_deref()) {
+        Req::Standup { scope, since, record } => match standup(store, scope.as_ref(), since.as_deref()) {
+            Ok(s) if record => {
+                if let Some(u) = s.until {
+                    if let Err(e) = crate::report::record_standup(store, u, "console", None) {
+                        tracing::warn!("stand-up not recorded: {e}");
+                    }
+                }
+                Resp::Standup(s)
+            }
             Ok(s) => Resp::Standup(s),
             Err(e) => err("stand-up", &e),
         },
@@ -696,10 +707,14 @@ pub fn standup_window(store: &Store) -> anyhow::Result<Option<(chrono::NaiveDate
 pub fn standup(store: &Store, scope: Option<&Compiled>, since: Option<&str>) -> anyhow::Result<Standup> {
     let c = &store.conn;
     let mut s = Standup::default();
-    let Some((default_since, until)) = standup_window(store)? else { return Ok(s) };
+    let Some((_, until)) = standup_window(store)? else { return Ok(s) };
     let since = match since {
         Some(v) => crate::report::parse_since(v, until).map_err(anyhow::Error::msg)?,
-        None => default_since,
+        None => {
+            let (since, held) = crate::report::default_since(store, until)?;
+            s.last_standup = held;
+            since
+        }
     };
     s.since = Some(since);
     s.until = Some(until);

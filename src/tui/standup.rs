@@ -58,7 +58,11 @@ pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
     let hours = (until - since).num_hours();
     let span = if hours % 24 == 0 { format!("{} d", hours / 24) } else { format!("{hours} h") };
     let span = if span == "1 d" { "24 h".to_string() } else { span };
-    text(Line::from(Span::styled(format!("{span} up to the latest scan"), t.get("dim"))));
+    let about = match s.last_standup {
+        Some(h) => format!("since the stand-up of {}", h.format("%m-%d %H:%M")),
+        None => format!("{span} up to the latest scan"),
+    };
+    text(Line::from(Span::styled(about, t.get("dim"))));
     text(Line::from(Span::styled(format!("{:<9}{:>7}{:>7}{:>9}", "", "new", "fixed", "reopened"), t.get("column_header"))));
     let mut tot = (0, 0, 0);
     for (sev, n, fx, ro) in &s.by_severity {

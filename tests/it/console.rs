@@ -35,11 +35,16 @@ fn demo_db() -> &'static Path {
 }
 
 fn app_with(theme: &str) -> App {
-    // Each app gets its own copy: DuckDB allows one writer per file.
+    app_prepared(theme, "")
+}
+
+/// An app on its own copy of the sample estate (DuckDB allows one writer per file), after `sql`.
+fn app_prepared(theme: &str, sql: &str) -> App {
     let d = tmpdir();
     let db = d.path().join("c.duckdb");
     std::fs::copy(demo_db(), &db).unwrap();
     let store = Store::open(&db, false).unwrap();
+    store.conn.execute_batch(sql).unwrap();
     std::mem::forget(d);
     let mut app = App::new(Db::start(store), "demo.duckdb".into(), Theme::builtin(theme), None, Keymap::default());
     // SLA days are counted to a pinned day so frames do not change with the calendar.
@@ -724,6 +729,21 @@ fn saved_queries_become_queues() {
     app.settle(Duration::from_secs(10));
     assert_eq!((app.tab, app.focused_table_id()), (3, Some("queue")));
     assert_eq!(app.tables["queue"].filter_text, "saved=crit_prod");
+}
+
+#[test]
+fn standup_starts_where_the_last_one_ended() {
+    let mut app = app_prepared("default", "INSERT INTO standup_log VALUES (TIMESTAMP '2026-11-16 09:05:00', TIMESTAMP '2026-11-16 06:00:00', 'report', NULL)");
+    assert_eq!(app.standup.since, chrono::NaiveDate::from_ymd_opt(2026, 11, 16).unwrap().and_hms_opt(6, 0, 0));
+    let (text, _) = frame(&mut app, 80, 24);
+    assert!(text.contains("since the stand-up of 11-16 09:05"), "{text}");
+    // This session's stand-up is noted as held, once.
+    key(&mut app, '7');
+    app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT count(*) FILTER (WHERE via = 'console'), max(data_until) FROM standup_log".into()]);
+    app.command("run");
+    app.settle(Duration::from_secs(10));
+    let row = app.tables["sql"].rows[0].cells.clone();
+    assert_eq!(row, ["1", "2026-11-23 06:00:00"]);
 }
 
 #[test]

@@ -176,6 +176,20 @@ fn standup_report_and_export_for_scripts() {
     assert!(v["new_kev"].as_array().unwrap().iter().all(|l| l["asset"].as_str().unwrap().starts_with("pay")), "{v}");
     let o = ctem().arg("--db").arg(&db).args(["report", "standup", "--scope", "nope"]).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no scope named 'nope'"));
+    // The default report is a stand-up held: the next one starts where the data of the last one ended.
+    let s = ctem::store::Store::open(&db, false).unwrap();
+    assert_eq!(count(&s, "SELECT count(*) FROM standup_log WHERE via = 'report' AND data_until = TIMESTAMP '2026-11-23 06:00:00'"), 1);
+    assert_eq!(count(&s, "SELECT count(*) FROM standup_log"), 1, "a report with --since is not a stand-up held");
+    s.conn.execute_batch("INSERT INTO standup_log VALUES (TIMESTAMP '2026-11-16 09:05:00', TIMESTAMP '2026-11-16 06:00:00', 'console', NULL)").unwrap();
+    let new_since = count(&s, "SELECT count(*) FROM findings WHERE first_seen > TIMESTAMP '2026-11-16 06:00:00' AND first_seen <= TIMESTAMP '2026-11-23 06:00:00'");
+    drop(s);
+    let o = ctem().arg("--db").arg(&db).args(["report", "standup", "--format", "json"]).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((v["since"].as_str(), v["last_standup"].as_str()), (Some("2026-11-16T06:00:00"), Some("2026-11-16T09:05:00")));
+    assert_eq!(v["new_by_priority"].as_array().unwrap().iter().map(|n| n.as_i64().unwrap()).sum::<i64>(), new_since);
+    let o = ctem().arg("--db").arg(&db).args(["report", "standup"]).output().unwrap();
+    let md = String::from_utf8_lossy(&o.stdout);
+    assert!(md.starts_with("# Stand-up 2026-11-16 06:00 → 2026-11-23 06:00 (scope: all)\n\nSince the stand-up held 2026-11-16 09:05"), "{md}");
     // Export: CSV, JSON lines and Parquet of a view; unknown names refused.
     for (fmt, file) in [("csv", "f.csv"), ("json", "f.json"), ("parquet", "f.parquet")] {
         let out = d.path().join(file);
