@@ -92,8 +92,6 @@ pub struct App {
     pub standup_table: bool,
     /// The stand-up window's start (`:since`), counted back from the latest scan; None: 24 hours.
     pub standup_since: Option<String>,
-    /// Whether this session noted its stand-up as held.
-    pub standup_recorded: bool,
     pub tables: HashMap<TableId, TableView>,
     pub detail_for: Option<i64>,
     pub detail_text: String,
@@ -156,7 +154,6 @@ impl App {
             standup_cursor: 0,
             standup_table: false,
             standup_since: None,
-            standup_recorded: false,
             tables,
             detail_for: None,
             detail_text: String::new(),
@@ -274,10 +271,7 @@ impl App {
         self.board.in_flight = false;
         self.ensure_loaded();
         // The stand-up summary scans the store several times: after the rows on screen.
-        // The stand-up counts as held once it has been on screen in a session that may write.
-        let record = self.tab == 0 && !self.read_only && !self.standup_recorded && self.standup_since.is_none();
-        self.standup_recorded |= record;
-        self.db.send(Req::Standup { scope, since: self.standup_since.clone(), record });
+        self.db.send(Req::Standup { scope, since: self.standup_since.clone(), record: false });
     }
 
     fn set_scope(&mut self, scope: Option<(String, Compiled)>) {
@@ -1377,6 +1371,14 @@ impl App {
             }
             "load" => self.db.send(Req::LoadQuery { name: rest.to_string() }),
             "queues" => self.db.send(Req::SavedQueries),
+            "held" if self.read_only => self.message = Some(("read-only: the stand-up cannot be noted as held".into(), true)),
+            "held" => {
+                // The stand-up on screen was held: the next one starts from the data it covered.
+                let scope = self.scope.as_ref().map(|s| s.1.clone());
+                self.db.send(Req::Standup { scope, since: self.standup_since.clone(), record: true });
+                let until = self.standup.until.map(|u| u.format("%m-%d %H:%M").to_string()).unwrap_or_default();
+                self.message = Some((format!("stand-up noted as held: the next one shows what changed after the scans up to {until}"), false));
+            }
             "since" => {
                 let until = self.standup.until.unwrap_or_else(now);
                 match rest {
@@ -1447,6 +1449,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     (":tab NAME", "jump to a tab"),
     (":run", "run the SQL statement under the cursor"),
     (":save NAME | :load NAME", "save the statement under the cursor as a named query (queues: saved=NAME) / load one"),
+    (":held", "note the stand-up as held: the next one (here or `ctem report standup`) starts from the data it covered"),
     (":since 24h|3d|2w|DATE", "the stand-up window, counted back from the latest scan (:since alone: since the last stand-up, or 24h)"),
     (":queue [NAME]", "narrow the findings to a saved query's rows (no name: pick from the saved queues, also Q)"),
     (":schema", "browse the store's tables, views and columns (F2 in the editor); Enter inserts a name"),

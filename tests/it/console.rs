@@ -737,7 +737,9 @@ fn standup_starts_where_the_last_one_ended() {
     assert_eq!(app.standup.since, chrono::NaiveDate::from_ymd_opt(2026, 11, 16).unwrap().and_hms_opt(6, 0, 0));
     let (text, _) = frame(&mut app, 80, 24);
     assert!(text.contains("since the stand-up of 11-16 09:05"), "{text}");
-    // This session's stand-up is noted as held, once.
+    // Opening the console is not a stand-up; `:held` notes one.
+    app.command("held");
+    app.settle(Duration::from_secs(10));
     key(&mut app, '7');
     app.sql.editor = tui_textarea::TextArea::new(vec!["SELECT count(*) FILTER (WHERE via = 'console'), max(data_until) FROM standup_log".into()]);
     app.command("run");
