@@ -431,20 +431,26 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// The bytes of a file, read (and hashed) on a separate thread in 1 MiB blocks.
+/// The bytes of a file, read (and hashed) on a separate thread in 1 MiB blocks. Blocks the parser has
+/// finished with go back to the reader: fresh megabytes for every block cost a page fault per page.
 struct ChanReader {
     rx: Receiver<std::io::Result<Vec<u8>>>,
+    back: SyncSender<Vec<u8>>,
     cur: Vec<u8>,
     pos: usize,
     eof: bool,
 }
 
+const BLOCK: usize = 1 << 20;
+
 impl ChanReader {
     fn spawn<R: Read + Send + 'static>(mut inner: R) -> ChanReader {
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
+        let (back, spare) = sync_channel::<Vec<u8>>(6);
         std::thread::spawn(move || {
             loop {
-                let mut buf = vec![0u8; 1 << 20];
+                let mut buf = spare.try_recv().unwrap_or_default();
+                buf.resize(BLOCK, 0);
                 let mut n = 0;
                 // Fill the block (short reads are common on pipes).
                 while n < buf.len() {
@@ -465,7 +471,7 @@ impl ChanReader {
                 }
             }
         });
-        ChanReader { rx, cur: Vec::new(), pos: 0, eof: false }
+        ChanReader { rx, back, cur: Vec::new(), pos: 0, eof: false }
     }
 }
 
@@ -487,7 +493,11 @@ impl BufRead for ChanReader {
                     if v.is_empty() {
                         self.eof = true;
                     }
-                    self.cur = v;
+                    let done = std::mem::replace(&mut self.cur, v);
+                    if done.capacity() >= BLOCK {
+                        // The reader may have stopped (end of file): then the block is simply dropped.
+                        let _ = self.back.try_send(done);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
