@@ -453,7 +453,7 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
             f.render_widget(Clear, r);
             f.render_widget(
                 Paragraph::new(lines)
-                    .block(Block::default().borders(Borders::ALL).border_style(t.get("border_focus")).title(" Saved queues · Enter: narrow the findings (a query opens in SQL) · Esc ")),
+                    .block(Block::default().borders(Borders::ALL).border_style(t.get("border_focus")).title(" Saved queues · Enter narrows the findings (a query opens in SQL) ")),
                 r,
             );
         }
