@@ -476,6 +476,7 @@ pub fn run(store: &Store, cfg: &SyncConfig, opts: &Options) -> anyhow::Result<Ve
                 open_states: s.open_states.clone(),
                 close_code: s.close_code.clone(),
                 fields: s.fields.clone(),
+                users: Default::default(),
             }));
         }
     }
@@ -923,7 +924,7 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
         Tracker::Snow(s) => {
             for (oid, n) in creates {
                 if dry_run {
-                    o.dry.push(format!("POST {}/api/now/table/{}\n{}", s.base.as_str().trim_end_matches('/'), s.table, serde_json::to_string_pretty(&s.create_body(&n))?));
+                    o.dry.push(format!("POST {}/api/now/table/{}\n{}", s.base.as_str().trim_end_matches('/'), s.table, serde_json::to_string_pretty(&s.create_body(&n, None))?));
                     continue;
                 }
                 outbox_set(store, &[oid], "sent", None)?;

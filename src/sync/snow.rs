@@ -21,6 +21,8 @@ pub struct Snow {
     pub close_code: String,
     /// More fields for every created record (`[servicenow.fields]`).
     pub fields: BTreeMap<String, Value>,
+    /// sys_id of each assignee looked up in `sys_user` this run (None: no such active user).
+    pub users: std::sync::Mutex<std::collections::HashMap<String, Option<String>>>,
 }
 
 const FIELDS: &str = "sys_id,number,state,assigned_to,assignment_group,correlation_id,close_code,sys_updated_on";
@@ -63,8 +65,34 @@ impl Snow {
         }
     }
 
+    /// sys_id of the active user whose user name or e-mail is `who`, cached per run.
+    pub async fn user(&self, who: &str) -> Result<Option<String>, CallError> {
+        if let Some(v) = self.users.lock().expect("cache").get(who) {
+            return Ok(v.clone());
+        }
+        let mut u = self.base.clone();
+        u.set_path(&format!("{}/api/now/table/sys_user", self.base.path().trim_end_matches('/')));
+        // `^` separates terms of an encoded query: a name holding one cannot be looked up safely.
+        if who.contains('^') {
+            return Ok(None);
+        }
+        u.query_pairs_mut()
+            .append_pair("sysparm_query", &format!("active=true^user_name={who}^ORemail={who}"))
+            .append_pair("sysparm_fields", "sys_id")
+            .append_pair("sysparm_limit", "1");
+        let (st, v) = self.http.call_accepting(Method::GET, &u, None, true, &[404]).await?;
+        let id = if st.as_u16() == 404 {
+            None
+        } else {
+            v.pointer("/result/0/sys_id").and_then(Value::as_str).map(String::from)
+        };
+        self.users.lock().expect("cache").insert(who.to_string(), id.clone());
+        Ok(id)
+    }
+
     /// The record for a work item (also what `--dry-run` prints). Values are strings, as the API wants.
-    pub fn create_body(&self, t: &NewTicket) -> Value {
+    /// `user`: the assignee's sys_id, when `sys_user` knows them.
+    pub fn create_body(&self, t: &NewTicket, user: Option<&str>) -> Value {
         let (impact, urgency) = match t.priority.as_deref() {
             Some("P1") => ("1", "1"),
             Some("P2") => ("1", "2"),
@@ -94,6 +122,9 @@ impl Snow {
         if let Some(g) = &t.group {
             b["assignment_group"] = json!(g);
         }
+        if let Some(u) = user {
+            b["assigned_to"] = json!(u);
+        }
         if let Some(d) = t.due {
             b["due_date"] = json!(format!("{} 23:59:59", d.format("%Y-%m-%d")));
         }
@@ -113,7 +144,19 @@ impl Snow {
     pub async fn create(&self, t: &NewTicket) -> Result<Remote, CallError> {
         let mut u = self.table_url(None);
         u.query_pairs_mut().append_pair("sysparm_fields", FIELDS).append_pair("sysparm_exclude_reference_link", "true");
-        let (_, v) = self.http.call(Method::POST, &u, Some(&self.create_body(t)), false).await?;
+        // An assignee the instance does not know (or may not be looked up) leaves the record unassigned.
+        let user = match &t.assignee {
+            Some(a) => match self.user(a).await {
+                Ok(u) => u,
+                Err(CallError::Interrupted) => return Err(CallError::Interrupted),
+                Err(e) => {
+                    tracing::warn!("servicenow: looking up the assignee in sys_user: {e}");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (_, v) = self.http.call(Method::POST, &u, Some(&self.create_body(t, user.as_deref())), false).await?;
         let r = v.get("result").cloned().unwrap_or(Value::Null);
         let remote = self.remote(&r);
         if remote.id.is_empty() {

@@ -122,6 +122,7 @@ struct Issue {
     updated: u64,
     visible_at: Instant,
     comments: usize,
+    assignee: Option<String>,
 }
 
 #[derive(Default)]
@@ -215,6 +216,7 @@ fn jira_mock(faults: Faults, token: &str) -> (String, Arc<Mutex<JiraState>>) {
                         updated: s.clock,
                         visible_at: Instant::now() + lag,
                         comments: 0,
+                        assignee: f.pointer("/assignee/id").and_then(|v| v.as_str()).map(String::from),
                     };
                     issues.push(json!({"id": issue.id, "key": issue.key, "self": format!("{base}/rest/api/3/issue/{}", issue.id)}));
                     s.issues.push(issue);
@@ -291,8 +293,13 @@ fn jira_mock(faults: Faults, token: &str) -> (String, Arc<Mutex<JiraState>>) {
                 Resp::Json(if existed { 200 } else { 201 }, json!({"id": 1, "self": format!("{base}/rest/api/3/issue/{key}/remotelink/1")}), vec![])
             }
             ("GET", ["user", "assignable", "search"]) => {
+                // The project's assignable users: only alice.
                 let q = r.query.get("query").cloned().unwrap_or_default();
-                Resp::Json(200, json!([{"accountId": format!("acct-{q}"), "accountType": "atlassian", "active": true, "displayName": q}]), vec![])
+                if q == "alice@example.com" {
+                    Resp::Json(200, json!([{"accountId": "acct-alice", "accountType": "atlassian", "active": true, "displayName": "Alice"}]), vec![])
+                } else {
+                    Resp::Json(200, json!([]), vec![])
+                }
             }
             _ => Resp::Json(404, json!({"errorMessages": [format!("no mock for {} {}", r.method, r.path)]}), vec![]),
         }
@@ -360,6 +367,7 @@ struct Record {
     state: String,
     correlation_id: String,
     group: String,
+    assigned_to: String,
     updated: u64,
     visible_at: Instant,
     notes: usize,
@@ -381,7 +389,7 @@ fn snow_stamp(t: u64) -> String {
 fn snow_json(r: &Record) -> Value {
     // Every value a string, as the Table API answers.
     json!({"sys_id": r.sys_id, "number": r.number, "state": r.state, "correlation_id": r.correlation_id,
-           "assignment_group": r.group, "assigned_to": "", "sys_updated_on": snow_stamp(r.updated)})
+           "assignment_group": r.group, "assigned_to": r.assigned_to, "sys_updated_on": snow_stamp(r.updated)})
 }
 
 fn snow_mock(faults: Faults, password: &str) -> (String, Arc<Mutex<SnowState>>) {
@@ -399,6 +407,14 @@ fn snow_mock(faults: Faults, password: &str) -> (String, Arc<Mutex<SnowState>>) 
             return Resp::Json(429, json!({"error": {"message": "Too many requests", "detail": null}, "status": "failure"}), vec![("Retry-After".into(), "1".into())]);
         }
         let seg: Vec<&str> = r.path.trim_start_matches("/api/now/table/").split('/').collect();
+        if seg[0] == "sys_user" && r.method == "GET" {
+            // One active user; other names are answered as the Table API answers an empty match.
+            let q = r.query.get("sysparm_query").cloned().unwrap_or_default();
+            if q == "active=true^user_name=alice@example.com^ORemail=alice@example.com" {
+                return Resp::Json(200, json!({"result": [{"sys_id": "a11ce000000000000000000000000001"}]}), vec![]);
+            }
+            return not_found();
+        }
         if seg[0] != "incident" {
             return Resp::Json(400, json!({"error": {"message": "Invalid table", "detail": null}, "status": "failure"}), vec![]);
         }
@@ -413,6 +429,7 @@ fn snow_mock(faults: Faults, password: &str) -> (String, Arc<Mutex<SnowState>>) 
                     state: r.body["state"].as_str().unwrap_or("1").to_string(),
                     correlation_id: r.body["correlation_id"].as_str().unwrap_or("").to_string(),
                     group: r.body["assignment_group"].as_str().unwrap_or("").to_string(),
+                    assigned_to: r.body["assigned_to"].as_str().unwrap_or("").to_string(),
                     updated: s.clock,
                     visible_at: Instant::now() + s.faults.search_lag,
                     notes: 0,
@@ -477,8 +494,9 @@ fn store_with_items(n: usize) -> Store {
     let s = mem();
     s.conn
         .execute_batch(&format!(
-            "INSERT INTO work_items (work_item_id, title, owner, team, priority, status, due_date, source, fingerprint, snow_group, created_at, updated_at)
-             SELECT i, 'upgrade openssl on batch ' || i || CASE WHEN i % 97 = 0 THEN ' FAILME' ELSE '' END, 'platform', 'platform', 'P' || (1 + i % 4), 'new',
+            "INSERT INTO work_items (work_item_id, title, owner, team, assignee, priority, status, due_date, source, fingerprint, snow_group, created_at, updated_at)
+             SELECT i, 'upgrade openssl on batch ' || i || CASE WHEN i % 97 = 0 THEN ' FAILME' ELSE '' END, 'platform', 'platform',
+                    CASE WHEN i % 5 = 0 THEN 'alice@example.com' WHEN i % 7 = 0 THEN 'nobody@example.com' END, 'P' || (1 + i % 4), 'new',
                     DATE '2026-12-01' + CAST(i % 30 AS INTEGER), 'test', 'fix|platform|package_upgrade|openssl ' || i, 'Platform Ops',
                     current_timestamp::TIMESTAMP, current_timestamp::TIMESTAMP
              FROM range(1, {}) t(i)",
@@ -594,6 +612,19 @@ fn thousand_work_items_reach_both_trackers_once_through_faults_and_kills() {
         }
         m
     };
+    // Assignees: the tracker's own user id where it knows the person, unassigned where it does not.
+    {
+        let j = js.lock().unwrap();
+        let r = ss.lock().unwrap();
+        for (id, (jk, sk)) in &keys {
+            let want_j = (id % 5 == 0).then(|| "acct-alice".to_string());
+            if !jk.is_empty() {
+                assert_eq!(j.issues.iter().find(|i| &i.key == jk).unwrap().assignee, want_j, "Jira issue of work item {id}");
+            }
+            let want_s = if id % 5 == 0 { "a11ce000000000000000000000000001" } else { "" };
+            assert_eq!(r.records.iter().find(|x| &x.number == sk).unwrap().assigned_to, want_s, "incident of work item {id}");
+        }
+    }
     {
         let mut j = js.lock().unwrap();
         for id in 201..=300 {
