@@ -43,6 +43,11 @@ fn ids(v: &[i64]) -> String {
     v.iter().map(|i| format!("id={i}")).collect::<Vec<_>>().join(" or ")
 }
 
+/// `label N`, the number in `role` when it is not zero.
+fn count_line(t: &Theme, label: &'static str, n: i64, role: &str) -> Line<'static> {
+    Line::from(vec![Span::raw(label), Span::styled(group(n as u64), if n > 0 { t.get(role) } else { t.get("alert_ok") })])
+}
+
 /// The summary for a panel `width` columns wide (the sparklines fill it).
 pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
     let mut out = Vec::new();
@@ -100,10 +105,7 @@ pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
         }
         out.push(Item { line: Line::from(v), jump: jump(Target::Changes, "change=new", "findings first seen in the window") });
         out.push(Item {
-            line: Line::from(vec![
-                Span::raw("new on CISA KEV "),
-                Span::styled(group(s.new_kev as u64), if s.new_kev > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
-            ]),
+            line: count_line(t, "new on CISA KEV ", s.new_kev, "alert_error"),
             jump: jump(
                 Target::Changes,
                 "change=new and kev=true and (status=open or status=reopened)",
@@ -151,17 +153,11 @@ pub fn items(s: &Standup, t: &Theme, width: u16) -> Vec<Item> {
     let day = until.date();
     if s.sla_past_due > 0 || s.sla_due_3d > 0 {
         out.push(Item {
-            line: Line::from(vec![
-                Span::raw("SLA past due "),
-                Span::styled(group(s.sla_past_due as u64), if s.sla_past_due > 0 { t.get("alert_error") } else { t.get("alert_ok") }),
-            ]),
+            line: count_line(t, "SLA past due ", s.sla_past_due, "alert_error"),
             jump: jump(Target::Findings, format!("due<{day}"), format!("open findings due before {day}")),
         });
         out.push(Item {
-            line: Line::from(vec![
-                Span::raw("SLA due within 3 days "),
-                Span::styled(group(s.sla_due_3d as u64), if s.sla_due_3d > 0 { t.get("alert_warn") } else { t.get("alert_ok") }),
-            ]),
+            line: count_line(t, "SLA due within 3 days ", s.sla_due_3d, "alert_warn"),
             jump: jump(
                 Target::Findings,
                 format!("due>={day} and due<={}", day + chrono::Duration::days(3)),

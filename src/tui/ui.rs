@@ -208,6 +208,12 @@ fn table(f: &mut Frame, app: &mut App, id: &str, area: Rect, focused: bool, titl
     }
 }
 
+/// The rows of a picker list that fit `h` lines with the cursor in sight, with their indices.
+fn picker_rows<T>(items: &[T], cursor: usize, h: usize) -> impl Iterator<Item = (usize, &T)> {
+    let top = cursor.saturating_sub(h.saturating_sub(1));
+    items.iter().enumerate().skip(top).take(h)
+}
+
 fn panel<'a>(app: &App, title: &str) -> Block<'a> {
     Block::default()
         .borders(Borders::ALL)
@@ -419,12 +425,7 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
                 .filter(|(n, d)| filter.is_empty() || n.to_lowercase().contains(filter.as_str()) || d.to_lowercase().contains(filter.as_str()))
                 .collect();
             let h = r.height.saturating_sub(2) as usize;
-            let top = cursor.saturating_sub(h.saturating_sub(1));
-            let lines: Vec<Line> = shown
-                .iter()
-                .enumerate()
-                .skip(top)
-                .take(h)
+            let lines: Vec<Line> = picker_rows(&shown, *cursor, h)
                 .map(|(i, (n, d))| {
                     let st = if i == *cursor { t.get("selection") } else if n.starts_with(' ') { Style::default() } else { t.get("header") };
                     Line::from(vec![Span::styled(format!("{n:<34}"), st), Span::styled(format!(" {d}"), t.get("dim"))])
@@ -437,12 +438,7 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
         Overlay::Queues { items, cursor } => {
             let r = centered(body, 70, (items.len() as u16 + 2).min(body.height.saturating_sub(2)));
             let h = r.height.saturating_sub(2) as usize;
-            let top = cursor.saturating_sub(h.saturating_sub(1));
-            let lines: Vec<Line> = items
-                .iter()
-                .enumerate()
-                .skip(top)
-                .take(h)
+            let lines: Vec<Line> = picker_rows(items, *cursor, h)
                 .map(|(i, (name, is_queue, sql))| {
                     let st = if i == *cursor { t.get("selection") } else { t.get("key") };
                     let kind = if *is_queue { "queue" } else { "query" };
