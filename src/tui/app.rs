@@ -862,10 +862,15 @@ impl App {
                     (KeyCode::Char(' '), _) => {
                         let c = *cursor;
                         let id = self.focused_table_id();
+                        let mut reload = None;
                         if let Some(t) = id.and_then(|id| self.tables.get_mut(id)) {
                             t.toggle_column(c);
-                            // Pages of finding lists leave hidden columns out: fill the one just shown.
-                            if t.view.pages_skip_hidden() && t.view.columns.get(c).is_some_and(|col| col.visible) && !t.rows.is_empty() {
+                            let shown = t.view.pages_skip_hidden() && t.view.columns.get(c).is_some_and(|col| col.visible);
+                            // Pages of finding lists leave hidden columns out: fill the one just shown (a
+                            // page already on its way would come without it: start over instead).
+                            if shown && t.in_flight {
+                                reload = id;
+                            } else if shown && !t.rows.is_empty() {
                                 let req = Req::Cells {
                                     table: id.unwrap_or_default(),
                                     generation: t.generation,
@@ -874,6 +879,9 @@ impl App {
                                 };
                                 self.db.send(req);
                             }
+                        }
+                        if let Some(id) = reload {
+                            self.reload(id);
                         }
                     }
                     _ => {}
