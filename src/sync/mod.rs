@@ -879,7 +879,16 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
             for batch in ok.chunks(50) {
                 let tickets: Vec<NewTicket> = batch.iter().map(|x| x.1.clone()).collect();
                 if dry_run {
-                    let body = serde_json::json!({"issueUpdates": tickets.iter().map(|n| j.create_body(n, None)).collect::<Vec<_>>()});
+                    // The bodies as they would be sent: assignees looked up (a read) like a real run does.
+                    let mut updates = Vec::new();
+                    for n in &tickets {
+                        let account = match (&n.assignee, &n.project) {
+                            (Some(a), Some(p)) => j.account(p, a).await.ok().flatten(),
+                            _ => None,
+                        };
+                        updates.push(j.create_body(n, account.as_deref()));
+                    }
+                    let body = serde_json::json!({"issueUpdates": updates});
                     o.dry.push(format!("POST {}/rest/api/3/issue/bulk\n{}", j.base.as_str().trim_end_matches('/'), serde_json::to_string_pretty(&body)?));
                     continue;
                 }
@@ -924,7 +933,11 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
         Tracker::Snow(s) => {
             for (oid, n) in creates {
                 if dry_run {
-                    o.dry.push(format!("POST {}/api/now/table/{}\n{}", s.base.as_str().trim_end_matches('/'), s.table, serde_json::to_string_pretty(&s.create_body(&n, None))?));
+                    let user = match &n.assignee {
+                        Some(a) => s.user(a).await.ok().flatten(),
+                        None => None,
+                    };
+                    o.dry.push(format!("POST {}/api/now/table/{}\n{}", s.base.as_str().trim_end_matches('/'), s.table, serde_json::to_string_pretty(&s.create_body(&n, user.as_deref()))?));
                     continue;
                 }
                 outbox_set(store, &[oid], "sent", None)?;

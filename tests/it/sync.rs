@@ -746,7 +746,12 @@ fn refusals_are_per_work_item_and_secrets_never_show() {
     assert!(dry.contains("\"labels\": [\n          \"ctem\",\n          \"ctem-") && dry.contains("\"duedate\": \"2026-12-02\""), "{dry}");
     assert!(dry.contains("\"customfield_10042\": \"team platform, P2\""), "{dry}");
     assert!(!dry.contains(TOKEN));
-    assert!(js.lock().unwrap().log[before..].iter().all(|l| l.1.ends_with("/search/jql")), "a dry run only reads");
+    let compact: String = dry.split_whitespace().collect();
+    assert_eq!(compact.matches("\"assignee\":{\"id\":\"acct-alice\"}").count(), 6, "assignees are looked up as a real run does: {dry}");
+    assert!(
+        js.lock().unwrap().log[before..].iter().all(|l| l.1.ends_with("/search/jql") || l.1.ends_with("/user/assignable/search")),
+        "a dry run only reads"
+    );
     assert_eq!(js.lock().unwrap().issues.len(), 0);
 }
 
