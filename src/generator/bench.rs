@@ -38,15 +38,34 @@ fn timed_import(db: &std::path::Path, file: &std::path::Path) -> anyhow::Result<
     }
 }
 
+/// A generated estate file, written once and reused (the generator is deterministic). It is written
+/// aside and moved into place when complete, so an interrupted run leaves no partial file to reuse.
+fn estate_file(dir: &std::path::Path, n: usize, fmt: &str, week: usize) -> anyhow::Result<PathBuf> {
+    let ext = match fmt {
+        "nessus" => "nessus",
+        "trivy" => "trivy.json",
+        _ => "grype.json",
+    };
+    let path = dir.join(format!("estate-{n}-w{week}.{ext}"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let part = dir.join(format!(".partial-{fmt}-{week}"));
+    std::fs::create_dir_all(&part)?;
+    let written = write_week(&part, n, fmt, week)?;
+    std::fs::rename(&written, &path)?;
+    let _ = std::fs::remove_dir(&part);
+    Ok(path)
+}
+
 pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("ctem-bench"));
     std::fs::create_dir_all(&dir)?;
     println!("import benchmark: {n} findings per estate, files in {}", dir.display());
     println!("{:<8} {:>10} {:>10} {:>12} {:>14} {:>10}", "format", "file MB", "seconds", "findings/s", "peak RSS MB", "pass");
     for fmt in formats.split(',').map(str::trim).filter(|f| !f.is_empty()) {
-        let f0 = dir.join(format!("estate-{n}-w0.{}", match fmt { "nessus" => "nessus", "trivy" => "trivy.json", _ => "grype.json" }));
-        let f0 = if f0.exists() { f0 } else { write_week(&dir, n, fmt, 0)? };
-        let f1 = write_week(&dir, n, fmt, 1)?;
+        let f0 = estate_file(&dir, n, fmt, 0)?;
+        let f1 = estate_file(&dir, n, fmt, 1)?;
         let db = dir.join(format!("bench-{fmt}.duckdb"));
         let _ = std::fs::remove_file(&db);
         let _ = std::fs::remove_file(dir.join(format!("bench-{fmt}.duckdb.wal")));
@@ -89,8 +108,7 @@ pub fn console(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join(format!("console-{n}.duckdb"));
     if !db.exists() {
-        let f = dir.join(format!("estate-{n}-w0.nessus"));
-        let f = if f.exists() { f } else { write_week(&dir, n, "nessus", 0)? };
+        let f = estate_file(&dir, n, "nessus", 0)?;
         let (secs, _, _) = timed_import(&db, &f)?;
         println!("store of {n} findings built in {secs:.1}s ({})", db.display());
     }
@@ -209,8 +227,7 @@ pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = dir.join(format!("score-{n}.duckdb"));
     if !db.exists() {
-        let f = dir.join(format!("estate-{n}-w0.nessus"));
-        let f = if f.exists() { f } else { write_week(&dir, n, "nessus", 0)? };
+        let f = estate_file(&dir, n, "nessus", 0)?;
         let (secs, _, _) = timed_import(&db, &f)?;
         println!("store of {n} findings built in {secs:.1}s ({})", db.display());
     }
