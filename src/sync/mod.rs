@@ -661,6 +661,9 @@ fn known_tickets(store: &Store, system: &str) -> anyhow::Result<HashMap<i64, Kno
     Ok(v)
 }
 
+/// Calls in flight at once to one tracker where the API takes one record a call.
+const PARALLEL_CALLS: usize = 6;
+
 async fn sync_one(store: &Store, t: &Tracker, lag: Duration, dry_run: bool) -> anyhow::Result<Outcome> {
     let sys = t.system();
     let mut o = Outcome { system: sys.into(), ..Default::default() };
@@ -920,42 +923,56 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
                     }
                 }
                 c.execute_batch("COMMIT")?;
-                for (key, id, title, fp) in links {
-                    if let Err(e) = j.remote_link(&key, id, &title, &fp).await {
-                        if e == CallError::Interrupted {
-                            return Err(fatal(e));
+                for chunk in links.chunks(PARALLEL_CALLS) {
+                    let results = futures_util::future::join_all(chunk.iter().map(|(key, id, title, fp)| j.remote_link(key, *id, title, fp))).await;
+                    for ((key, ..), r) in chunk.iter().zip(results) {
+                        match r {
+                            Err(CallError::Interrupted) => return Err(fatal(CallError::Interrupted)),
+                            Err(e) => tracing::warn!("remote link for {key}: {e}"),
+                            Ok(_) => {}
                         }
-                        tracing::warn!("remote link for {key}: {e}");
                     }
                 }
             }
         }
         Tracker::Snow(s) => {
-            for (oid, n) in creates {
-                if dry_run {
+            if dry_run {
+                for (_, n) in &creates {
                     let user = match &n.assignee {
                         Some(a) => s.user(a).await.ok().flatten(),
                         None => None,
                     };
-                    o.dry.push(format!("POST {}/api/now/table/{}\n{}", s.base.as_str().trim_end_matches('/'), s.table, serde_json::to_string_pretty(&s.create_body(&n, user.as_deref()))?));
-                    continue;
+                    o.dry.push(format!("POST {}/api/now/table/{}\n{}", s.base.as_str().trim_end_matches('/'), s.table, serde_json::to_string_pretty(&s.create_body(n, user.as_deref()))?));
                 }
-                outbox_set(store, &[oid], "sent", None)?;
-                match s.create(&n).await {
-                    Ok(remote) => {
-                        save_ticket(store, sys, n.work_item_id, &remote, "new", 0)?;
-                        outbox_set(store, &[oid], "done", None)?;
-                        o.created += 1;
-                        known.insert(n.work_item_id, Known { key: remote.key, id: remote.id, category: remote.category, synced_status: "new".into(), synced_findings: 0 });
+            }
+            // The Table API creates one record a call: a few calls at a time, each written to the outbox
+            // as sent before any goes out.
+            for chunk in creates.chunks(PARALLEL_CALLS).filter(|_| !dry_run) {
+                let oids: Vec<i64> = chunk.iter().map(|x| x.0).collect();
+                outbox_set(store, &oids, "sent", None)?;
+                let results = futures_util::future::join_all(chunk.iter().map(|(_, n)| s.create(n))).await;
+                let mut interrupted = false;
+                for ((oid, n), r) in chunk.iter().zip(results) {
+                    match r {
+                        Ok(remote) => {
+                            save_ticket(store, sys, n.work_item_id, &remote, "new", 0)?;
+                            outbox_set(store, &[*oid], "done", None)?;
+                            o.created += 1;
+                            known.insert(n.work_item_id, Known { key: remote.key, id: remote.id, category: remote.category, synced_status: "new".into(), synced_findings: 0 });
+                        }
+                        // Left as sent: the next run finds out by fingerprint what became of it.
+                        Err(CallError::Interrupted) => interrupted = true,
+                        Err(CallError::Uncertain(m)) => outbox_set(store, &[*oid], "uncertain", Some(&m))?,
+                        Err(e) => {
+                            let m = e.to_string();
+                            outbox_set(store, &[*oid], "failed", Some(&m))?;
+                            ticket_error(store, sys, n.work_item_id, &n.fingerprint, &m)?;
+                            o.failed.push((n.work_item_id, m));
+                        }
                     }
-                    Err(CallError::Interrupted) => return Err(fatal(CallError::Interrupted)),
-                    Err(CallError::Uncertain(m)) => outbox_set(store, &[oid], "uncertain", Some(&m))?,
-                    Err(e) => {
-                        let m = e.to_string();
-                        outbox_set(store, &[oid], "failed", Some(&m))?;
-                        ticket_error(store, sys, n.work_item_id, &n.fingerprint, &m)?;
-                        o.failed.push((n.work_item_id, m));
-                    }
+                }
+                if interrupted {
+                    return Err(fatal(CallError::Interrupted));
                 }
             }
         }

@@ -435,7 +435,7 @@ impl App {
             }
             Resp::SavedQueries(items) => {
                 if items.is_empty() {
-                    self.message = Some(("no saved queries yet: in the SQL pane, :save NAME keeps the statement under the cursor".into(), true));
+                    self.message = Some(("no saved queries yet: in the SQL pane, :save NAME keeps the statement under the cursor".into(), false));
                 } else {
                     self.overlay = Overlay::Queues { items, cursor: 0 };
                 }
