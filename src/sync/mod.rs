@@ -661,6 +661,39 @@ fn known_tickets(store: &Store, system: &str) -> anyhow::Result<HashMap<i64, Kno
     Ok(v)
 }
 
+/// The outcome of one create, in the store: the ticket and its outbox row, or the error. Returns the
+/// ticket's key when it was created. An interrupted call is left as sent: the next run finds out by
+/// fingerprint what became of it.
+fn record_create(
+    store: &Store,
+    sys: &str,
+    oid: i64,
+    n: &NewTicket,
+    r: Result<Remote, CallError>,
+    o: &mut Outcome,
+    known: &mut HashMap<i64, Known>,
+) -> anyhow::Result<Option<String>> {
+    match r {
+        Ok(remote) => {
+            save_ticket(store, sys, n.work_item_id, &remote, "new", 0)?;
+            outbox_set(store, &[oid], "done", None)?;
+            o.created += 1;
+            let key = remote.key.clone();
+            known.insert(n.work_item_id, Known { key: remote.key, id: remote.id, category: remote.category, synced_status: "new".into(), synced_findings: 0 });
+            return Ok(Some(key));
+        }
+        Err(CallError::Interrupted) => {}
+        Err(CallError::Uncertain(m)) => outbox_set(store, &[oid], "uncertain", Some(&m))?,
+        Err(e) => {
+            let m = e.to_string();
+            outbox_set(store, &[oid], "failed", Some(&m))?;
+            ticket_error(store, sys, n.work_item_id, &n.fingerprint, &m)?;
+            o.failed.push((n.work_item_id, m));
+        }
+    }
+    Ok(None)
+}
+
 /// Calls in flight at once to one tracker where the API takes one record a call.
 const PARALLEL_CALLS: usize = 6;
 
@@ -905,21 +938,8 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
                 let mut links = Vec::new();
                 c.execute_batch("BEGIN TRANSACTION")?;
                 for ((oid, n), r) in batch.iter().zip(results) {
-                    match r {
-                        Ok(remote) => {
-                            save_ticket(store, sys, n.work_item_id, &remote, "new", 0)?;
-                            outbox_set(store, &[*oid], "done", None)?;
-                            o.created += 1;
-                            links.push((remote.key.clone(), n.work_item_id, n.title.clone(), n.fingerprint.clone()));
-                            known.insert(n.work_item_id, Known { key: remote.key, id: remote.id, category: remote.category, synced_status: "new".into(), synced_findings: 0 });
-                        }
-                        Err(CallError::Uncertain(m)) => outbox_set(store, &[*oid], "uncertain", Some(&m))?,
-                        Err(e) => {
-                            let m = e.to_string();
-                            outbox_set(store, &[*oid], "failed", Some(&m))?;
-                            ticket_error(store, sys, n.work_item_id, &n.fingerprint, &m)?;
-                            o.failed.push((n.work_item_id, m));
-                        }
+                    if let Some(key) = record_create(store, sys, *oid, n, r, o, &mut known)? {
+                        links.push((key, n.work_item_id, n.title.clone(), n.fingerprint.clone()));
                     }
                 }
                 c.execute_batch("COMMIT")?;
@@ -953,23 +973,8 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
                 let results = futures_util::future::join_all(chunk.iter().map(|(_, n)| s.create(n))).await;
                 let mut interrupted = false;
                 for ((oid, n), r) in chunk.iter().zip(results) {
-                    match r {
-                        Ok(remote) => {
-                            save_ticket(store, sys, n.work_item_id, &remote, "new", 0)?;
-                            outbox_set(store, &[*oid], "done", None)?;
-                            o.created += 1;
-                            known.insert(n.work_item_id, Known { key: remote.key, id: remote.id, category: remote.category, synced_status: "new".into(), synced_findings: 0 });
-                        }
-                        // Left as sent: the next run finds out by fingerprint what became of it.
-                        Err(CallError::Interrupted) => interrupted = true,
-                        Err(CallError::Uncertain(m)) => outbox_set(store, &[*oid], "uncertain", Some(&m))?,
-                        Err(e) => {
-                            let m = e.to_string();
-                            outbox_set(store, &[*oid], "failed", Some(&m))?;
-                            ticket_error(store, sys, n.work_item_id, &n.fingerprint, &m)?;
-                            o.failed.push((n.work_item_id, m));
-                        }
-                    }
+                    interrupted |= matches!(r, Err(CallError::Interrupted));
+                    record_create(store, sys, *oid, n, r, o, &mut known)?;
                 }
                 if interrupted {
                     return Err(fatal(CallError::Interrupted));
