@@ -16,15 +16,18 @@ pub struct Column {
     pub width: u16,
     pub visible: bool,
     pub right: bool,
+    /// Fetched with every page even when hidden: a pane acts on its value, or the rows cannot be
+    /// fetched again by key (a SQL result). Other hidden columns are left out of pages.
+    pub always: bool,
 }
 
 fn col(name: &'static str, sql: &'static str, width: u16) -> Column {
-    Column { name: Cow::Borrowed(name), sql: Cow::Borrowed(sql), sort: None, width, visible: true, right: false }
+    Column { name: Cow::Borrowed(name), sql: Cow::Borrowed(sql), sort: None, width, visible: true, right: false, always: false }
 }
 
 /// A column of a result whose shape is only known at run time (the SQL pane).
 pub fn dynamic_column(name: String, sql: String, width: u16) -> Column {
-    Column { name: Cow::Owned(name), sql: Cow::Owned(sql), sort: None, width, visible: true, right: false }
+    Column { name: Cow::Owned(name), sql: Cow::Owned(sql), sort: None, width, visible: true, right: false, always: true }
 }
 
 const SEV_RANK: &str = "(CASE severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END)";
@@ -221,7 +224,7 @@ pub fn fix_groups() -> View {
             col("kind", "kind", 15),
             col("fix", "fix", 50),
             col("owners", "owners", 30),
-            Column { visible: false, ..col("fix_key", "fix_key", 30) },
+            Column { visible: false, always: true, ..col("fix_key", "fix_key", 30) },
         ],
         fields: vec![
             Field { name: "fix", aliases: &[], sql: "fix", kind: Text },
@@ -429,16 +432,12 @@ impl View {
         self.columns.iter().map(|c| format!("CAST({} AS VARCHAR)", c.sql)).collect::<Vec<_>>().join(", ")
     }
 
-    /// The columns a page carries. Finding lists leave hidden columns out (a million-row table has a
-    /// dozen; building them for every page is most of a page's cost); other views' hidden columns
-    /// carry keys their panes act on.
+    /// The columns a page carries: hidden ones are left out (a million-row findings table has a dozen;
+    /// building them for every page is most of a page's cost) unless marked `always`.
     fn page_columns(&self) -> String {
-        if !self.pages_skip_hidden() {
-            return self.text_columns();
-        }
         self.columns
             .iter()
-            .map(|c| if c.visible { format!("CAST({} AS VARCHAR)", c.sql) } else { "NULL::VARCHAR".to_string() })
+            .map(|c| if c.visible || c.always { format!("CAST({} AS VARCHAR)", c.sql) } else { "NULL::VARCHAR".to_string() })
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -597,11 +596,6 @@ impl View {
             })?
             .collect::<Result<_, _>>()?;
         Ok(rows)
-    }
-
-    /// Whether pages leave hidden columns out (see `page_columns`).
-    pub fn pages_skip_hidden(&self) -> bool {
-        self.key == "finding_id"
     }
 
     pub fn count(&self, c: &Connection, filter: &Compiled, scope: Option<&Compiled>) -> Result<i64, duckdb::Error> {

@@ -865,9 +865,9 @@ impl App {
                         let mut reload = None;
                         if let Some(t) = id.and_then(|id| self.tables.get_mut(id)) {
                             t.toggle_column(c);
-                            let shown = t.view.pages_skip_hidden() && t.view.columns.get(c).is_some_and(|col| col.visible);
-                            // Pages of finding lists leave hidden columns out: fill the one just shown (a
-                            // page already on its way would come without it: start over instead).
+                            let shown = t.view.columns.get(c).is_some_and(|col| col.visible && !col.always);
+                            // Pages leave hidden columns out: fill the one just shown (a page already on
+                            // its way would come without it: start over instead).
                             if shown && t.in_flight {
                                 reload = id;
                             } else if shown && !t.rows.is_empty() {
