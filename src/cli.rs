@@ -633,7 +633,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             let fmt = if format == "parquet" { "FORMAT parquet" } else { "FORMAT csv, HEADER true" };
             let n = store.conn.execute(
-                &format!("COPY (SELECT * FROM {table}) TO '{}' ({fmt})", path.replace('\'', "''")),
+                &format!("COPY (SELECT * FROM {table}) TO {} ({fmt})", crate::store::sql_literal(&path)),
                 [],
             ).map_err(|e| anyhow::anyhow!("{path}: {}", first_line(&e.to_string())))?;
             println!("{n} rows of {view} written to {path} ({format})");

@@ -10,9 +10,7 @@ use anyhow::{bail, Context};
 use std::collections::BTreeMap;
 use std::io::Write;
 
-fn q(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
+use crate::store::sql_literal as q;
 
 fn print_query(c: &duckdb::Connection, sql: &str, format: &str) -> anyhow::Result<usize> {
     let fmt = OutFormat::parse(format).unwrap_or(OutFormat::Table);

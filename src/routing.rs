@@ -221,9 +221,7 @@ pub fn parse(text: &str, file: &str) -> Result<(Routing, Sla), String> {
     Ok((routing, sla))
 }
 
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\0', "").replace('\'', "''"))
-}
+use crate::store::sql_literal as quote;
 
 fn in_list(expr: &str, vals: &[String]) -> String {
     format!("{expr} IN ({})", vals.iter().map(|v| quote(v)).collect::<Vec<_>>().join(", "))

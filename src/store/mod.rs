@@ -41,6 +41,12 @@ pub struct Store {
 }
 
 /// The name recorded in the audit log: `CTEM_USER`, else the login name.
+/// `s` as a SQL string literal, for the few statements that cannot take parameters (COPY targets,
+/// rule tables compiled to SQL, values inlined for the planner). NUL characters are dropped.
+pub fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\0', "").replace('\'', "''"))
+}
+
 pub fn default_actor() -> String {
     ["CTEM_USER", "USER", "USERNAME", "LOGNAME"]
         .iter()

@@ -340,7 +340,7 @@ fn literal(v: &Value) -> Option<String> {
         Value::BigInt(i) => i.to_string(),
         Value::Int(i) => i.to_string(),
         Value::Double(f) if f.is_finite() => format!("{f:?}::DOUBLE"),
-        Value::Text(t) if !t.contains('\0') => format!("'{}'", t.replace('\'', "''")),
+        Value::Text(t) if !t.contains('\0') => crate::store::sql_literal(t),
         Value::Timestamp(TimeUnit::Microsecond, us) => format!("make_timestamp({us}::BIGINT)"),
         _ => return None,
     })

@@ -459,9 +459,9 @@ fn handle(store: &Store, req: Req, tx: &Sender<Resp>, busy_import: &Arc<AtomicBo
                 let label = format!("export to {}", path.display());
                 let _ = tx.send(Resp::Progress { job, label: label.clone(), done: 0, total: 0 });
                 let tmp = path.with_extension("partial");
-                let target = tmp.display().to_string().replace('\'', "''");
+                let target = crate::store::sql_literal(&tmp.display().to_string());
                 let r = conn
-                    .execute_batch(&format!("COPY (SELECT * EXCLUDE (__rn) FROM {} ORDER BY __rn) TO '{target}' (FORMAT parquet)", view.from))
+                    .execute_batch(&format!("COPY (SELECT * EXCLUDE (__rn) FROM {} ORDER BY __rn) TO {target} (FORMAT parquet)", view.from))
                     .map_err(anyhow::Error::from)
                     .and_then(|_| std::fs::rename(&tmp, &path).map_err(anyhow::Error::from))
                     .and_then(|_| Ok(conn.query_row(&format!("SELECT count(*) FROM {}", view.from), [], |r| r.get::<_, i64>(0))?));
