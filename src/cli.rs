@@ -578,7 +578,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
             let Some(until) = until else { bail!("nothing imported yet: no stand-up to report") };
             // Without --since: what changed since the last stand-up (or in the 24 hours up to the latest scan).
             let (since, held) = match since {
-                Some(s) => (crate::report::parse_since(s, until).map_err(anyhow::Error::msg)?, None),
+                Some(s) => (crate::report::parse_since(s, until).map_err(|e| anyhow::anyhow!("--since {e}"))?, None),
                 None => crate::report::default_since(&store, until)?,
             };
             let compiled = match scope {

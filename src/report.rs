@@ -113,7 +113,7 @@ pub fn parse_since(s: &str, until: NaiveDateTime) -> Result<NaiveDateTime, Strin
     chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M")
         .or_else(|_| chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S"))
         .or_else(|_| chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map(|d| d.and_hms_opt(0, 0, 0).unwrap_or_default()))
-        .map_err(|_| format!("--since {s}: give an age (24h, 3d, 2w) or a date (2026-11-22)"))
+        .map_err(|_| format!("'{s}': give an age (24h, 3d, 2w) or a date (2026-11-22)"))
 }
 
 fn lines(store: &Store, sql: &str, params: &[duckdb::types::Value]) -> anyhow::Result<Vec<Line>> {

@@ -92,6 +92,8 @@ pub struct App {
     pub standup_table: bool,
     /// The stand-up window's start (`:since`), counted back from the latest scan; None: 24 hours.
     pub standup_since: Option<String>,
+    /// `:queue NAME` waits for the list of saved queries to check the name.
+    pub pending_queue: Option<String>,
     pub tables: HashMap<TableId, TableView>,
     pub detail_for: Option<i64>,
     pub detail_text: String,
@@ -154,6 +156,7 @@ impl App {
             standup_cursor: 0,
             standup_table: false,
             standup_since: None,
+            pending_queue: None,
             tables,
             detail_for: None,
             detail_text: String::new(),
@@ -434,7 +437,22 @@ impl App {
                 self.tab = 6;
             }
             Resp::SavedQueries(items) => {
-                if items.is_empty() {
+                if let Some(name) = self.pending_queue.take() {
+                    match items.iter().find(|(n, ..)| n.eq_ignore_ascii_case(&name)) {
+                        Some((n, true, _)) => {
+                            let n = n.clone();
+                            self.use_queue(&n);
+                        }
+                        Some((n, false, _)) => {
+                            self.message = Some((format!("'{n}' has no finding_id column, so it is not a queue (:load {n} opens it)"), true));
+                        }
+                        None => {
+                            let names: Vec<&str> = items.iter().filter(|i| i.1).map(|i| i.0.as_str()).collect();
+                            let known = if names.is_empty() { "none yet".to_string() } else { names.join(", ") };
+                            self.message = Some((format!("no saved query '{name}' (queues: {known})"), true));
+                        }
+                    }
+                } else if items.is_empty() {
                     self.message = Some(("no saved queries yet: in the SQL pane, :save NAME keeps the statement under the cursor".into(), false));
                 } else {
                     self.overlay = Overlay::Queues { items, cursor: 0 };
@@ -1411,7 +1429,11 @@ impl App {
                 ));
             }
             "queue" if rest.is_empty() => self.db.send(Req::SavedQueries),
-            "queue" => self.use_queue(rest),
+            "queue" => {
+                // Checked against the saved queries first: an unknown name gets a clear answer.
+                self.pending_queue = Some(rest.to_string());
+                self.db.send(Req::SavedQueries);
+            }
             "sql" => match rest {
                 "write" if self.read_only => self.message = Some(("read-only: writes cannot be allowed (open without --read-only)".into(), true)),
                 "write" => {

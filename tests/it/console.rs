@@ -729,6 +729,10 @@ fn saved_queries_become_queues() {
     app.settle(Duration::from_secs(10));
     assert_eq!((app.tab, app.focused_table_id()), (3, Some("queue")));
     assert_eq!(app.tables["queue"].filter_text, "saved=crit_prod");
+    app.command("queue nope");
+    app.settle(Duration::from_secs(10));
+    assert_eq!(app.message.clone().unwrap(), ("no saved query 'nope' (queues: crit_prod)".to_string(), true));
+    assert_eq!(app.tables["queue"].filter_text, "saved=crit_prod", "the queue stays as it was");
 }
 
 #[test]
