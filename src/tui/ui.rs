@@ -457,9 +457,8 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
             let Some(tv) = app.focused_table_id().and_then(|id| app.tables.get(id)) else { return };
             let cols: Vec<(String, bool)> = tv.view.columns.iter().map(|c| (c.name.to_string(), c.visible)).collect();
             let r = centered(body, 34, cols.len() as u16 + 2);
-            let lines: Vec<Line> = cols
-                .iter()
-                .enumerate()
+            // At 80x24 a findings table has more columns than lines: the list follows the cursor.
+            let lines: Vec<Line> = picker_rows(&cols, *cursor, r.height.saturating_sub(2) as usize)
                 .map(|(i, (n, v))| {
                     let st = if i == *cursor { t.get("selection") } else { Style::default() };
                     Line::from(Span::styled(format!("[{}] {n:<26}", if *v { "x" } else { " " }), st))
