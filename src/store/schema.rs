@@ -610,4 +610,36 @@ CREATE TABLE saved_queries (name VARCHAR NOT NULL, sql VARCHAR NOT NULL, finding
 CREATE TABLE standup_log (held_at TIMESTAMP NOT NULL, data_until TIMESTAMP NOT NULL, via VARCHAR NOT NULL, scope VARCHAR);
 "#,
 ),
+(
+    10,
+    "KEV window for entries whose due date precedes their addition",
+    r#"
+-- As before, except for a KEV deadline already past at first sighting whose catalog entry gives no
+-- window of its own (due on or before the day it was added: deadlines carried over from earlier
+-- emergency directives, e.g. CVE-2021-34527): such a finding gets the catalog's standard two weeks
+-- from the day it was first seen, not a deadline on the day it was found.
+CREATE OR REPLACE VIEW finding_sla AS
+WITH b AS (
+    SELECT f.finding_id, f.asset_id, f.priority, f.status, p.days AS sla_days, f.kev_added, f.kev_due,
+           CAST(CASE WHEN f.reopened_at IS NOT NULL AND (SELECT value FROM settings WHERE key = 'sla_reopened') = 'restart'
+                     THEN f.reopened_at ELSE f.first_seen END AS DATE) AS clock_start
+    FROM findings f JOIN sla_policy p ON p.priority = f.priority
+    WHERE f.status IN ('open', 'reopened', 'mitigated')
+),
+d AS (
+    SELECT *, CAST(clock_start + to_days(sla_days) AS DATE) AS policy_due,
+           CASE WHEN kev_due IS NULL THEN NULL
+                WHEN kev_due >= clock_start THEN kev_due
+                WHEN kev_due > coalesce(kev_added, kev_due) THEN CAST(clock_start + to_days(CAST(kev_due - kev_added AS INTEGER)) AS DATE)
+                ELSE CAST(clock_start + to_days(14) AS DATE) END AS kev_cap
+    FROM b
+)
+SELECT finding_id, asset_id, priority, status, sla_days, clock_start, policy_due, kev_cap,
+       least(policy_due, coalesce(kev_cap, policy_due)) AS due_date,
+       CASE WHEN kev_cap IS NOT NULL AND kev_cap < policy_due THEN 'kev' ELSE 'policy' END AS due_by,
+       CAST(least(policy_due, coalesce(kev_cap, policy_due)) - CAST(current_timestamp::TIMESTAMP AS DATE) AS INTEGER) AS days_left,
+       least(policy_due, coalesce(kev_cap, policy_due)) < CAST(current_timestamp::TIMESTAMP AS DATE) AS breached
+FROM d;
+"#,
+),
 ];

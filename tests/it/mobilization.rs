@@ -111,7 +111,13 @@ fn sla_due_dates_follow_the_policy_and_the_kev_cap() {
             let start = if restart { reopened.unwrap_or(first) } else { first };
             let n = prio[1..].parse::<usize>().unwrap() - 1;
             let policy = start + chrono::Duration::days(days[n]);
-            let cap = due.map(|d| if d >= start { d } else { start + chrono::Duration::days((d - added.unwrap_or(d)).num_days().max(0)) });
+            // A KEV deadline already past: the entry's own window from the first sighting, or two weeks
+            // when the entry has none (its due date is not after the day it was added).
+            let window = |d: chrono::NaiveDate| match added {
+                Some(a) if d > a => (d - a).num_days(),
+                _ => 14,
+            };
+            let cap = due.map(|d| if d >= start { d } else { start + chrono::Duration::days(window(d)) });
             let want = cap.map(|c| c.min(policy)).unwrap_or(policy);
             assert_eq!(got, want, "finding {id}: {prio} first seen {first}, KEV {added:?}..{due:?}");
             if cap.is_some_and(|c| c < policy) {
@@ -123,6 +129,12 @@ fn sla_due_dates_follow_the_policy_and_the_kev_cap() {
     };
     let capped = check(&s, [7, 30, 90, 180], true);
     assert!(capped > 0, "some KEV due dates come before the policy's");
+    // The sample's KEV snapshot has entries due before they were added (emergency directive deadlines):
+    // their findings get two weeks, not a deadline on the day they were found.
+    assert!(
+        count(&s, "SELECT count(*) FROM finding_sla s JOIN findings f USING (finding_id)
+                   WHERE f.kev_due <= f.kev_added AND s.kev_cap = CAST(s.clock_start + INTERVAL 14 DAY AS DATE)") > 0
+    );
     // Another policy, with reopened findings keeping their first clock.
     let sla = routing::Sla { days: [3, 14, 60, 120], reopened: "keep".into(), max_acceptance_days: 365 };
     assert!(sla.store(&s.conn).unwrap());
