@@ -697,6 +697,22 @@ fn record_create(
 /// Calls in flight at once to one tracker where the API takes one record a call.
 const PARALLEL_CALLS: usize = 6;
 
+/// What a sync run sends for one work item that has a ticket: a status move, a comment about findings
+/// that joined it, and the finding count the ticket was last told.
+struct Push {
+    id: i64,
+    key: String,
+    /// The tracker's id for the ticket (ServiceNow sys_id).
+    rid: String,
+    local: String,
+    /// The tracker category to move the ticket to.
+    target: Option<String>,
+    note: Option<String>,
+    comment: Option<String>,
+    findings: i64,
+    recount: bool,
+}
+
 async fn sync_one(store: &Store, t: &Tracker, lag: Duration, dry_run: bool) -> anyhow::Result<Outcome> {
     let sys = t.system();
     let mut o = Outcome { system: sys.into(), ..Default::default() };
@@ -994,13 +1010,16 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
         }
     }
 
-    // 4. Local changes: status moves and added findings.
+    // 4. Local changes: status moves and added findings. Planned first, then sent a few work items at a
+    //    time (each one's transition before its comment), every call written to the outbox as sent
+    //    before any of them goes out.
     let counts: HashMap<i64, i64> = {
         let mut st = c.prepare("SELECT work_item_id, findings FROM work_board")?;
         st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?
     };
     let mut ids: Vec<i64> = known.keys().copied().collect();
     ids.sort();
+    let mut pushes: Vec<Push> = Vec::new();
     for id in ids {
         if blocked.contains(&id) {
             continue;
@@ -1008,12 +1027,8 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
         let k = &known[&id];
         let local = status_of.get(&id).cloned().unwrap_or_default();
         let target = t.category_for(&local);
+        let mut p = Push { id, key: k.key.clone(), rid: k.id.clone(), local: local.clone(), target: None, note: None, comment: None, findings: 0, recount: false };
         if target != k.category && !target.is_empty() {
-            let note = match local.as_str() {
-                "verified" => Some("Verified fixed: the latest scans no longer see these findings (ctem)".to_string()),
-                "fixed" => Some("Marked fixed in ctem; the next rescan confirms it".to_string()),
-                _ => None,
-            };
             if dry_run {
                 o.dry.push(match t {
                     Tracker::Jira(j, _) => format!("POST {}/rest/api/3/issue/{}/transitions\n(to a '{target}' status; the transition id is looked up on the issue)", j.base.as_str().trim_end_matches('/'), k.key),
@@ -1021,53 +1036,101 @@ async fn sync_steps(store: &Store, t: &Tracker, lag: Duration, dry_run: bool, o:
                 });
                 continue;
             }
-            let oid = outbox_add(store, sys, id, "transition", Some(&local), &k.key)?;
-            outbox_set(store, &[oid], "sent", None)?;
-            let r = match t {
-                Tracker::Jira(j, _) => j.transition(&k.key, Category::of(&local), note.as_deref()).await,
-                Tracker::Snow(s) => s.set_state(&k.id, &local, note.as_deref()).await,
+            p.note = match local.as_str() {
+                "verified" => Some("Verified fixed: the latest scans no longer see these findings (ctem)".to_string()),
+                "fixed" => Some("Marked fixed in ctem; the next rescan confirms it".to_string()),
+                _ => None,
             };
-            match r {
-                Ok(name) => {
-                    outbox_set(store, &[oid], "done", None)?;
-                    c.execute(
-                        "UPDATE tickets SET remote_category = ?, remote_status = ?, synced_status = ?, last_synced = current_timestamp::TIMESTAMP, error = NULL WHERE system = ? AND work_item_id = ?",
-                        duckdb::params![target, name, local, sys, id],
-                    )?;
-                    o.pushed += 1;
-                }
-                Err(CallError::Interrupted) => return Err(fatal(CallError::Interrupted)),
-                Err(e) => {
-                    let m = e.to_string();
-                    outbox_set(store, &[oid], if matches!(e, CallError::Uncertain(_)) { "uncertain" } else { "failed" }, Some(&m))?;
-                    c.execute("UPDATE tickets SET error = ? WHERE system = ? AND work_item_id = ?", duckdb::params![m, sys, id])?;
-                    o.failed.push((id, m));
-                }
-            }
+            p.target = Some(target);
         } else if k.synced_status != local && !dry_run {
             // Same category on both sides: agreed.
             c.execute("UPDATE tickets SET synced_status = ? WHERE system = ? AND work_item_id = ?", duckdb::params![local, sys, id])?;
         }
+        if dry_run {
+            continue;
+        }
         let n = counts.get(&id).copied().unwrap_or(0);
-        if k.synced_findings > 0 && n > k.synced_findings && !dry_run {
-            let text = format!("{} more finding(s) joined this work item in ctem ({} now)", n - k.synced_findings, n);
-            let oid = outbox_add(store, sys, id, "comment", Some(&text), &k.key)?;
-            outbox_set(store, &[oid], "sent", None)?;
-            let r = match t {
-                Tracker::Jira(j, _) => j.comment(&k.key, &text).await,
-                Tracker::Snow(s) => s.comment(&k.id, &text).await,
+        if k.synced_findings > 0 && n > k.synced_findings {
+            p.comment = Some(format!("{} more finding(s) joined this work item in ctem ({} now)", n - k.synced_findings, n));
+        }
+        p.findings = n;
+        p.recount = k.synced_findings != n;
+        if p.target.is_some() || p.comment.is_some() || p.recount {
+            pushes.push(p);
+        }
+    }
+    for chunk in pushes.chunks(PARALLEL_CALLS) {
+        let mut oids: Vec<(Option<i64>, Option<i64>)> = Vec::new();
+        for p in chunk {
+            let tr = match &p.target {
+                Some(_) => Some(outbox_add(store, sys, p.id, "transition", Some(&p.local), &p.key)?),
+                None => None,
             };
-            match r {
-                Ok(()) => {
-                    outbox_set(store, &[oid], "done", None)?;
-                    o.commented += 1;
+            let cm = match &p.comment {
+                Some(text) => Some(outbox_add(store, sys, p.id, "comment", Some(text), &p.key)?),
+                None => None,
+            };
+            oids.push((tr, cm));
+        }
+        let sent: Vec<i64> = oids.iter().flat_map(|(a, b)| a.iter().chain(b.iter()).copied()).collect();
+        if !sent.is_empty() {
+            outbox_set(store, &sent, "sent", None)?;
+        }
+        let results = futures_util::future::join_all(chunk.iter().map(|p| async move {
+            let moved = match (&p.target, t) {
+                (None, _) => None,
+                (Some(_), Tracker::Jira(j, _)) => Some(j.transition(&p.key, Category::of(&p.local), p.note.as_deref()).await),
+                (Some(_), Tracker::Snow(s)) => Some(s.set_state(&p.rid, &p.local, p.note.as_deref()).await),
+            };
+            let commented = match (&p.comment, t) {
+                (None, _) => None,
+                (Some(text), Tracker::Jira(j, _)) => Some(j.comment(&p.key, text).await),
+                (Some(text), Tracker::Snow(s)) => Some(s.comment(&p.rid, text).await),
+            };
+            (moved, commented)
+        }))
+        .await;
+        let mut interrupted = false;
+        for ((p, (tr_oid, cm_oid)), (moved, commented)) in chunk.iter().zip(oids).zip(results) {
+            // An interrupted call stays `sent`: the next run looks again.
+            let mut cut = false;
+            if let (Some(oid), Some(r)) = (tr_oid, moved) {
+                match r {
+                    Ok(name) => {
+                        outbox_set(store, &[oid], "done", None)?;
+                        c.execute(
+                            "UPDATE tickets SET remote_category = ?, remote_status = ?, synced_status = ?, last_synced = current_timestamp::TIMESTAMP, error = NULL WHERE system = ? AND work_item_id = ?",
+                            duckdb::params![p.target, name, p.local, sys, p.id],
+                        )?;
+                        o.pushed += 1;
+                    }
+                    Err(CallError::Interrupted) => cut = true,
+                    Err(e) => {
+                        let m = e.to_string();
+                        outbox_set(store, &[oid], if matches!(e, CallError::Uncertain(_)) { "uncertain" } else { "failed" }, Some(&m))?;
+                        c.execute("UPDATE tickets SET error = ? WHERE system = ? AND work_item_id = ?", duckdb::params![m, sys, p.id])?;
+                        o.failed.push((p.id, m));
+                    }
                 }
-                Err(CallError::Interrupted) => return Err(fatal(CallError::Interrupted)),
-                Err(e) => outbox_set(store, &[oid], "failed", Some(&e.to_string()))?,
+            }
+            if let (Some(oid), Some(r)) = (cm_oid, commented) {
+                match r {
+                    Ok(()) => {
+                        outbox_set(store, &[oid], "done", None)?;
+                        o.commented += 1;
+                    }
+                    Err(CallError::Interrupted) => cut = true,
+                    Err(e) => outbox_set(store, &[oid], "failed", Some(&e.to_string()))?,
+                }
+            }
+            if cut {
+                interrupted = true;
+            } else if p.recount {
+                c.execute("UPDATE tickets SET synced_findings = ? WHERE system = ? AND work_item_id = ?", duckdb::params![p.findings, sys, p.id])?;
             }
         }
-        if !dry_run && k.synced_findings != n {
-            c.execute("UPDATE tickets SET synced_findings = ? WHERE system = ? AND work_item_id = ?", duckdb::params![n, sys, id])?;
+        if interrupted {
+            return Err(fatal(CallError::Interrupted));
         }
     }
 

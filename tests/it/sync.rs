@@ -828,3 +828,48 @@ fn console_sync_runs_in_the_background_and_the_board_shows_tickets() {
         _ => panic!("no sync overlay"),
     }
 }
+
+#[test]
+fn findings_joining_a_ticketed_work_item_are_told_once_with_its_status_move() {
+    let s = store_with_items(14);
+    let add_findings = |from: i64| {
+        s.conn
+            .execute_batch(&format!(
+                "INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key, title, severity, category, status, first_seen, last_seen)
+                 SELECT i, 'fp' || i, 1, 'web-01', ['test'], 'CVE-2026-' || i, 'CVE-2026-' || i, '', 'finding ' || i, 'high', 'vulnerability', 'open',
+                        TIMESTAMP '2026-11-20', TIMESTAMP '2026-11-20'
+                 FROM range({from}, {from} + 14) t(i);
+                 INSERT INTO work_item_findings (work_item_id, finding_id, added_at) SELECT i - {from} + 1, i, current_timestamp::TIMESTAMP FROM range({from}, {from} + 14) t(i);"
+            ))
+            .unwrap();
+    };
+    add_findings(1);
+    let (jira, js) = jira_mock(Faults::default(), TOKEN);
+    let (snow, ss) = snow_mock(Faults::default(), TOKEN);
+    let c = cfg(Some(&jira), Some(&snow), TOKEN);
+    let opts = || Options { dry_run: false, only: None, call_budget: None, progress: None };
+    let out = sync::run(&s, &c, &opts()).unwrap();
+    assert!(out.iter().all(|o| o.created == 14 && o.commented == 0), "{:?}", out.iter().map(|o| o.line()).collect::<Vec<_>>());
+    assert_eq!(count(&s, "SELECT count(*) FROM tickets WHERE synced_findings = 1"), 28);
+    // Every work item gains a finding; half of them also start moving. More items than calls in flight.
+    add_findings(101);
+    s.conn.execute_batch("UPDATE work_items SET status = 'in_progress' WHERE work_item_id <= 7").unwrap();
+    let out = sync::run(&s, &c, &opts()).unwrap();
+    for o in &out {
+        assert_eq!((o.pushed, o.commented, o.failed.len()), (7, 14, 0), "{}", o.line());
+    }
+    {
+        let j = js.lock().unwrap();
+        assert!(j.issues.iter().all(|i| i.comments == 1), "one comment per Jira issue");
+        assert_eq!(j.issues.iter().filter(|i| i.status == "In Progress").count(), 7);
+        let r = ss.lock().unwrap();
+        assert!(r.records.iter().all(|x| x.notes == 1), "one work note per incident");
+    }
+    assert_eq!(count(&s, "SELECT count(*) FROM sync_outbox WHERE action IN ('transition', 'comment') AND state <> 'done'"), 0);
+    assert_eq!(count(&s, "SELECT count(*) FROM sync_outbox WHERE action = 'comment'"), 28);
+    assert_eq!(count(&s, "SELECT count(*) FROM tickets WHERE synced_findings = 2"), 28);
+    // Nothing new: nothing is said again.
+    let out = sync::run(&s, &c, &opts()).unwrap();
+    assert!(out.iter().all(|o| o.pushed == 0 && o.commented == 0), "{:?}", out.iter().map(|o| o.line()).collect::<Vec<_>>());
+    assert!(js.lock().unwrap().issues.iter().all(|i| i.comments == 1));
+}
