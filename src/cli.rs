@@ -145,6 +145,11 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: WorkCmd,
     },
+    /// Named scopes (asset filters every view and report can be narrowed to): list, add, remove
+    Scope {
+        #[command(subcommand)]
+        cmd: Option<ScopeCmd>,
+    },
     /// Risk acceptances and false positives: grant (two people), list, revoke
     Exception {
         #[command(subcommand)]
@@ -219,6 +224,27 @@ pub enum WorkCmd {
     },
     /// Set the assignee (an empty name clears it)
     Assign { id: i64, who: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ScopeCmd {
+    /// Every scope with the assets, open findings and open critical findings it covers (the default)
+    List {
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
+    /// Create a scope, or replace the one of that name
+    Add {
+        name: String,
+        /// A filter over asset fields: bu, env, tag, kind, internet, owner, criticality, cloud, account ...
+        /// e.g. "bu=payments and env=prod" or "internet=true or tag=pci"
+        filter: String,
+        /// What the scope is for (kept when a scope is replaced without one)
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Remove a scope (its assets and findings stay)
+    Rm { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -671,6 +697,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Cmd::Plan { apply, scope, min_priority, limit } => crate::mobilize::plan(&cli, &paths, *apply, scope.as_deref(), min_priority.as_deref(), *limit),
         Cmd::Work { cmd } => crate::mobilize::work(&cli, &paths, cmd),
+        Cmd::Scope { cmd } => scope(&cli, &paths, cmd.as_ref().unwrap_or(&ScopeCmd::List { format: "table".into() })),
         Cmd::Exception { cmd } => crate::mobilize::exception(&cli, &paths, cmd),
         Cmd::Sla => crate::mobilize::sla(&cli, &paths),
         Cmd::Audit { entity, id, limit, format } => crate::mobilize::audit(&cli, &paths, entity.as_deref(), *id, *limit, format),
@@ -685,6 +712,63 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 return Ok(0);
             }
             crate::generator::bench::run(*findings, dir.clone(), formats)?;
+            Ok(0)
+        }
+    }
+}
+
+fn scope(cli: &Cli, paths: &Paths, cmd: &ScopeCmd) -> anyhow::Result<i32> {
+    use crate::store::scopes;
+    let now = chrono::Utc::now().naive_utc();
+    match cmd {
+        ScopeCmd::List { format } => {
+            let store = open_for_read(cli, paths)?;
+            let rows = scopes::list_with_counts(&store.conn, now)?;
+            if rows.is_empty() {
+                println!("no scopes yet: ctem scope add NAME \"bu=payments and env=prod\"");
+                return Ok(0);
+            }
+            // Shown through the query printer, so every format reads the same columns.
+            let lit = crate::store::sql_literal;
+            let values: Vec<String> = rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "({}, {}, {}::BIGINT, {}::BIGINT, {}::BIGINT, {})",
+                        lit(&r.scope.name),
+                        lit(&r.scope.filter),
+                        r.assets,
+                        r.open_findings,
+                        r.critical,
+                        lit(r.error.as_deref().map(|e| format!("filter no longer valid: {e}")).as_deref().unwrap_or(&r.scope.description))
+                    )
+                })
+                .collect();
+            let sql = format!("SELECT * FROM (VALUES {}) t(name, filter, assets, open_findings, critical, description)", values.join(", "));
+            let fmt = crate::store::output::OutFormat::parse(format).unwrap_or(crate::store::output::OutFormat::Table);
+            crate::store::output::run_query(&store.conn, &sql, fmt, &mut std::io::stdout().lock())?;
+            Ok(0)
+        }
+        ScopeCmd::Add { name, filter, description } => {
+            let store = open_rw(cli, paths)?;
+            let existed = scopes::get(&store.conn, name)?;
+            let description = description.clone().or_else(|| existed.as_ref().map(|s| s.description.clone())).unwrap_or_default();
+            scopes::save(&store.conn, name, filter, &description, now)?;
+            let compiled = crate::store::views::compile_scope(filter, now).map_err(|e| anyhow::anyhow!("scope filter {e}"))?;
+            let (assets, open, critical) = scopes::counts(&store.conn, &compiled)?;
+            println!(
+                "scope '{}' {}: {assets} assets, {open} open findings ({critical} critical)",
+                name.trim(),
+                if existed.is_some() { "replaced" } else { "saved" }
+            );
+            Ok(0)
+        }
+        ScopeCmd::Rm { name } => {
+            let store = open_rw(cli, paths)?;
+            if !scopes::delete(&store.conn, name)? {
+                anyhow::bail!("no scope named '{name}' (ctem scope list)");
+            }
+            println!("scope '{name}' removed");
             Ok(0)
         }
     }

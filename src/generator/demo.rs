@@ -5,6 +5,14 @@ use crate::store::Store;
 use std::fmt::Write;
 use std::path::Path;
 
+/// The sample estate's named scopes: (name, asset filter, description).
+pub const SCOPES: &[(&str, &str, &str)] = &[
+    ("payments-prod", "bu=payments and env=prod", "Payments in production: card processing and its data stores"),
+    ("internet-facing", "internet=true", "Reachable from the internet (CMDB flag)"),
+    ("pci", "tag=pci", "The cardholder data environment"),
+    ("crown-jewels", "criticality>=5 and env=prod", "Production assets of the highest criticality"),
+];
+
 pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
     if db.exists() {
         std::fs::remove_file(db)?;
@@ -67,6 +75,13 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
     if failed > 0 {
         anyhow::bail!("{failed} sample file(s) failed to import:\n{out}");
     }
+    // The scopes a programme starts from, so the Scoping stage and `--scope` have something to narrow to
+    // (defined as of the estate's latest scan, like the rest of it).
+    let at: chrono::NaiveDateTime = store.conn.query_row("SELECT max(scan_time) FROM imports", [], |r| r.get(0))?;
+    for (name, filter, description) in SCOPES {
+        crate::store::scopes::save(&store.conn, name, filter, description, at)?;
+    }
+    writeln!(out, "scopes: {}", SCOPES.iter().map(|s| s.0).collect::<Vec<_>>().join(", "))?;
     let q = |sql: &str| store.count(sql).unwrap_or(0);
     writeln!(out, "\nSample estate loaded into {}", db.display())?;
     writeln!(

@@ -61,7 +61,7 @@ pub fn list_with_counts(c: &Connection, now: chrono::NaiveDateTime) -> Result<Ve
     Ok(out)
 }
 
-/// Create or replace a scope by name. The filter must compile against the asset fields.
+/// Create or replace a scope by name, as of `now`. The filter must compile against the asset fields.
 pub fn save(c: &Connection, name: &str, filter: &str, description: &str, now: chrono::NaiveDateTime) -> anyhow::Result<()> {
     let name = name.trim();
     if name.is_empty() || name.len() > 64 || name.chars().any(|ch| ch.is_control()) {
@@ -71,14 +71,14 @@ pub fn save(c: &Connection, name: &str, filter: &str, description: &str, now: ch
     match get(c, name)? {
         Some(s) => {
             c.execute(
-                "UPDATE scopes SET name = ?, filter = ?, description = ?, updated_at = now()::TIMESTAMP WHERE scope_id = ?",
-                params![name, filter.trim(), description.trim(), s.id],
+                "UPDATE scopes SET name = ?, filter = ?, description = ?, updated_at = ? WHERE scope_id = ?",
+                params![name, filter.trim(), description.trim(), now, s.id],
             )?;
         }
         None => {
             c.execute(
-                "INSERT INTO scopes VALUES (nextval('seq_scope'), ?, ?, ?, now()::TIMESTAMP, now()::TIMESTAMP)",
-                params![name, filter.trim(), description.trim()],
+                "INSERT INTO scopes VALUES (nextval('seq_scope'), ?, ?, ?, ?, ?)",
+                params![name, filter.trim(), description.trim(), now, now],
             )?;
         }
     }

@@ -14,7 +14,7 @@ fn version_and_help() {
     let o = ctem().arg("--version").output().unwrap();
     assert!(o.status.success());
     assert!(String::from_utf8_lossy(&o.stdout).starts_with("ctem "));
-    for sub in ["import", "import-assets", "query", "info", "explain", "demo", "generate", "intel", "score", "fixes"] {
+    for sub in ["import", "import-assets", "query", "info", "explain", "demo", "generate", "intel", "score", "fixes", "scope"] {
         let o = ctem().args([sub, "--help"]).output().unwrap();
         assert!(o.status.success(), "{sub} --help");
     }
@@ -202,4 +202,38 @@ fn standup_report_and_export_for_scripts() {
     assert!(csv.starts_with("fix,kind,findings,assets,risk_removed,p1,kev,owners,fix_key\n"), "{}", &csv[..200]);
     let o = ctem().arg("--db").arg(&db).args(["export", "findings; DROP TABLE findings", "--out"]).arg(d.path().join("x.csv")).output().unwrap();
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("no table or view named"));
+}
+
+#[test]
+fn scopes_are_kept_from_the_command_line() {
+    let d = tmpdir();
+    let db = d.path().join("s.duckdb");
+    let run = |args: &[&str]| {
+        let o = ctem().arg("--db").arg(&db).args(args).output().unwrap();
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let cmdb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data/cmdb/assets.csv");
+    assert_eq!(run(&["import-assets", cmdb.to_str().unwrap()]).0, 0);
+    let (code, out, _) = run(&["scope"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("no scopes yet"), "{out}");
+    let (code, out, err) = run(&["scope", "add", "payments-prod", "bu=payments and env=prod", "--description", "card processing"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "scope 'payments-prod' saved: 254 assets, 0 open findings (0 critical)");
+    // Replacing the filter keeps the description.
+    let (_, out, _) = run(&["scope", "add", "Payments-Prod", "bu=payments and env=prod and internet=true"]);
+    assert_eq!(out.trim(), "scope 'Payments-Prod' replaced: 41 assets, 0 open findings (0 critical)");
+    let (_, out, _) = run(&["scope", "list", "--format", "csv"]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        vec!["name,filter,assets,open_findings,critical,description", "Payments-Prod,bu=payments and env=prod and internet=true,41,0,0,card processing"]
+    );
+    // A filter over a field assets do not have is refused, naming the field and the ones there are.
+    let (code, _, err) = run(&["scope", "add", "x", "colour=blue"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown field 'colour'") && err.contains("bu, owner"), "{err}");
+    assert_eq!(run(&["scope", "rm", "payments-prod"]).1.trim(), "scope 'payments-prod' removed");
+    let (code, _, err) = run(&["scope", "rm", "payments-prod"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no scope named 'payments-prod'"), "{err}");
 }
