@@ -157,7 +157,8 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
     let p1_p2_at_start = count(&format!(
         "priority IN ('P1', 'P2') AND first_seen <= {s0} AND (fixed_at IS NULL OR fixed_at > {s0}) AND status <> 'false_positive'"
     ))?;
-    let regressions = count(&format!("status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}"))?;
+    let regressed = crate::store::views::REGRESSED;
+    let regressions = count(&format!("{regressed} AND last_seen > {s0} AND last_seen <= {s1}"))?;
     let new_kev_total = count(&format!("{open} AND kev AND first_seen > {s0} AND first_seen <= {s1}"))?;
     let fixed = count(&format!("status = 'fixed' AND fixed_at > {s0} AND fixed_at <= {s1}"))?;
     let pick = "finding_id, priority, risk_score, asset_name, title";
@@ -173,7 +174,7 @@ pub fn standup(store: &Store, since: NaiveDateTime, until: NaiveDateTime, scope:
     ))?;
     let regressions_top = list(format!(
         "SELECT {pick}, 'reopened ' || times_reopened || 'x' FROM findings
-         WHERE {cond} AND status = 'reopened' AND last_seen > {s0} AND last_seen <= {s1}
+         WHERE {cond} AND {regressed} AND last_seen > {s0} AND last_seen <= {s1}
          ORDER BY risk_score DESC, finding_id LIMIT 10"
     ))?;
     let top_fixes = if !lists { Vec::new() } else {

@@ -642,4 +642,38 @@ SELECT finding_id, asset_id, priority, status, sla_days, clock_start, policy_due
 FROM d;
 "#,
 ),
+(
+    11,
+    "a regression stays one when a control mitigates it",
+    r#"
+-- As before, except that a finding that came back after a fix and is now mitigated by a control is
+-- still `regressed` (the same test that puts it back to `reopened` when the control stops covering it).
+CREATE OR REPLACE VIEW finding_verification AS
+WITH dropped AS (
+    SELECT DISTINCT f.finding_id
+    FROM findings f
+    JOIN imports l ON l.import_id = f.last_import_id
+    JOIN imports i ON i.tool = l.tool AND i.scan_time > l.scan_time
+    WHERE f.status IN ('open', 'reopened', 'mitigated')
+      AND EXISTS (SELECT 1 FROM import_assets a JOIN import_assets b ON b.asset_id = a.asset_id
+                  WHERE a.import_id = l.import_id AND b.import_id = i.import_id)
+      AND NOT EXISTS (SELECT 1 FROM import_assets c WHERE c.import_id = i.import_id AND c.asset_id = f.asset_id)
+),
+ticketed AS (
+    SELECT DISTINCT wf.finding_id FROM work_item_findings wf JOIN work_items w USING (work_item_id) WHERE w.status = 'fixed'
+)
+SELECT f.finding_id, f.asset_id, f.status,
+       CASE WHEN f.status = 'reopened' OR (f.status = 'mitigated' AND f.times_reopened > 0) THEN 'regressed'
+            WHEN f.status = 'fixed' THEN 'verified'
+            WHEN d.finding_id IS NOT NULL THEN 'not_covered'
+            WHEN t.finding_id IS NOT NULL THEN 'awaiting_rescan'
+            WHEN f.status IN ('open', 'mitigated') THEN 'open'
+       END AS state,
+       f.last_seen, f.fixed_at, f.times_reopened
+FROM findings f
+LEFT JOIN dropped d ON d.finding_id = f.finding_id
+LEFT JOIN ticketed t ON t.finding_id = f.finding_id
+WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
+"#,
+),
 ];

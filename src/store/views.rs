@@ -670,6 +670,10 @@ pub fn compile_scope(filter: &str, now: chrono::NaiveDateTime) -> Result<Compile
 
 /// What changed in a window: new, fixed and reopened findings. `since`/`until` come from the store's own
 /// clock (scan times), never from user text.
+/// A finding that came back after a fix: still reopened, or reopened and since mitigated by a control
+/// (as `finding_verification` counts it).
+pub const REGRESSED: &str = "(status = 'reopened' OR (status = 'mitigated' AND times_reopened > 0))";
+
 pub fn changes(since: chrono::NaiveDateTime, until: chrono::NaiveDateTime) -> View {
     let s = since.format("%Y-%m-%d %H:%M:%S").to_string();
     let u = until.format("%Y-%m-%d %H:%M:%S").to_string();
@@ -680,7 +684,7 @@ pub fn changes(since: chrono::NaiveDateTime, until: chrono::NaiveDateTime) -> Vi
           FROM findings
           WHERE (first_seen > TIMESTAMP '{s}' AND first_seen <= TIMESTAMP '{u}')
              OR (status = 'fixed' AND fixed_at > TIMESTAMP '{s}' AND fixed_at <= TIMESTAMP '{u}')
-             OR (status = 'reopened' AND last_seen > TIMESTAMP '{s}' AND last_seen <= TIMESTAMP '{u}')) f"
+             OR ({REGRESSED} AND last_seen > TIMESTAMP '{s}' AND last_seen <= TIMESTAMP '{u}')) f"
     );
     let mut columns = vec![col("change", "change", 8)];
     columns.extend(finding_columns().into_iter().filter(|c| c.name != "status"));

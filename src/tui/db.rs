@@ -67,6 +67,7 @@ pub struct Header {
     pub last_import: Option<String>,
     pub latest_scan: Option<String>,
     pub fixed: i64,
+    /// Regressions: reopened, or reopened and since mitigated.
     pub reopened: i64,
     /// Open findings whose scanner's later scan of their scope no longer covered the asset.
     pub not_covered: i64,
@@ -642,8 +643,9 @@ fn header(store: &Store, scope: Option<&Compiled>) -> anyhow::Result<Header> {
                 count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'medium'),
                 count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'low'),
                 count(*) FILTER (WHERE status IN ('open', 'reopened') AND severity = 'info'),
-                count(*) FILTER (WHERE status = 'fixed'), count(*) FILTER (WHERE status = 'reopened')
-         FROM findings WHERE {cond}"
+                count(*) FILTER (WHERE status = 'fixed'), count(*) FILTER (WHERE {regressed})
+         FROM findings WHERE {cond}",
+        regressed = crate::store::views::REGRESSED
     );
     c.query_row(&sql, duckdb::params_from_iter(p.iter()), |r| {
         h.open = r.get(0)?;
@@ -723,10 +725,11 @@ pub fn standup(store: &Store, scope: Option<&Compiled>, since: Option<&str>) -> 
         "SELECT sev,
             count(*) FILTER (WHERE first_seen > $since AND first_seen <= $until),
             count(*) FILTER (WHERE status = 'fixed' AND fixed_at > $since AND fixed_at <= $until),
-            count(*) FILTER (WHERE status = 'reopened' AND last_seen > $since AND last_seen <= $until)
+            count(*) FILTER (WHERE {regressed} AND last_seen > $since AND last_seen <= $until)
          FROM (SELECT *, severity AS sev FROM findings WHERE {cond}) f
          RIGHT JOIN (VALUES ('critical', 4), ('high', 3), ('medium', 2), ('low', 1), ('info', 0)) AS s(sev, r) USING (sev)
-         GROUP BY sev, r ORDER BY r DESC"
+         GROUP BY sev, r ORDER BY r DESC",
+        regressed = crate::store::views::REGRESSED
     );
     let sql = sql.replace("$since", &format!("TIMESTAMP '{}'", since.format("%Y-%m-%d %H:%M:%S"))).replace(
         "$until",
