@@ -410,7 +410,20 @@ pub fn db_path(cli: &Cli, paths: &Paths) -> PathBuf {
     cli.db.clone().unwrap_or_else(|| paths.default_db())
 }
 
-/// Expand directories into the files below them (sorted, hidden files skipped).
+/// A readme or licence notice kept next to reports or feeds (`README.md`, `CTID-LICENSE.txt`, `NOTICE`):
+/// skipped when a directory is walked; named on its own it is read like any file.
+pub fn is_notice(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().to_ascii_uppercase()).unwrap_or_default();
+    let ext = p.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+    match ext.as_deref() {
+        Some("md") => true,
+        None | Some("txt") => ["LICENSE", "LICENCE", "NOTICE", "README", "COPYING"].iter().any(|w| name.contains(w)),
+        _ => false,
+    }
+}
+
+/// Files named, and the files below directories named (sorted; hidden files, readmes and licence
+/// notices left out).
 pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
@@ -426,7 +439,7 @@ pub fn expand(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
                     }
                     if path.is_dir() {
                         stack.push(path);
-                    } else {
+                    } else if !is_notice(&path) {
                         files.push(path);
                     }
                 }

@@ -36,7 +36,11 @@ pub fn load(db: &Path, dir: &Path) -> anyhow::Result<String> {
     }
     let intel = dir.join("intel");
     if intel.is_dir() {
-        let mut files: Vec<_> = std::fs::read_dir(&intel)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file()).collect();
+        // Feeds only: the licence notices that travel with them are not loaded.
+        let mut files: Vec<_> = std::fs::read_dir(&intel)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file() && !crate::cli::is_notice(p))
+            .collect();
         files.sort();
         for f in files {
             let l = crate::intel::load_file(&store, &f)?;

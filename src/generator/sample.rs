@@ -524,10 +524,18 @@ ctl-dlp-corp,Endpoint DLP (Corporate IT),dlp,SC-7(10),detect,bu:Corporate IT,dis
     )
 }
 
-/// CISA KEV 2025.08.25 and FIRST EPSS scores of the KEV CVEs (see sample-data/README.md for sources and licences).
+/// CISA KEV 2025.08.25, FIRST EPSS scores of the KEV CVEs, the ATT&CK Enterprise techniques and tactics,
+/// and the CTID mappings of KEV CVEs, AWS services and NIST 800-53 controls to ATT&CK, with the notices
+/// their licences ask for (see sample-data/README.md for sources and licences).
 const INTEL_SNAPSHOT: &[(&str, &[u8])] = &[
     ("known_exploited_vulnerabilities.json.gz", include_bytes!("../../sample-data/intel/known_exploited_vulnerabilities.json.gz")),
     ("epss_kev_nvd.csv.gz", include_bytes!("../../sample-data/intel/epss_kev_nvd.csv.gz")),
+    ("enterprise-attack-techniques.json.gz", include_bytes!("../../sample-data/intel/enterprise-attack-techniques.json.gz")),
+    ("kev-07.28.2025_attack-16.1-enterprise.json.gz", include_bytes!("../../sample-data/intel/kev-07.28.2025_attack-16.1-enterprise.json.gz")),
+    ("aws-12.12.2024_attack-16.1-enterprise.json.gz", include_bytes!("../../sample-data/intel/aws-12.12.2024_attack-16.1-enterprise.json.gz")),
+    ("nist_800_53-rev5_attack-16.1-enterprise.json.gz", include_bytes!("../../sample-data/intel/nist_800_53-rev5_attack-16.1-enterprise.json.gz")),
+    ("MITRE-LICENSE.txt", include_bytes!("../../sample-data/intel/MITRE-LICENSE.txt")),
+    ("CTID-LICENSE.txt", include_bytes!("../../sample-data/intel/CTID-LICENSE.txt")),
 ];
 
 /// The intel snapshot is third-party data, shipped unchanged inside the binary.

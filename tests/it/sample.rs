@@ -50,7 +50,9 @@ fn demo_loads_every_stage() {
     assert!(count(&s, "SELECT count(*) FROM findings WHERE list_contains(sources, 'nessus') AND list_contains(sources, 'qualys')") > 100);
     assert_eq!(count(&s, "SELECT count(*) FROM quarantine"), 0);
     // The intel snapshot is loaded and scores the estate offline.
-    assert_eq!(strings(&s, "SELECT feed FROM intel_feeds ORDER BY 1"), vec!["epss", "kev"]);
+    assert_eq!(strings(&s, "SELECT feed FROM intel_feeds ORDER BY 1"), vec!["attack", "ctid:aws", "ctid:kev", "ctid:nist_800_53", "epss", "kev"]);
+    // With ATT&CK and the CTID mappings, the controls' coverage is known: some exposures are mitigated.
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE status = 'mitigated'") > 10);
     assert!(count(&s, "SELECT count(*) FROM findings WHERE status IN ('open', 'reopened') AND kev") > 100);
     assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE status IN ('open', 'reopened') AND priority IS NULL"), 0);
 }
