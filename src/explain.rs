@@ -120,7 +120,7 @@ fn risk_section(c: &duckdb::Connection, finding_id: i64, out: &mut String) -> an
     let (score, prio, factors, kind, fix, target, status) = r;
     match (score, factors) {
         (Some(s), Some(f)) => {
-            let open = status == "open" || status == "reopened";
+            let open = matches!(status.as_str(), "open" | "reopened" | "mitigated");
             writeln!(
                 out,
                 "\nRisk {s:.1} of 100, {}{}",

@@ -121,6 +121,9 @@ fn exposures_and_controls_meet_on_attack_techniques() {
     let f = strings(&s, &format!("SELECT risk_factors FROM findings WHERE finding_id = {log4j}"));
     assert!(f[0].contains("mitigated by ctl-waf-edge (blocks every exploitation technique) -30.0"), "{}", f[0]);
     assert!(count(&s, "SELECT count(*) FROM findings WHERE status = 'mitigated'") > 10);
+    // A mitigated finding is still scored: its explanation shows the current score, not an old one.
+    let why = ctem::explain::explain(&s, log4j).unwrap();
+    assert!(why.contains("mitigated by ctl-waf-edge") && !why.contains("as last scored while open"), "{why}");
     // Disabled: it covers nothing and the finding is open again.
     let csv = d.path().join("c.csv");
     std::fs::write(&csv, "control_id,name,kind,product,mode,covers,status\nctl-waf-edge,WAF,waf,aws_web_application_firewall,block,internet,disabled\n").unwrap();
