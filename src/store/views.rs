@@ -48,6 +48,8 @@ pub struct View {
     pub default_sort: (usize, bool),
     /// Expression giving the asset id that scopes narrow on.
     pub scope_asset: Option<&'static str>,
+    /// What the list holds, said when a filter matches nothing (the row may be in another list).
+    pub holds: Option<&'static str>,
 }
 
 pub fn finding_fields() -> Vec<Field> {
@@ -165,6 +167,7 @@ pub fn findings() -> View {
         text_fields: finding_text_fields(),
         default_sort: (0, false),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -190,6 +193,7 @@ pub fn queue() -> View {
         text_fields: finding_text_fields(),
         default_sort: (0, true),
         scope_asset: Some("asset_id"),
+        holds: Some("only open findings here: mitigated, fixed and excepted ones are in Discovery"),
     }
 }
 
@@ -239,6 +243,7 @@ pub fn fix_groups() -> View {
         text_fields: vec!["fix", "owners"],
         default_sort: (0, true),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -277,6 +282,7 @@ pub fn assets() -> View {
         text_fields: vec!["name", "owner", "array_to_string(ips, ' ')", "business_unit"],
         default_sort: (8, true),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -318,6 +324,7 @@ pub fn imports() -> View {
         text_fields: vec!["file", "tool"],
         default_sort: (0, true),
         scope_asset: None,
+        holds: None,
     }
 }
 
@@ -701,6 +708,7 @@ pub fn changes(since: chrono::NaiveDateTime, until: chrono::NaiveDateTime) -> Vi
         text_fields: finding_text_fields(),
         default_sort: (2, true),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -733,6 +741,7 @@ pub fn verification() -> View {
         text_fields: finding_text_fields(),
         default_sort: (6, true),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -778,6 +787,7 @@ pub fn owners() -> View {
         text_fields: vec!["owner", "units"],
         default_sort: (2, true),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -859,6 +869,7 @@ pub fn matrix() -> View {
         text_fields: vec!["technique_id", "name", "tactic"],
         default_sort: (0, false),
         scope_asset: Some("asset_id"),
+        holds: None,
     }
 }
 
@@ -895,6 +906,7 @@ pub fn controls() -> View {
         text_fields: vec!["control_id", "name", "product"],
         default_sort: (0, false),
         scope_asset: None,
+        holds: None,
     }
 }
 
@@ -950,6 +962,7 @@ pub fn work_items() -> View {
         text_fields: vec!["title", "team", "assignee"],
         default_sort: (0, true),
         scope_asset: None,
+        holds: None,
     }
 }
 
@@ -988,6 +1001,7 @@ pub fn exceptions() -> View {
         text_fields: vec!["justification", "requester", "approver"],
         default_sort: (8, false),
         scope_asset: None,
+        holds: None,
     }
 }
 
@@ -1023,6 +1037,7 @@ pub fn scopes() -> View {
         text_fields: vec!["name", "filter", "description"],
         default_sort: (0, false),
         scope_asset: None,
+        holds: None,
     }
 }
 
@@ -1066,6 +1081,7 @@ pub fn sql_result(c: &Connection, sql: &str) -> Result<View, duckdb::Error> {
         text_fields: Vec::new(),
         default_sort: (usize::MAX, false),
         scope_asset: None,
+        holds: None,
     })
 }
 

@@ -474,6 +474,9 @@ impl TableView {
                 "no rows".to_string()
             };
             put(buf, inner.x + 2, inner.y + 1, &msg, inner.width.saturating_sub(2), theme.get("dim"));
+            if let (Some(h), false, true) = (self.view.holds, self.filter_text.is_empty(), inner.height > 2) {
+                put(buf, inner.x + 2, inner.y + 2, h, inner.width.saturating_sub(2), theme.get("dim"));
+            }
             return;
         }
         let sel = if focused { theme.get("selection") } else { theme.get("selection_unfocused") };

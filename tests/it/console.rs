@@ -180,6 +180,14 @@ fn filter_as_you_type_and_errors_keep_the_rows() {
     assert_eq!(app.input, Input::None);
     // The last filter that parsed stays.
     assert_eq!(app.tables["findings"].filter_text.trim(), "sev>=critical");
+    // The ranked queue holds open findings only: asked for mitigated ones, it says where they are.
+    key(&mut app, '4');
+    key(&mut app, '/');
+    typed(&mut app, "status=mitigated");
+    code(&mut app, KeyCode::Enter);
+    assert_eq!(app.tables["queue"].total, Some(0));
+    let (text, _) = frame(&mut app, 120, 40);
+    assert!(text.contains("no rows match /status=mitigated") && text.contains("only open findings here: mitigated, fixed and excepted ones are in Discovery"), "{text}");
 }
 
 fn count_sql(sql: &str) -> i64 {
