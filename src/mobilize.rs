@@ -336,7 +336,7 @@ pub fn sla(cli: &Cli, paths: &Paths) -> anyhow::Result<i32> {
         c,
         "SELECT priority AS prio, count(*) AS open, count(*) FILTER (WHERE breached) AS breached,
                 count(*) FILTER (WHERE NOT breached AND days_left <= 3) AS due_3d, count(*) FILTER (WHERE due_by = 'kev') AS kev_capped,
-                min(due_date) AS next_due
+                min(due_date) AS earliest_due
          FROM finding_sla GROUP BY priority ORDER BY priority",
         "table",
     )?;
@@ -344,7 +344,7 @@ pub fn sla(cli: &Cli, paths: &Paths) -> anyhow::Result<i32> {
     print_query(
         c,
         "SELECT coalesce(team, '(none)') AS team, count(*) AS items, count(*) FILTER (WHERE sla = 'breached') AS breached,
-                count(*) FILTER (WHERE sla = 'due_soon') AS due_3d, sum(open_findings) AS open_findings, min(due_date) AS next_due
+                count(*) FILTER (WHERE sla = 'due_soon') AS due_3d, sum(open_findings) AS open_findings, min(due_date) AS earliest_due
          FROM work_board WHERE status NOT IN ('fixed', 'verified', 'risk_accepted', 'false_positive') GROUP BY ALL ORDER BY breached DESC, team",
         "table",
     )?;
