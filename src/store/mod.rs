@@ -40,13 +40,13 @@ pub struct Store {
     pub routing: crate::routing::Routing,
 }
 
-/// The name recorded in the audit log: `CTEM_USER`, else the login name.
 /// `s` as a SQL string literal, for the few statements that cannot take parameters (COPY targets,
 /// rule tables compiled to SQL, values inlined for the planner). NUL characters are dropped.
 pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\0', "").replace('\'', "''"))
 }
 
+/// The name recorded in the audit log: `CTEM_USER`, else the login name.
 pub fn default_actor() -> String {
     ["CTEM_USER", "USER", "USERNAME", "LOGNAME"]
         .iter()

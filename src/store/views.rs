@@ -675,12 +675,12 @@ pub fn compile_scope(filter: &str, now: chrono::NaiveDateTime) -> Result<Compile
     query::compile(filter, &asset_fields(), &["name", "owner", "business_unit", "environment"], now)
 }
 
-/// What changed in a window: new, fixed and reopened findings. `since`/`until` come from the store's own
-/// clock (scan times), never from user text.
 /// A finding that came back after a fix: still reopened, or reopened and since mitigated by a control
 /// (as `finding_verification` counts it).
 pub const REGRESSED: &str = "(status = 'reopened' OR (status = 'mitigated' AND times_reopened > 0))";
 
+/// What changed in a window: new, fixed and reopened findings. `since`/`until` come from the store's own
+/// clock (scan times), never from user text.
 pub fn changes(since: chrono::NaiveDateTime, until: chrono::NaiveDateTime) -> View {
     let s = since.format("%Y-%m-%d %H:%M:%S").to_string();
     let u = until.format("%Y-%m-%d %H:%M:%S").to_string();

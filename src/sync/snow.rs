@@ -70,12 +70,12 @@ impl Snow {
         if let Some(v) = self.users.lock().expect("cache").get(who) {
             return Ok(v.clone());
         }
-        let mut u = self.base.clone();
-        u.set_path(&format!("{}/api/now/table/sys_user", self.base.path().trim_end_matches('/')));
         // `^` separates terms of an encoded query: a name holding one cannot be looked up safely.
         if who.contains('^') {
             return Ok(None);
         }
+        let mut u = self.base.clone();
+        u.set_path(&format!("{}/api/now/table/sys_user", self.base.path().trim_end_matches('/')));
         u.query_pairs_mut()
             .append_pair("sysparm_query", &format!("active=true^user_name={who}^ORemail={who}"))
             .append_pair("sysparm_fields", "sys_id")

@@ -766,7 +766,9 @@ pub fn standup(store: &Store, scope: Option<&Compiled>, since: Option<&str>) -> 
     s.sla_past_due = r.sla_past_due;
     s.sla_due_3d = r.sla_due_3d;
     s.exceptions_expiring = r.exceptions_expiring.iter().map(|e| e.0).collect();
+    // One work item may move several times in the window: counted once.
     s.tickets_moved = r.tickets_moved.iter().map(|t| t.0).collect();
+    s.tickets_moved.sort_unstable();
     s.tickets_moved.dedup();
     s.work_verified = r.work_verified_ids;
     s.work_reopened = r.work_reopened_ids;

@@ -190,10 +190,10 @@ impl TableView {
         if generation != self.generation {
             return;
         }
-        let by_key: std::collections::HashMap<i64, Vec<String>> = rows.into_iter().map(|r| (r.key, r.cells)).collect();
+        let mut by_key: std::collections::HashMap<i64, Vec<String>> = rows.into_iter().map(|r| (r.key, r.cells)).collect();
         for r in &mut self.rows {
-            if let Some(c) = by_key.get(&r.key) {
-                r.cells = c.clone();
+            if let Some(c) = by_key.remove(&r.key) {
+                r.cells = c;
             }
         }
     }
