@@ -6,6 +6,8 @@ use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding};
 use crate::store::fasthash::FxMap;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
+use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, StringBuilder};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 use sha2::Digest;
 use std::collections::HashMap;
@@ -43,12 +45,12 @@ const INTERN_LIMIT: usize = 64 << 20;
 /// Quarantine rows kept per import (all skips are counted).
 const QUARANTINE_LIMIT: u64 = 100_000;
 
-struct StageRow {
-    seq: u32,
-    akey: u32,
+/// What a report says about a vulnerability, as opposed to where it found it. Reports repeat it for
+/// every asset (5,000 plugins over a million Nessus results), so it is staged once and referred to.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Def {
     vuln_id: String,
     vuln_key: String,
-    loc_key: String,
     cves: String,
     aliases: String,
     cwes: String,
@@ -58,9 +60,26 @@ struct StageRow {
     severity: &'static str,
     sev_rank: i32,
     raw_severity: String,
-    cvss_score: Option<f64>,
+    /// The score's bits (f64 is not `Eq`); NaN and out-of-range scores are dropped before.
+    cvss_bits: Option<u64>,
     cvss_vector: Option<String>,
     category: &'static str,
+    exploit: Option<bool>,
+}
+
+impl Def {
+    fn bytes(&self) -> usize {
+        self.vuln_id.len() + self.vuln_key.len() + self.cves.len() + self.aliases.len() + self.cwes.len() + self.title.len()
+            + self.raw_severity.len() + self.cvss_vector.as_ref().map_or(0, String::len) + 64
+    }
+}
+
+/// One finding as staged: where it was found, and which definition it is.
+struct StageRow {
+    seq: u32,
+    akey: u32,
+    def: u32,
+    loc_key: String,
     package: Option<String>,
     installed_version: Option<String>,
     fixed_version: Option<String>,
@@ -68,13 +87,13 @@ struct StageRow {
     protocol: Option<String>,
     location: Option<String>,
     applic: &'static str,
-    exploit: Option<bool>,
     raw_id: String,
 }
 
 #[derive(Default)]
 struct Batch {
     rows: Vec<StageRow>,
+    defs: Vec<(u32, Def)>,
     texts: Vec<(u32, String)>,
     skips: Vec<(String, String, String)>,
 }
@@ -142,6 +161,9 @@ struct Collector {
     texts: FxMap<String, u32>,
     text_bytes: usize,
     next_text: u32,
+    defs: FxMap<Def, u32>,
+    def_bytes: usize,
+    next_def: u32,
     ids: FxMap<(IdKind, String), u32>,
     parent: Vec<u32>,
     assets: Vec<RawAsset>,
@@ -184,6 +206,22 @@ impl Collector {
             self.texts.insert(s.to_string(), id);
         }
         self.batch.texts.push((id, s.to_string()));
+        id
+    }
+
+    /// The id of a definition, staged the first time it is seen (within a memory bound: beyond it, new
+    /// definitions are staged every time, which is correct, only larger).
+    fn intern_def(&mut self, d: Def) -> u32 {
+        if let Some(&id) = self.defs.get(&d) {
+            return id;
+        }
+        let id = self.next_def;
+        self.next_def += 1;
+        if self.def_bytes < INTERN_LIMIT {
+            self.def_bytes += d.bytes();
+            self.defs.insert(d.clone(), id);
+        }
+        self.batch.defs.push((id, d));
         id
     }
 
@@ -292,12 +330,9 @@ impl Sink for Collector {
         let desc_t = f.description.as_deref().map(|d| self.intern(d));
         let sol_t = f.solution.as_deref().map(|d| self.intern(d));
         self.seq += 1;
-        let row = StageRow {
-            seq: self.seq,
-            akey: f.asset,
+        let def = self.intern_def(Def {
             vuln_id: f.vuln_id,
             vuln_key: vk,
-            loc_key: lk,
             cves: f.cves.join(","),
             aliases: f.aliases.join(","),
             cwes: f.cwes.join(","),
@@ -307,9 +342,16 @@ impl Sink for Collector {
             severity: f.severity.as_str(),
             sev_rank: f.severity.rank(),
             raw_severity: f.raw_severity,
-            cvss_score: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)),
+            cvss_bits: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)).map(f64::to_bits),
             cvss_vector: f.cvss_vector,
             category: f.category.as_str(),
+            exploit: f.exploit_available,
+        });
+        let row = StageRow {
+            seq: self.seq,
+            akey: f.asset,
+            def,
+            loc_key: lk,
             package: f.package,
             installed_version: f.installed_version,
             fixed_version: f.fixed_version,
@@ -321,7 +363,6 @@ impl Sink for Collector {
                 Applicability::NotAffected => "not_affected",
                 Applicability::FalsePositive => "false_positive",
             },
-            exploit: f.exploit_available,
             raw_id: f.raw_id,
         };
         self.batch.rows.push(row);
@@ -657,6 +698,9 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         texts: FxMap::default(),
         text_bytes: 0,
         next_text: 0,
+        defs: FxMap::default(),
+        def_bytes: 0,
+        next_def: 0,
         ids: FxMap::default(),
         parent: Vec::new(),
         assets: Vec::new(),
@@ -727,7 +771,11 @@ fn stage_and_merge(
         let mut af = c.appender("stage_findings")?;
         let mut at = c.appender("stage_texts")?;
         let mut aq = c.appender("stage_skips")?;
+        let mut ad = c.appender("stage_defs")?;
         for b in rx.iter() {
+            if !b.defs.is_empty() {
+                ad.append_record_batch(def_batch(&b.defs)?)?;
+            }
             for (id, t) in &b.texts {
                 at.append_row(params![id, t])?;
             }
@@ -737,38 +785,12 @@ fn stage_and_merge(
                 }
                 aq.append_row(params![pos, why, snip])?;
             }
-            for r in &b.rows {
-                af.append_row(params![
-                    r.seq,
-                    r.akey,
-                    r.vuln_id,
-                    r.vuln_key,
-                    r.loc_key,
-                    r.cves,
-                    r.aliases,
-                    r.cwes,
-                    r.title,
-                    r.desc_t,
-                    r.sol_t,
-                    r.severity,
-                    r.sev_rank,
-                    r.raw_severity,
-                    r.cvss_score,
-                    r.cvss_vector,
-                    r.category,
-                    r.package,
-                    r.installed_version,
-                    r.fixed_version,
-                    r.port,
-                    r.protocol,
-                    r.location,
-                    r.applic,
-                    r.exploit,
-                    r.raw_id
-                ])?;
+            if !b.rows.is_empty() {
+                af.append_record_batch(stage_batch(&b.rows)?)?;
             }
         }
         af.flush()?;
+        ad.flush()?;
         at.flush()?;
         aq.flush()?;
         Ok(())
@@ -891,13 +913,72 @@ fn stage_and_merge(
     })
 }
 
+fn strs<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
+    let bytes: usize = rows.iter().map(|r| f(r).map_or(0, str::len)).sum();
+    let mut b = StringBuilder::with_capacity(rows.len(), bytes);
+    for r in rows {
+        b.append_option(f(r));
+    }
+    Arc::new(b.finish())
+}
+
+fn ints<T>(rows: &[T], f: impl Fn(&T) -> Option<i32>) -> ArrayRef {
+    Arc::new(rows.iter().map(f).collect::<Int32Array>())
+}
+
+fn batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, duckdb::Error> {
+    RecordBatch::try_from_iter(cols).map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Staged rows as columns, in the order and types of `stage_findings` (the appender takes whole
+/// columns: far cheaper than binding every value of every row).
+fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
+    batch(vec![
+        ("seq", ints(rows, |r| Some(r.seq as i32))),
+        ("akey", ints(rows, |r| Some(r.akey as i32))),
+        ("def", ints(rows, |r| Some(r.def as i32))),
+        ("loc_key", strs(rows, |r| Some(&r.loc_key))),
+        ("package", strs(rows, |r| r.package.as_deref())),
+        ("installed_version", strs(rows, |r| r.installed_version.as_deref())),
+        ("fixed_version", strs(rows, |r| r.fixed_version.as_deref())),
+        ("port", ints(rows, |r| r.port)),
+        ("protocol", strs(rows, |r| r.protocol.as_deref())),
+        ("location", strs(rows, |r| r.location.as_deref())),
+        ("applic", strs(rows, |r| Some(r.applic))),
+        ("raw_id", strs(rows, |r| Some(&r.raw_id))),
+    ])
+}
+
+/// New definitions as columns, in the order and types of `stage_defs`.
+fn def_batch(defs: &[(u32, Def)]) -> Result<RecordBatch, duckdb::Error> {
+    batch(vec![
+        ("def", ints(defs, |(id, _)| Some(*id as i32))),
+        ("vuln_id", strs(defs, |(_, d)| Some(&d.vuln_id))),
+        ("vuln_key", strs(defs, |(_, d)| Some(&d.vuln_key))),
+        ("cves", strs(defs, |(_, d)| Some(&d.cves))),
+        ("aliases", strs(defs, |(_, d)| Some(&d.aliases))),
+        ("cwes", strs(defs, |(_, d)| Some(&d.cwes))),
+        ("title", strs(defs, |(_, d)| Some(&d.title))),
+        ("desc_t", ints(defs, |(_, d)| d.desc_t.map(|t| t as i32))),
+        ("sol_t", ints(defs, |(_, d)| d.sol_t.map(|t| t as i32))),
+        ("severity", strs(defs, |(_, d)| Some(d.severity))),
+        ("sev_rank", ints(defs, |(_, d)| Some(d.sev_rank))),
+        ("raw_severity", strs(defs, |(_, d)| Some(&d.raw_severity))),
+        ("cvss_score", Arc::new(defs.iter().map(|(_, d)| d.cvss_bits.map(f64::from_bits)).collect::<Float64Array>())),
+        ("cvss_vector", strs(defs, |(_, d)| d.cvss_vector.as_deref())),
+        ("category", strs(defs, |(_, d)| Some(d.category))),
+        ("exploit", Arc::new(defs.iter().map(|(_, d)| d.exploit).collect::<BooleanArray>())),
+    ])
+}
+
 const STAGE_DDL: &str = r#"
 CREATE OR REPLACE TEMP TABLE stage_findings (
-    seq INTEGER, akey INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, loc_key VARCHAR, cves VARCHAR, aliases VARCHAR,
-    cwes VARCHAR, title VARCHAR, desc_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
-    raw_severity VARCHAR, cvss_score DOUBLE, cvss_vector VARCHAR, category VARCHAR, package VARCHAR,
-    installed_version VARCHAR, fixed_version VARCHAR, port INTEGER, protocol VARCHAR, location VARCHAR,
-    applic VARCHAR, exploit BOOLEAN, raw_id VARCHAR);
+    seq INTEGER, akey INTEGER, def INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR,
+    fixed_version VARCHAR, port INTEGER, protocol VARCHAR, location VARCHAR, applic VARCHAR, raw_id VARCHAR);
+CREATE OR REPLACE TEMP TABLE stage_defs (
+    def INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, cves VARCHAR, aliases VARCHAR, cwes VARCHAR, title VARCHAR,
+    desc_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER, raw_severity VARCHAR, cvss_score DOUBLE,
+    cvss_vector VARCHAR, category VARCHAR, exploit BOOLEAN);
 CREATE OR REPLACE TEMP TABLE stage_texts (tid INTEGER, txt VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_skips (position VARCHAR, reason VARCHAR, snippet VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_akeys (akey INTEGER, root INTEGER);
@@ -907,7 +988,7 @@ CREATE OR REPLACE TEMP TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value 
 "#;
 
 const STAGE_DROP: &str = r#"
-DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
+DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
 DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seen;
@@ -987,8 +1068,8 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
     c.execute_batch(
         r#"
 CREATE OR REPLACE TEMP TABLE stage_sf AS
-SELECT f.seq, m.asset_id, f.vuln_key, f.loc_key, f.sev_rank
-FROM stage_findings f JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
+SELECT f.seq, m.asset_id, d.vuln_key, f.loc_key, d.sev_rank
+FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
@@ -1014,30 +1095,34 @@ FROM stage_fd WHERE existing_id IS NULL;
     )?;
     // New findings in slices of the report, so no join holds the whole report at once (bounded memory).
     let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_new", [], |r| r.get(0))?;
-    let insert_sql = format!(
-        r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
+    // Definitions with their texts and lists, built once each rather than once per finding.
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE stage_dx AS
+         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.title, dt.txt AS description,
+                st.txt AS solution, v.severity, v.raw_severity, v.cvss_score, v.cvss_vector, v.category, v.exploit
+         FROM stage_defs v LEFT JOIN stage_texts dt ON dt.tid = v.desc_t LEFT JOIN stage_texts st ON st.tid = v.sol_t",
+        cves = split_list("v.cves"),
+        aliases = split_list("v.aliases"),
+        cwes = split_list("v.cwes")
+    ))?;
+    let insert_sql = r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
        cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
-SELECT n.fid, d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], s.vuln_id, d.vuln_key, d.loc_key,
-       {cves}, {aliases}, {cwes}, s.title, dt.txt, s.severity, s.cvss_score, s.cvss_vector, s.category,
-       s.package, s.installed_version, s.fixed_version, st.txt, s.port, s.protocol, s.location,
+SELECT n.fid, d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], x.vuln_id, d.vuln_key, d.loc_key,
+       x.cves, x.aliases, x.cwes, x.title, x.description, x.severity, x.cvss_score, x.cvss_vector, x.category,
+       s.package, s.installed_version, s.fixed_version, x.solution, s.port, s.protocol, s.location,
        CASE s.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
-       ?, ?, NULL, 0, s.exploit, ?, ?
+       ?, ?, NULL, 0, x.exploit, ?, ?
 FROM (SELECT * FROM stage_new WHERE seq > ? AND seq <= ?) n
 JOIN stage_fd d ON d.seq = n.seq
 JOIN (SELECT * FROM stage_findings WHERE seq > ? AND seq <= ?) s ON s.seq = n.seq
-JOIN assets a ON a.asset_id = d.asset_id
-LEFT JOIN stage_texts dt ON dt.tid = s.desc_t
-LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
-        cves = split_list("s.cves"),
-        aliases = split_list("s.aliases"),
-        cwes = split_list("s.cwes")
-    );
+JOIN stage_dx x ON x.def = s.def
+JOIN assets a ON a.asset_id = d.asset_id"#;
     let mut lo = 0i64;
     while lo < max_seq {
         let hi = lo + INSERT_SLICE;
-        c.execute(&insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi, lo, hi])?;
+        c.execute(insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi, lo, hi])?;
         lo = hi;
     }
     ph.mark("insert new findings");
@@ -1045,8 +1130,9 @@ LEFT JOIN stage_texts st ON st.tid = s.sol_t"#,
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow.
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_seen AS
-         SELECT p.existing_id AS fid, s.cves, s.sev_rank, s.severity, s.applic
-         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq WHERE p.existing_id IS NOT NULL",
+         SELECT p.existing_id AS fid, v.cves, v.sev_rank, v.severity, s.applic
+         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_defs v ON v.def = s.def
+         WHERE p.existing_id IS NOT NULL",
     )?;
     let reopen = "(f.status = 'fixed' AND f.fixed_at < $1)";
     c.execute(
@@ -1089,16 +1175,14 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
     ph.mark("mark fixed");
     // 4. Every sighting, for the record and for explanations.
     c.execute(
-        &format!(
-            r#"INSERT INTO detections
-SELECT ?, p.finding_id, ?, s.raw_id, s.vuln_id, {cves}, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
+        r#"INSERT INTO detections
+SELECT ?, p.finding_id, ?, s.raw_id, x.vuln_id, x.cves, x.raw_severity, x.severity, sa.name, s.port, s.protocol, s.location, ?
 FROM stage_sf k
 JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
       FROM stage_fd d LEFT JOIN stage_new n USING (seq)) p USING (asset_id, vuln_key, loc_key)
 JOIN stage_findings s ON s.seq = k.seq
+JOIN stage_dx x ON x.def = s.def
 JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
-            cves = split_list("s.cves")
-        ),
         params![import_id, tool, scan],
     )?;
     ph.mark("insert detections");
