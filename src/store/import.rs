@@ -1073,7 +1073,7 @@ FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_akeys k ON k
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
-       md5(asset_id::VARCHAR || '|' || vuln_key || '|' || loc_key) AS fp
+       count(*) AS n, md5(asset_id::VARCHAR || '|' || vuln_key || '|' || loc_key) AS fp
 FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
 CREATE OR REPLACE TEMP TABLE stage_fd AS
 SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
@@ -1173,17 +1173,26 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
         params![scan, scan, tool],
     )?;
     ph.mark("mark fixed");
-    // 4. Every sighting, for the record and for explanations.
-    c.execute(
-        r#"INSERT INTO detections
-SELECT ?, p.finding_id, ?, s.raw_id, x.vuln_id, x.cves, x.raw_severity, x.severity, sa.name, s.port, s.protocol, s.location, ?
-FROM stage_sf k
-JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
-      FROM stage_fd d LEFT JOIN stage_new n USING (seq)) p USING (asset_id, vuln_key, loc_key)
+    // 4. Every sighting, for the record and for explanations. A key reported once (nearly all of them)
+    //    is its own sighting, found by its row number; only repeated keys need the join on the key.
+    let det = |from: &str| {
+        format!(
+            r#"SELECT ?, k.finding_id, ?, s.raw_id, x.vuln_id, x.cves, x.raw_severity, x.severity, sa.name, s.port, s.protocol, s.location, ?
+FROM {from} k
 JOIN stage_findings s ON s.seq = k.seq
 JOIN stage_dx x ON x.def = s.def
-JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
-        params![import_id, tool, scan],
+JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#
+        )
+    };
+    let ids = "(SELECT d.seq, d.n, d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
+               FROM stage_fd d LEFT JOIN stage_new n USING (seq))";
+    let once = det(&format!("(SELECT seq, finding_id FROM {ids} WHERE n = 1)"));
+    let repeated = det(&format!(
+        "(SELECT r.seq, p.finding_id FROM stage_sf r JOIN (SELECT * FROM {ids} WHERE n > 1) p USING (asset_id, vuln_key, loc_key))"
+    ));
+    c.execute(
+        &format!("INSERT INTO detections {once} UNION ALL {repeated}"),
+        params![import_id, tool, scan, import_id, tool, scan],
     )?;
     ph.mark("insert detections");
     Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
