@@ -92,9 +92,9 @@ struct StageRow {
 
 #[derive(Default)]
 struct Batch {
-    rows: Vec<StageRow>,
-    defs: Vec<(u32, Def)>,
-    texts: Vec<(u32, String)>,
+    findings: Vec<RawFinding>,
+    /// The tool that reported them (a report may name its tool part-way).
+    tool: String,
     skips: Vec<(String, String, String)>,
 }
 
@@ -154,20 +154,15 @@ pub fn loc_key(f: &RawFinding) -> String {
     }
 }
 
+/// The parser's side of an import: resolves asset identities inside the report and passes findings
+/// on in batches (normalising and staging them runs on the store's thread, in parallel).
 struct Collector {
     tx: SyncSender<Batch>,
     batch: Batch,
     tool: String,
-    texts: FxMap<String, u32>,
-    text_bytes: usize,
-    next_text: u32,
-    defs: FxMap<Def, u32>,
-    def_bytes: usize,
-    next_def: u32,
     ids: FxMap<(IdKind, String), u32>,
     parent: Vec<u32>,
     assets: Vec<RawAsset>,
-    seq: u32,
     scan_time: Option<DateTime<Utc>>,
     records: u64,
     skipped: u64,
@@ -195,42 +190,13 @@ impl Collector {
         keep
     }
 
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.texts.get(s) {
-            return id;
-        }
-        let id = self.next_text;
-        self.next_text += 1;
-        if self.text_bytes < INTERN_LIMIT {
-            self.text_bytes += s.len();
-            self.texts.insert(s.to_string(), id);
-        }
-        self.batch.texts.push((id, s.to_string()));
-        id
-    }
-
-    /// The id of a definition, staged the first time it is seen (within a memory bound: beyond it, new
-    /// definitions are staged every time, which is correct, only larger).
-    fn intern_def(&mut self, d: Def) -> u32 {
-        if let Some(&id) = self.defs.get(&d) {
-            return id;
-        }
-        let id = self.next_def;
-        self.next_def += 1;
-        if self.def_bytes < INTERN_LIMIT {
-            self.def_bytes += d.bytes();
-            self.defs.insert(d.clone(), id);
-        }
-        self.batch.defs.push((id, d));
-        id
-    }
-
     fn send(&mut self) {
         if self.receiver_gone {
             self.batch = Batch::default();
             return;
         }
-        let b = std::mem::take(&mut self.batch);
+        let mut b = std::mem::take(&mut self.batch);
+        b.tool = self.tool.clone();
         if self.tx.send(b).is_err() {
             self.receiver_gone = true;
         }
@@ -325,7 +291,86 @@ impl Sink for Collector {
             self.skip(format!("record {}", self.records), "finding refers to no asset".into(), f.title.clone());
             return;
         }
-        let vk = vuln_key(&f, &self.tool);
+        self.batch.findings.push(f);
+        if self.batch.findings.len() >= BATCH {
+            self.send();
+        }
+    }
+
+    fn skip(&mut self, position: String, reason: String, snippet: String) {
+        self.skipped += 1;
+        if self.skipped <= QUARANTINE_LIMIT {
+            self.batch.skips.push((position, reason, ingest::snippet(&snippet)));
+        }
+    }
+
+    fn scan_time(&mut self, t: DateTime<Utc>) {
+        if self.scan_time.is_none_or(|s| t > s) {
+            self.scan_time = Some(t);
+        }
+    }
+
+    fn tool(&mut self, name: &str) {
+        let n = name.trim().to_ascii_lowercase();
+        if !n.is_empty() && n != self.tool {
+            // Findings so far were reported under the previous name.
+            if !self.batch.findings.is_empty() {
+                self.send();
+            }
+            self.tool = n;
+        }
+    }
+}
+
+/// The store's side of an import: keys, interned texts and definitions, and the staged rows of each
+/// batch of findings, appended as columns.
+#[derive(Default)]
+struct Stager {
+    texts: FxMap<String, u32>,
+    text_bytes: usize,
+    next_text: u32,
+    defs: FxMap<Def, u32>,
+    def_bytes: usize,
+    next_def: u32,
+    seq: u32,
+    rows: Vec<StageRow>,
+    defs_out: Vec<(u32, Def)>,
+    texts_out: Vec<(u32, String)>,
+}
+
+impl Stager {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.texts.get(s) {
+            return id;
+        }
+        let id = self.next_text;
+        self.next_text += 1;
+        if self.text_bytes < INTERN_LIMIT {
+            self.text_bytes += s.len();
+            self.texts.insert(s.to_string(), id);
+        }
+        self.texts_out.push((id, s.to_string()));
+        id
+    }
+
+    /// The id of a definition, staged the first time it is seen (within a memory bound: beyond it, new
+    /// definitions are staged every time, which is correct, only larger).
+    fn intern_def(&mut self, d: Def) -> u32 {
+        if let Some(&id) = self.defs.get(&d) {
+            return id;
+        }
+        let id = self.next_def;
+        self.next_def += 1;
+        if self.def_bytes < INTERN_LIMIT {
+            self.def_bytes += d.bytes();
+            self.defs.insert(d.clone(), id);
+        }
+        self.defs_out.push((id, d));
+        id
+    }
+
+    fn stage(&mut self, f: RawFinding, tool: &str) {
+        let vk = vuln_key(&f, tool);
         let lk = loc_key(&f);
         let desc_t = f.description.as_deref().map(|d| self.intern(d));
         let sol_t = f.solution.as_deref().map(|d| self.intern(d));
@@ -365,31 +410,9 @@ impl Sink for Collector {
             },
             raw_id: f.raw_id,
         };
-        self.batch.rows.push(row);
-        if self.batch.rows.len() >= BATCH {
-            self.send();
-        }
+        self.rows.push(row);
     }
 
-    fn skip(&mut self, position: String, reason: String, snippet: String) {
-        self.skipped += 1;
-        if self.skipped <= QUARANTINE_LIMIT {
-            self.batch.skips.push((position, reason, ingest::snippet(&snippet)));
-        }
-    }
-
-    fn scan_time(&mut self, t: DateTime<Utc>) {
-        if self.scan_time.is_none_or(|s| t > s) {
-            self.scan_time = Some(t);
-        }
-    }
-
-    fn tool(&mut self, name: &str) {
-        let n = name.trim().to_ascii_lowercase();
-        if !n.is_empty() {
-            self.tool = n;
-        }
-    }
 }
 
 /// One asset (after identity resolution inside the report) as staged for the merge.
@@ -695,16 +718,9 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         tx,
         batch: Batch::default(),
         tool: format.default_tool().to_string(),
-        texts: FxMap::default(),
-        text_bytes: 0,
-        next_text: 0,
-        defs: FxMap::default(),
-        def_bytes: 0,
-        next_def: 0,
         ids: FxMap::default(),
         parent: Vec::new(),
         assets: Vec::new(),
-        seq: 0,
         scan_time: None,
         records: 0,
         skipped: 0,
@@ -772,21 +788,31 @@ fn stage_and_merge(
         let mut at = c.appender("stage_texts")?;
         let mut aq = c.appender("stage_skips")?;
         let mut ad = c.appender("stage_defs")?;
+        let mut st = Stager::default();
         for b in rx.iter() {
-            if !b.defs.is_empty() {
-                ad.append_record_batch(def_batch(&b.defs)?)?;
-            }
-            for (id, t) in &b.texts {
-                at.append_row(params![id, t])?;
-            }
             for (pos, why, snip) in &b.skips {
                 if skip_reasons.len() < 20 {
                     skip_reasons.push((pos.clone(), why.clone()));
                 }
                 aq.append_row(params![pos, why, snip])?;
             }
-            if !b.rows.is_empty() {
-                af.append_record_batch(stage_batch(&b.rows)?)?;
+            for f in b.findings {
+                st.stage(f, &b.tool);
+            }
+            if !st.texts_out.is_empty() {
+                at.append_record_batch(batch(vec![
+                    ("tid", ints(&st.texts_out, |(id, _)| Some(*id as i32))),
+                    ("txt", strs(&st.texts_out, |(_, t)| Some(t))),
+                ])?)?;
+                st.texts_out.clear();
+            }
+            if !st.defs_out.is_empty() {
+                ad.append_record_batch(def_batch(&st.defs_out)?)?;
+                st.defs_out.clear();
+            }
+            if !st.rows.is_empty() {
+                af.append_record_batch(stage_batch(&st.rows)?)?;
+                st.rows.clear();
             }
         }
         af.flush()?;
