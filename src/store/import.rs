@@ -1017,7 +1017,7 @@ const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
-DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seen;
+DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_ins;
 "#;
 
 struct Counts {
@@ -1104,9 +1104,10 @@ FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
 CREATE OR REPLACE TEMP TABLE stage_fd AS
 SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
 FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp;
--- Ids for new findings in report order, after the highest id in use (one writer per database).
+-- Ids for new findings after the highest id in use (one writer per database), in the order of their
+-- vulnerability, so that the findings of one vulnerability are stored together.
 CREATE OR REPLACE TEMP TABLE stage_new AS
-SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY seq) AS fid
+SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY vuln_key, seq) AS fid
 FROM stage_fd WHERE existing_id IS NULL;
 "#,
     )?;
@@ -1119,8 +1120,6 @@ FROM stage_fd WHERE existing_id IS NULL;
         params![scan, scan],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    // New findings in slices of the report, so no join holds the whole report at once (bounded memory).
-    let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_new", [], |r| r.get(0))?;
     // Definitions with their texts and lists, built once each rather than once per finding.
     c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE stage_dx AS
@@ -1131,25 +1130,38 @@ FROM stage_fd WHERE existing_id IS NULL;
         aliases = split_list("v.aliases"),
         cwes = split_list("v.cwes")
     ))?;
+    // New findings in id order: the engine then keeps the findings of one vulnerability in the same
+    // blocks, and its dictionaries hold a handful of descriptions per block instead of thousands (the
+    // store is less than half the size, and written that much faster).
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE stage_ins AS
+         SELECT n.fid, d.fp, d.asset_id, d.vuln_key, d.loc_key, s.def, s.package, s.installed_version, s.fixed_version,
+                s.port, s.protocol, s.location, s.applic
+         FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
+    )?;
+    ph.mark("new findings in id order");
     let insert_sql = r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
        cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
-SELECT n.fid, d.fp, d.asset_id, a.name, [CAST(? AS VARCHAR)], x.vuln_id, d.vuln_key, d.loc_key,
+SELECT i.fid, i.fp, i.asset_id, a.name, [CAST(? AS VARCHAR)], x.vuln_id, i.vuln_key, i.loc_key,
        x.cves, x.aliases, x.cwes, x.title, x.description, x.severity, x.cvss_score, x.cvss_vector, x.category,
-       s.package, s.installed_version, s.fixed_version, x.solution, s.port, s.protocol, s.location,
-       CASE s.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
+       i.package, i.installed_version, i.fixed_version, x.solution, i.port, i.protocol, i.location,
+       CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
        ?, ?, NULL, 0, x.exploit, ?, ?
-FROM (SELECT * FROM stage_new WHERE seq > ? AND seq <= ?) n
-JOIN stage_fd d ON d.seq = n.seq
-JOIN (SELECT * FROM stage_findings WHERE seq > ? AND seq <= ?) s ON s.seq = n.seq
-JOIN stage_dx x ON x.def = s.def
-JOIN assets a ON a.asset_id = d.asset_id"#;
-    let mut lo = 0i64;
-    while lo < max_seq {
-        let hi = lo + INSERT_SLICE;
-        c.execute(insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi, lo, hi])?;
-        lo = hi;
+FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ?) i
+JOIN stage_dx x ON x.def = i.def
+JOIN assets a ON a.asset_id = i.asset_id"#;
+    // In slices of the ids, so no statement holds the whole report at once (bounded memory).
+    let (min_fid, max_fid): (Option<i64>, Option<i64>) =
+        c.query_row("SELECT min(fid), max(fid) FROM stage_new", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if let (Some(min_fid), Some(max_fid)) = (min_fid, max_fid) {
+        let mut lo = min_fid - 1;
+        while lo < max_fid {
+            let hi = lo + INSERT_SLICE;
+            c.execute(insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi])?;
+            lo = hi;
+        }
     }
     ph.mark("insert new findings");
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
