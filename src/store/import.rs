@@ -47,6 +47,8 @@ const QUARANTINE_LIMIT: u64 = 100_000;
 
 /// What a report says about a vulnerability, as opposed to where it found it. Reports repeat it for
 /// every asset (5,000 plugins over a million Nessus results), so it is staged once and referred to.
+/// What may differ from one finding of it to the next is not part of it: the title and the solution
+/// (tools name the package in them: "CVE-... in openssl 3.0.2"), the severity and the CVSS score.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Def {
     vuln_id: String,
@@ -54,23 +56,15 @@ struct Def {
     cves: String,
     aliases: String,
     cwes: String,
-    title: String,
     desc_t: Option<u32>,
-    sol_t: Option<u32>,
-    severity: &'static str,
-    sev_rank: i32,
-    raw_severity: String,
-    /// The score's bits (f64 is not `Eq`); NaN and out-of-range scores are dropped before.
-    cvss_bits: Option<u64>,
-    cvss_vector: Option<String>,
     category: &'static str,
     exploit: Option<bool>,
 }
 
 impl Def {
     fn bytes(&self) -> usize {
-        self.vuln_id.len() + self.vuln_key.len() + self.cves.len() + self.aliases.len() + self.cwes.len() + self.title.len()
-            + self.raw_severity.len() + self.cvss_vector.as_ref().map_or(0, String::len) + 64
+        self.vuln_id.len() + self.vuln_key.len() + self.cves.len() + self.aliases.len() + self.cwes.len()
+            + 64
     }
 }
 
@@ -79,6 +73,14 @@ struct StageRow {
     seq: u32,
     akey: u32,
     def: u32,
+    title: String,
+    sol_t: Option<u32>,
+    severity: &'static str,
+    sev_rank: i32,
+    raw_severity: String,
+    cvss_score: Option<f64>,
+    /// The CVSS vector, interned with the texts.
+    vec_t: Option<u32>,
     loc_key: String,
     package: Option<String>,
     installed_version: Option<String>,
@@ -374,6 +376,7 @@ impl Stager {
         let lk = loc_key(&f);
         let desc_t = f.description.as_deref().map(|d| self.intern(d));
         let sol_t = f.solution.as_deref().map(|d| self.intern(d));
+        let vec_t = f.cvss_vector.as_deref().map(|d| self.intern(d));
         self.seq += 1;
         let def = self.intern_def(Def {
             vuln_id: f.vuln_id,
@@ -381,14 +384,7 @@ impl Stager {
             cves: f.cves.join(","),
             aliases: f.aliases.join(","),
             cwes: f.cwes.join(","),
-            title: f.title,
             desc_t,
-            sol_t,
-            severity: f.severity.as_str(),
-            sev_rank: f.severity.rank(),
-            raw_severity: f.raw_severity,
-            cvss_bits: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)).map(f64::to_bits),
-            cvss_vector: f.cvss_vector,
             category: f.category.as_str(),
             exploit: f.exploit_available,
         });
@@ -396,6 +392,13 @@ impl Stager {
             seq: self.seq,
             akey: f.asset,
             def,
+            title: f.title,
+            sol_t,
+            severity: f.severity.as_str(),
+            sev_rank: f.severity.rank(),
+            raw_severity: f.raw_severity,
+            cvss_score: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)),
+            vec_t,
             loc_key: lk,
             package: f.package,
             installed_version: f.installed_version,
@@ -824,6 +827,10 @@ fn stage_and_merge(
     // Whatever happened, let the parser finish (it stops sending when we stop receiving).
     let parsed = parser.join().map_err(|_| "the parser stopped unexpectedly".to_string())?;
     ph.mark("parse + append to staging");
+    if ph.on {
+        let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap_or(-1);
+        eprintln!("  staged {} findings, {} definitions, {} texts", n("stage_findings"), n("stage_defs"), n("stage_texts"));
+    }
     recv_result.map_err(sql)?;
     let fin = match parsed {
         Ok(f) => f,
@@ -963,6 +970,13 @@ fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
         ("seq", ints(rows, |r| Some(r.seq as i32))),
         ("akey", ints(rows, |r| Some(r.akey as i32))),
         ("def", ints(rows, |r| Some(r.def as i32))),
+        ("title", strs(rows, |r| Some(&r.title))),
+        ("sol_t", ints(rows, |r| r.sol_t.map(|t| t as i32))),
+        ("severity", strs(rows, |r| Some(r.severity))),
+        ("sev_rank", ints(rows, |r| Some(r.sev_rank))),
+        ("raw_severity", strs(rows, |r| Some(&r.raw_severity))),
+        ("cvss_score", Arc::new(rows.iter().map(|r| r.cvss_score).collect::<Float64Array>())),
+        ("vec_t", ints(rows, |r| r.vec_t.map(|t| t as i32))),
         ("loc_key", strs(rows, |r| Some(&r.loc_key))),
         ("package", strs(rows, |r| r.package.as_deref())),
         ("installed_version", strs(rows, |r| r.installed_version.as_deref())),
@@ -984,14 +998,7 @@ fn def_batch(defs: &[(u32, Def)]) -> Result<RecordBatch, duckdb::Error> {
         ("cves", strs(defs, |(_, d)| Some(&d.cves))),
         ("aliases", strs(defs, |(_, d)| Some(&d.aliases))),
         ("cwes", strs(defs, |(_, d)| Some(&d.cwes))),
-        ("title", strs(defs, |(_, d)| Some(&d.title))),
         ("desc_t", ints(defs, |(_, d)| d.desc_t.map(|t| t as i32))),
-        ("sol_t", ints(defs, |(_, d)| d.sol_t.map(|t| t as i32))),
-        ("severity", strs(defs, |(_, d)| Some(d.severity))),
-        ("sev_rank", ints(defs, |(_, d)| Some(d.sev_rank))),
-        ("raw_severity", strs(defs, |(_, d)| Some(&d.raw_severity))),
-        ("cvss_score", Arc::new(defs.iter().map(|(_, d)| d.cvss_bits.map(f64::from_bits)).collect::<Float64Array>())),
-        ("cvss_vector", strs(defs, |(_, d)| d.cvss_vector.as_deref())),
         ("category", strs(defs, |(_, d)| Some(d.category))),
         ("exploit", Arc::new(defs.iter().map(|(_, d)| d.exploit).collect::<BooleanArray>())),
     ])
@@ -999,12 +1006,12 @@ fn def_batch(defs: &[(u32, Def)]) -> Result<RecordBatch, duckdb::Error> {
 
 const STAGE_DDL: &str = r#"
 CREATE OR REPLACE TEMP TABLE stage_findings (
-    seq INTEGER, akey INTEGER, def INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR,
+    seq INTEGER, akey INTEGER, def INTEGER, title VARCHAR, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
+    raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR,
     fixed_version VARCHAR, port INTEGER, protocol VARCHAR, location VARCHAR, applic VARCHAR, raw_id VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_defs (
-    def INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, cves VARCHAR, aliases VARCHAR, cwes VARCHAR, title VARCHAR,
-    desc_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER, raw_severity VARCHAR, cvss_score DOUBLE,
-    cvss_vector VARCHAR, category VARCHAR, exploit BOOLEAN);
+    def INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, cves VARCHAR, aliases VARCHAR, cwes VARCHAR,
+    desc_t INTEGER, category VARCHAR, exploit BOOLEAN);
 CREATE OR REPLACE TEMP TABLE stage_texts (tid INTEGER, txt VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_skips (position VARCHAR, reason VARCHAR, snippet VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_akeys (akey INTEGER, root INTEGER);
@@ -1094,7 +1101,7 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
     c.execute_batch(
         r#"
 CREATE OR REPLACE TEMP TABLE stage_sf AS
-SELECT f.seq, m.asset_id, d.vuln_key, f.loc_key, d.sev_rank
+SELECT f.seq, m.asset_id, d.vuln_key, f.loc_key, f.sev_rank
 FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
@@ -1120,12 +1127,12 @@ FROM stage_fd WHERE existing_id IS NULL;
         params![scan, scan],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    // Definitions with their texts and lists, built once each rather than once per finding.
+    // Definitions with their lists, built once each rather than once per finding (their texts are
+    // joined by id: a report with a definition per finding must not copy its texts into each).
     c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE stage_dx AS
-         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.title, dt.txt AS description,
-                st.txt AS solution, v.severity, v.raw_severity, v.cvss_score, v.cvss_vector, v.category, v.exploit
-         FROM stage_defs v LEFT JOIN stage_texts dt ON dt.tid = v.desc_t LEFT JOIN stage_texts st ON st.tid = v.sol_t",
+         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.desc_t, v.category, v.exploit
+         FROM stage_defs v",
         cves = split_list("v.cves"),
         aliases = split_list("v.aliases"),
         cwes = split_list("v.cwes")
@@ -1135,7 +1142,7 @@ FROM stage_fd WHERE existing_id IS NULL;
     // store is less than half the size, and written that much faster).
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_ins AS
-         SELECT n.fid, d.fp, d.asset_id, d.vuln_key, d.loc_key, s.def, s.package, s.installed_version, s.fixed_version,
+         SELECT n.fid, d.fp, d.asset_id, d.vuln_key, d.loc_key, s.def, s.title, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.package, s.installed_version, s.fixed_version,
                 s.port, s.protocol, s.location, s.applic
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
@@ -1145,13 +1152,16 @@ FROM stage_fd WHERE existing_id IS NULL;
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
 SELECT i.fid, i.fp, i.asset_id, a.name, [CAST(? AS VARCHAR)], x.vuln_id, i.vuln_key, i.loc_key,
-       x.cves, x.aliases, x.cwes, x.title, x.description, x.severity, x.cvss_score, x.cvss_vector, x.category,
-       i.package, i.installed_version, i.fixed_version, x.solution, i.port, i.protocol, i.location,
+       x.cves, x.aliases, x.cwes, i.title, dt.txt, i.severity, i.cvss_score, vt.txt, x.category,
+       i.package, i.installed_version, i.fixed_version, st.txt, i.port, i.protocol, i.location,
        CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
        ?, ?, NULL, 0, x.exploit, ?, ?
 FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ?) i
 JOIN stage_dx x ON x.def = i.def
-JOIN assets a ON a.asset_id = i.asset_id"#;
+JOIN assets a ON a.asset_id = i.asset_id
+LEFT JOIN stage_texts dt ON dt.tid = x.desc_t
+LEFT JOIN stage_texts st ON st.tid = i.sol_t
+LEFT JOIN stage_texts vt ON vt.tid = i.vec_t"#;
     // In slices of the ids, so no statement holds the whole report at once (bounded memory).
     let (min_fid, max_fid): (Option<i64>, Option<i64>) =
         c.query_row("SELECT min(fid), max(fid) FROM stage_new", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1168,7 +1178,7 @@ JOIN assets a ON a.asset_id = i.asset_id"#;
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow.
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_seen AS
-         SELECT p.existing_id AS fid, v.cves, v.sev_rank, v.severity, s.applic
+         SELECT p.existing_id AS fid, v.cves, s.sev_rank, s.severity, s.applic
          FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_defs v ON v.def = s.def
          WHERE p.existing_id IS NOT NULL",
     )?;
@@ -1215,7 +1225,7 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
     //    is its own sighting, found by its row number; only repeated keys need the join on the key.
     let det = |from: &str| {
         format!(
-            r#"SELECT ?, k.finding_id, ?, s.raw_id, x.vuln_id, x.cves, x.raw_severity, x.severity, sa.name, s.port, s.protocol, s.location, ?
+            r#"SELECT ?, k.finding_id, ?, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
 FROM {from} k
 JOIN stage_findings s ON s.seq = k.seq
 JOIN stage_dx x ON x.def = s.def
