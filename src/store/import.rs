@@ -1106,6 +1106,7 @@ FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_akeys k ON k
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
+       -- The fingerprint (the insert of new findings computes it again, the same way).
        count(*) AS n, md5(asset_id::VARCHAR || '|' || vuln_key || '|' || loc_key) AS fp
 FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
 CREATE OR REPLACE TEMP TABLE stage_fd AS
@@ -1131,7 +1132,7 @@ FROM stage_fd WHERE existing_id IS NULL;
     // joined by id: a report with a definition per finding must not copy its texts into each).
     c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE stage_dx AS
-         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.desc_t, v.category, v.exploit
+         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.vuln_key, v.desc_t, v.category, v.exploit
          FROM stage_defs v",
         cves = split_list("v.cves"),
         aliases = split_list("v.aliases"),
@@ -1142,7 +1143,7 @@ FROM stage_fd WHERE existing_id IS NULL;
     // store is less than half the size, and written that much faster).
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_ins AS
-         SELECT n.fid, d.fp, d.asset_id, d.vuln_key, d.loc_key, s.def, s.title, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.package, s.installed_version, s.fixed_version,
+         SELECT n.fid, d.asset_id, d.loc_key, s.def, s.title, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.package, s.installed_version, s.fixed_version,
                 s.port, s.protocol, s.location, s.applic
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
@@ -1151,7 +1152,8 @@ FROM stage_fd WHERE existing_id IS NULL;
        cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
-SELECT i.fid, i.fp, i.asset_id, a.name, [CAST(? AS VARCHAR)], x.vuln_id, i.vuln_key, i.loc_key,
+SELECT i.fid, md5(i.asset_id::VARCHAR || '|' || x.vuln_key || '|' || i.loc_key), i.asset_id, a.name, [CAST(? AS VARCHAR)],
+       x.vuln_id, x.vuln_key, i.loc_key,
        x.cves, x.aliases, x.cwes, i.title, dt.txt, i.severity, i.cvss_score, vt.txt, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt, i.port, i.protocol, i.location,
        CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
