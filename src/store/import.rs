@@ -17,7 +17,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-const BATCH: usize = 8192;
+/// Findings per batch from the parser to the store, and batches in flight: they carry whole findings
+/// (texts included), so this bounds memory as much as it smooths the hand-over.
+const BATCH: usize = 4096;
+const BATCHES_IN_FLIGHT: usize = 3;
 /// Report rows per INSERT of new findings.
 const INSERT_SLICE: i64 = 500_000;
 /// The engine's memory limit while importing (the process stays under 500 MB on a 2 GB Nessus file).
@@ -716,7 +719,7 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         .next()
         .unwrap_or("")
         .to_string();
-    let (tx, rx) = sync_channel::<Batch>(8);
+    let (tx, rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
     let collector = Collector {
         tx,
         batch: Batch::default(),
@@ -1225,25 +1228,31 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
     ph.mark("mark fixed");
     // 4. Every sighting, for the record and for explanations. A key reported once (nearly all of them)
     //    is its own sighting, found by its row number; only repeated keys need the join on the key.
+    // In slices of the report (bounded memory).
     let det = |from: &str| {
         format!(
-            r#"SELECT ?, k.finding_id, ?, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, ?
+            r#"SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, $3
 FROM {from} k
-JOIN stage_findings s ON s.seq = k.seq
+JOIN (SELECT * FROM stage_findings WHERE seq > $4 AND seq <= $5) s ON s.seq = k.seq
 JOIN stage_dx x ON x.def = s.def
 JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#
         )
     };
-    let ids = "(SELECT d.seq, d.n, d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
-               FROM stage_fd d LEFT JOIN stage_new n USING (seq))";
-    let once = det(&format!("(SELECT seq, finding_id FROM {ids} WHERE n = 1)"));
-    let repeated = det(&format!(
-        "(SELECT r.seq, p.finding_id FROM stage_sf r JOIN (SELECT * FROM {ids} WHERE n > 1) p USING (asset_id, vuln_key, loc_key))"
-    ));
-    c.execute(
-        &format!("INSERT INTO detections {once} UNION ALL {repeated}"),
-        params![import_id, tool, scan, import_id, tool, scan],
-    )?;
+    let once = det("(SELECT d.seq, coalesce(d.existing_id, n.fid) AS finding_id
+                     FROM (SELECT * FROM stage_fd WHERE n = 1 AND seq > $4 AND seq <= $5) d
+                     LEFT JOIN (SELECT seq, fid FROM stage_new WHERE seq > $4 AND seq <= $5) n USING (seq))");
+    let repeated = det("(SELECT r.seq, p.finding_id
+                         FROM (SELECT * FROM stage_sf WHERE seq > $4 AND seq <= $5) r
+                         JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
+                               FROM stage_fd d LEFT JOIN stage_new n USING (seq) WHERE d.n > 1) p
+                         USING (asset_id, vuln_key, loc_key))");
+    let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_findings", [], |r| r.get(0))?;
+    let mut lo = 0i64;
+    while lo < max_seq {
+        let hi = lo + INSERT_SLICE;
+        c.execute(&format!("INSERT INTO detections {once} UNION ALL {repeated}"), params![import_id, tool, scan, lo, hi])?;
+        lo = hi;
+    }
     ph.mark("insert detections");
     Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
 }
