@@ -331,57 +331,56 @@ impl Sink for Collector {
 /// batch of findings, appended as columns.
 #[derive(Default)]
 struct Stager {
-    texts: FxMap<String, u32>,
-    text_bytes: usize,
-    next_text: u32,
-    defs: FxMap<Def, u32>,
-    def_bytes: usize,
-    next_def: u32,
+    texts: Interner<String>,
+    defs: Interner<Def>,
     seq: u32,
     rows: Vec<StageRow>,
-    defs_out: Vec<(u32, Def)>,
-    texts_out: Vec<(u32, String)>,
+}
+
+/// Values numbered the first time they are seen; the new ones wait in `out` to be staged. Within a
+/// memory bound: beyond it, values are numbered and staged every time, which is correct, only larger.
+struct Interner<K> {
+    ids: FxMap<K, u32>,
+    bytes: usize,
+    next: u32,
+    out: Vec<(u32, K)>,
+}
+
+impl<K> Default for Interner<K> {
+    fn default() -> Self {
+        Interner { ids: FxMap::default(), bytes: 0, next: 0, out: Vec::new() }
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Interner<K> {
+    fn id<Q>(&mut self, v: &Q, size: usize) -> u32
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(&id) = self.ids.get(v) {
+            return id;
+        }
+        let id = self.next;
+        self.next += 1;
+        if self.bytes < INTERN_LIMIT {
+            self.bytes += size;
+            self.ids.insert(v.to_owned(), id);
+        }
+        self.out.push((id, v.to_owned()));
+        id
+    }
 }
 
 impl Stager {
-    fn intern(&mut self, s: &str) -> u32 {
-        if let Some(&id) = self.texts.get(s) {
-            return id;
-        }
-        let id = self.next_text;
-        self.next_text += 1;
-        if self.text_bytes < INTERN_LIMIT {
-            self.text_bytes += s.len();
-            self.texts.insert(s.to_string(), id);
-        }
-        self.texts_out.push((id, s.to_string()));
-        id
-    }
-
-    /// The id of a definition, staged the first time it is seen (within a memory bound: beyond it, new
-    /// definitions are staged every time, which is correct, only larger).
-    fn intern_def(&mut self, d: Def) -> u32 {
-        if let Some(&id) = self.defs.get(&d) {
-            return id;
-        }
-        let id = self.next_def;
-        self.next_def += 1;
-        if self.def_bytes < INTERN_LIMIT {
-            self.def_bytes += d.bytes();
-            self.defs.insert(d.clone(), id);
-        }
-        self.defs_out.push((id, d));
-        id
-    }
-
     fn stage(&mut self, f: RawFinding, tool: &str) {
         let vk = vuln_key(&f, tool);
         let lk = loc_key(&f);
-        let desc_t = f.description.as_deref().map(|d| self.intern(d));
-        let sol_t = f.solution.as_deref().map(|d| self.intern(d));
-        let vec_t = f.cvss_vector.as_deref().map(|d| self.intern(d));
+        let desc_t = f.description.as_deref().map(|d| self.texts.id(d, d.len()));
+        let sol_t = f.solution.as_deref().map(|d| self.texts.id(d, d.len()));
+        let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.id(d, d.len()));
         self.seq += 1;
-        let def = self.intern_def(Def {
+        let d = Def {
             vuln_id: f.vuln_id,
             vuln_key: vk,
             cves: f.cves.join(","),
@@ -390,7 +389,8 @@ impl Stager {
             desc_t,
             category: f.category.as_str(),
             exploit: f.exploit_available,
-        });
+        };
+        let def = self.defs.id(&d, d.bytes());
         let row = StageRow {
             seq: self.seq,
             akey: f.asset,
@@ -805,16 +805,16 @@ fn stage_and_merge(
             for f in b.findings {
                 st.stage(f, &b.tool);
             }
-            if !st.texts_out.is_empty() {
+            if !st.texts.out.is_empty() {
                 at.append_record_batch(batch(vec![
-                    ("tid", ints(&st.texts_out, |(id, _)| Some(*id as i32))),
-                    ("txt", strs(&st.texts_out, |(_, t)| Some(t))),
+                    ("tid", ints(&st.texts.out, |(id, _)| Some(*id as i32))),
+                    ("txt", strs(&st.texts.out, |(_, t)| Some(t))),
                 ])?)?;
-                st.texts_out.clear();
+                st.texts.out.clear();
             }
-            if !st.defs_out.is_empty() {
-                ad.append_record_batch(def_batch(&st.defs_out)?)?;
-                st.defs_out.clear();
+            if !st.defs.out.is_empty() {
+                ad.append_record_batch(def_batch(&st.defs.out)?)?;
+                st.defs.out.clear();
             }
             if !st.rows.is_empty() {
                 af.append_record_batch(stage_batch(&st.rows)?)?;
