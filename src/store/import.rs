@@ -66,8 +66,7 @@ struct Def {
 
 impl Def {
     fn bytes(&self) -> usize {
-        self.vuln_id.len() + self.vuln_key.len() + self.cves.len() + self.aliases.len() + self.cwes.len()
-            + 64
+        self.vuln_id.len() + self.vuln_key.len() + self.cves.len() + self.aliases.len() + self.cwes.len() + 64
     }
 }
 
@@ -418,7 +417,6 @@ impl Stager {
         };
         self.rows.push(row);
     }
-
 }
 
 /// One asset (after identity resolution inside the report) as staged for the merge.
@@ -1037,6 +1035,12 @@ struct Counts {
     reopened: u64,
 }
 
+/// A finding's identity as stored in `findings.fingerprint`: its asset, vulnerability key and location
+/// key (SQL over the given columns; the lookup of known findings and the insert of new ones must agree).
+fn fingerprint(asset_id: &str, vuln_key: &str, loc_key: &str) -> String {
+    format!("md5({asset_id}::VARCHAR || '|' || {vuln_key} || '|' || {loc_key})")
+}
+
 const SEV_RANK: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
 
 fn split_list(col: &str) -> String {
@@ -1101,7 +1105,7 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
     ph.mark("merge assets");
     // 2. Findings keyed by (asset, vulnerability, location). Narrow tables and hash aggregation only:
     //    the wide staged rows are touched once, when new findings are inserted.
-    c.execute_batch(
+    c.execute_batch(&format!(
         r#"
 CREATE OR REPLACE TEMP TABLE stage_sf AS
 SELECT f.seq, m.asset_id, d.vuln_key, f.loc_key, f.sev_rank
@@ -1109,8 +1113,7 @@ FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_akeys k ON k
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
-       -- The fingerprint (the insert of new findings computes it again, the same way).
-       count(*) AS n, md5(asset_id::VARCHAR || '|' || vuln_key || '|' || loc_key) AS fp
+       count(*) AS n, {fp} AS fp
 FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
 CREATE OR REPLACE TEMP TABLE stage_fd AS
 SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
@@ -1121,7 +1124,8 @@ CREATE OR REPLACE TEMP TABLE stage_new AS
 SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY vuln_key, seq) AS fid
 FROM stage_fd WHERE existing_id IS NULL;
 "#,
-    )?;
+        fp = fingerprint("asset_id", "vuln_key", "loc_key")
+    ))?;
     ph.mark("fingerprint + dedup (stage_sf, stage_pick, stage_fd)");
     let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
         r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
@@ -1151,11 +1155,12 @@ FROM stage_fd WHERE existing_id IS NULL;
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
     ph.mark("new findings in id order");
-    let insert_sql = r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
+    let insert_sql = format!(
+        r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
        cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
-SELECT i.fid, md5(i.asset_id::VARCHAR || '|' || x.vuln_key || '|' || i.loc_key), i.asset_id, a.name, [CAST(? AS VARCHAR)],
+SELECT i.fid, {fp}, i.asset_id, a.name, [CAST(? AS VARCHAR)],
        x.vuln_id, x.vuln_key, i.loc_key,
        x.cves, x.aliases, x.cwes, i.title, dt.txt, i.severity, i.cvss_score, vt.txt, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt, i.port, i.protocol, i.location,
@@ -1166,7 +1171,9 @@ JOIN stage_dx x ON x.def = i.def
 JOIN assets a ON a.asset_id = i.asset_id
 LEFT JOIN stage_texts dt ON dt.tid = x.desc_t
 LEFT JOIN stage_texts st ON st.tid = i.sol_t
-LEFT JOIN stage_texts vt ON vt.tid = i.vec_t"#;
+LEFT JOIN stage_texts vt ON vt.tid = i.vec_t"#,
+        fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key")
+    );
     // In slices of the ids, so no statement holds the whole report at once (bounded memory).
     let (min_fid, max_fid): (Option<i64>, Option<i64>) =
         c.query_row("SELECT min(fid), max(fid) FROM stage_new", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -1174,7 +1181,7 @@ LEFT JOIN stage_texts vt ON vt.tid = i.vec_t"#;
         let mut lo = min_fid - 1;
         while lo < max_fid {
             let hi = lo + INSERT_SLICE;
-            c.execute(insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi])?;
+            c.execute(&insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi])?;
             lo = hi;
         }
     }
@@ -1228,7 +1235,7 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
     ph.mark("mark fixed");
     // 4. Every sighting, for the record and for explanations. A key reported once (nearly all of them)
     //    is its own sighting, found by its row number; only repeated keys need the join on the key.
-    // In slices of the report (bounded memory).
+    //    In slices of the report (bounded memory).
     let det = |from: &str| {
         format!(
             r#"SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, $3
