@@ -307,49 +307,125 @@ fn scored_select(w: &Weights) -> String {
     )
 }
 
-/// The fix that removes each open finding not yet assigned one (fixes depend on the finding and its asset,
-/// not on intel or weights, so they are assigned once; a package that had no fixed version is looked at
-/// again once a scanner reports one). Informational findings need no fix.
-const ASSIGN_FIXES: &str = r#"UPDATE findings SET fix_kind = r.fix_kind, fix = r.fix, fix_target = r.fix_target
-FROM (
-  SELECT finding_id, fix_kind,
-       CASE fix_kind
-         WHEN 'base_image' THEN 'rebuild on a patched ' || coalesce(os, 'base image') || ' base image'
-         WHEN 'package_upgrade' THEN 'upgrade ' || package
-         WHEN 'no_fix' THEN 'no fixed version yet: ' || package || coalesce(' (' || os || ')', '')
-         WHEN 'vendor_patch' THEN
-           CASE WHEN solution IS NULL OR (length(trim(solution)) < 30 AND NOT regexp_matches(solution, '[0-9]'))
-                THEN title
-                ELSE left(trim(replace(replace(split_part(trim(solution), chr(10), 1), chr(13), ''), chr(9), ' ')), 160) END
-         WHEN 'iac_rule' THEN 'fix ' || vuln_id || ' in ' || asset_name || ':'
-              || coalesce(nullif(regexp_extract(regexp_extract(location, '^[^: ]+'), '^(.*)/[^/]*$', 1), ''), '.')
-         WHEN 'config_change' THEN title
-         WHEN 'secret_rotation' THEN 'rotate the ' || title || ' in ' || asset_name
-         WHEN 'code_fix' THEN 'fix ' || vuln_id || ' in ' || asset_name END AS fix,
-       CASE WHEN fix_kind = 'package_upgrade' THEN trim(string_split(fixed_version, ',')[-1]) END AS fix_target
-  FROM (
-    SELECT f.finding_id, f.package, f.fixed_version, f.solution, f.title, f.vuln_id, f.location, f.asset_name, a.os,
-           CASE
-             WHEN f.severity = 'info' THEN 'informational'
-             WHEN f.category = 'vulnerability' AND f.package IS NOT NULL AND f.fixed_version IS NULL THEN 'no_fix'
-             WHEN f.category = 'vulnerability' AND f.package IS NOT NULL
-                  AND a.kind IN ('container_image', 'k8s_workload')
-                  AND (f.location IS NULL OR regexp_matches(f.location, '^/?(var/lib/dpkg/|lib/apk/db/|var/lib/rpm/|usr/lib/sysimage/rpm/)'))
+/// The columns a finding's fix is computed from, as SQL expressions (the rescore reads them from the
+/// stored finding and its asset; the import from the rows it is inserting).
+pub struct FixInputs<'a> {
+    pub severity: &'a str,
+    pub category: &'a str,
+    pub package: &'a str,
+    pub fixed_version: &'a str,
+    pub location: &'a str,
+    pub solution: &'a str,
+    pub title: &'a str,
+    pub vuln_id: &'a str,
+    pub asset_name: &'a str,
+    pub os: &'a str,
+    pub asset_kind: &'a str,
+}
+
+/// The kind of fix that removes a finding (SQL over `FixInputs`).
+pub fn fix_kind_sql(c: &FixInputs) -> String {
+    format!(
+        r#"CASE
+             WHEN {sev} = 'info' THEN 'informational'
+             WHEN {cat} = 'vulnerability' AND {pkg} IS NOT NULL AND {fixed} IS NULL THEN 'no_fix'
+             WHEN {cat} = 'vulnerability' AND {pkg} IS NOT NULL
+                  AND {kind} IN ('container_image', 'k8s_workload')
+                  AND ({loc} IS NULL OR regexp_matches({loc}, '^/?(var/lib/dpkg/|lib/apk/db/|var/lib/rpm/|usr/lib/sysimage/rpm/)'))
                   THEN 'base_image'
-             WHEN f.category = 'vulnerability' AND f.package IS NOT NULL AND f.fixed_version IS NOT NULL THEN 'package_upgrade'
-             WHEN f.category = 'vulnerability' THEN 'vendor_patch'
-             WHEN f.category = 'misconfiguration'
-                  AND regexp_matches(coalesce(f.location, ''), '(\.tf|\.tfvars|\.hcl|\.ya?ml|\.json|\.bicep|Dockerfile)(:[0-9]+)?( \(.*\))?$')
+             WHEN {cat} = 'vulnerability' AND {pkg} IS NOT NULL AND {fixed} IS NOT NULL THEN 'package_upgrade'
+             WHEN {cat} = 'vulnerability' THEN 'vendor_patch'
+             WHEN {cat} = 'misconfiguration'
+                  AND regexp_matches(coalesce({loc}, ''), '(\.tf|\.tfvars|\.hcl|\.ya?ml|\.json|\.bicep|Dockerfile)(:[0-9]+)?( \(.*\))?$')
                   THEN 'iac_rule'
-             WHEN f.category = 'misconfiguration' THEN 'config_change'
-             WHEN f.category = 'secret' THEN 'secret_rotation'
-             ELSE 'code_fix' END AS fix_kind
+             WHEN {cat} = 'misconfiguration' THEN 'config_change'
+             WHEN {cat} = 'secret' THEN 'secret_rotation'
+             ELSE 'code_fix' END"#,
+        sev = c.severity,
+        cat = c.category,
+        pkg = c.package,
+        fixed = c.fixed_version,
+        kind = c.asset_kind,
+        loc = c.location,
+    )
+}
+
+/// The fix itself and its target version, given the fix kind `kind` (SQL over `FixInputs`).
+pub fn fix_sql(kind: &str, c: &FixInputs) -> (String, String) {
+    let fix = format!(
+        r#"CASE {kind}
+         WHEN 'base_image' THEN 'rebuild on a patched ' || coalesce({os}, 'base image') || ' base image'
+         WHEN 'package_upgrade' THEN 'upgrade ' || {pkg}
+         WHEN 'no_fix' THEN 'no fixed version yet: ' || {pkg} || coalesce(' (' || {os} || ')', '')
+         WHEN 'vendor_patch' THEN
+           CASE WHEN {sol} IS NULL OR (length(trim({sol})) < 30 AND NOT regexp_matches({sol}, '[0-9]'))
+                THEN {title}
+                ELSE left(trim(replace(replace(split_part(trim({sol}), chr(10), 1), chr(13), ''), chr(9), ' ')), 160) END
+         WHEN 'iac_rule' THEN 'fix ' || {vid} || ' in ' || {asset} || ':'
+              || coalesce(nullif(regexp_extract(regexp_extract({loc}, '^[^: ]+'), '^(.*)/[^/]*$', 1), ''), '.')
+         WHEN 'config_change' THEN {title}
+         WHEN 'secret_rotation' THEN 'rotate the ' || {title} || ' in ' || {asset}
+         WHEN 'code_fix' THEN 'fix ' || {vid} || ' in ' || {asset} END"#,
+        os = c.os,
+        pkg = c.package,
+        sol = c.solution,
+        title = c.title,
+        vid = c.vuln_id,
+        asset = c.asset_name,
+        loc = c.location,
+    );
+    let target = format!("CASE WHEN {kind} = 'package_upgrade' THEN trim(string_split({}, ',')[-1]) END", c.fixed_version);
+    (fix, target)
+}
+
+/// The fix that removes each open finding not yet assigned one (fixes depend on the finding and its asset,
+/// not on intel or weights, so they are assigned once, when a finding is imported or else here; a package
+/// that had no fixed version is looked at again once a scanner reports one). Informational findings need
+/// no fix.
+fn assign_fixes_sql(ids: &str) -> String {
+    let inputs = FixInputs {
+        severity: "f.severity",
+        category: "f.category",
+        package: "f.package",
+        fixed_version: "f.fixed_version",
+        location: "f.location",
+        solution: "f.solution",
+        title: "f.title",
+        vuln_id: "f.vuln_id",
+        asset_name: "f.asset_name",
+        os: "a.os",
+        asset_kind: "a.kind",
+    };
+    let outer = FixInputs {
+        severity: "severity",
+        category: "category",
+        package: "package",
+        fixed_version: "fixed_version",
+        location: "location",
+        solution: "solution",
+        title: "title",
+        vuln_id: "vuln_id",
+        asset_name: "asset_name",
+        os: "os",
+        asset_kind: "kind",
+    };
+    let (fix, target) = fix_sql("fix_kind", &outer);
+    format!(
+        r#"UPDATE findings SET fix_kind = r.fix_kind, fix = r.fix, fix_target = r.fix_target
+FROM (
+  SELECT finding_id, fix_kind, {fix} AS fix, {target} AS fix_target
+  FROM (
+    SELECT f.finding_id, f.severity, f.category, f.package, f.fixed_version, f.solution, f.title, f.vuln_id, f.location,
+           f.asset_name, a.os, a.kind, {kind} AS fix_kind
     FROM findings f LEFT JOIN assets a ON a.asset_id = f.asset_id
     WHERE (f.fix_kind IS NULL OR (f.fix_kind = 'no_fix' AND f.fixed_version IS NOT NULL))
       AND f.status IN ('open', 'reopened') AND {ids}
   )
 ) r
-WHERE findings.finding_id = r.finding_id"#;
+WHERE findings.finding_id = r.finding_id"#,
+        kind = fix_kind_sql(&inputs)
+    )
+}
 
 /// Score every open finding (and assign fixes to those without one) and store the result. Runs in its
 /// own transactions, one per slice of the id range, so the engine's working set stays bounded (imports
@@ -386,7 +462,7 @@ pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::
         let prof = std::env::var_os("CTEM_PROFILE").is_some();
         let r = (|| -> Result<usize, duckdb::Error> {
             let t = std::time::Instant::now();
-            conn.execute(&ASSIGN_FIXES.replace("{ids}", &format!("f.{ids}")), [])?;
+            conn.execute(&assign_fixes_sql(&format!("f.{ids}")), [])?;
             let t1 = t.elapsed();
             conn.execute_batch(&intel_sql(&ids))?;
             let t2 = t.elapsed();

@@ -1155,24 +1155,60 @@ FROM stage_fd WHERE existing_id IS NULL;
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
     ph.mark("new findings in id order");
+    // The fix that removes each new open finding is assigned as it is inserted (the rescore assigns it
+    // to the findings that have none).
+    let inner = crate::risk::FixInputs {
+        severity: "i.severity",
+        category: "x.category",
+        package: "i.package",
+        fixed_version: "i.fixed_version",
+        location: "i.location",
+        solution: "st.txt",
+        title: "i.title",
+        vuln_id: "x.vuln_id",
+        asset_name: "a.name",
+        os: "a.os",
+        asset_kind: "a.kind",
+    };
+    let outer = crate::risk::FixInputs {
+        severity: "q.severity",
+        category: "q.category",
+        package: "q.package",
+        fixed_version: "q.fixed_version",
+        location: "q.location",
+        solution: "q.solution",
+        title: "q.title",
+        vuln_id: "q.vuln_id",
+        asset_name: "q.asset_name",
+        os: "q.os",
+        asset_kind: "q.asset_kind",
+    };
+    let (fix, fix_target) = crate::risk::fix_sql("q.fix_kind", &outer);
     let insert_sql = format!(
         r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
        cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
        package, installed_version, fixed_version, solution, port, protocol, location,
-       status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id)
-SELECT i.fid, {fp}, i.asset_id, a.name, [CAST(? AS VARCHAR)],
+       status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id,
+       fix_kind, fix, fix_target)
+SELECT q.* EXCLUDE (os, asset_kind), {fix}, {fix_target}
+FROM (
+SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, a.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
-       x.cves, x.aliases, x.cwes, i.title, dt.txt, i.severity, i.cvss_score, vt.txt, x.category,
-       i.package, i.installed_version, i.fixed_version, st.txt, i.port, i.protocol, i.location,
-       CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END,
-       ?, ?, NULL, 0, x.exploit, ?, ?
+       x.cves, x.aliases, x.cwes, i.title, dt.txt AS description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
+       i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
+       CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END AS status,
+       ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
+       ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, a.os, a.kind AS asset_kind,
+       CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind
 FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ?) i
 JOIN stage_dx x ON x.def = i.def
 JOIN assets a ON a.asset_id = i.asset_id
 LEFT JOIN stage_texts dt ON dt.tid = x.desc_t
 LEFT JOIN stage_texts st ON st.tid = i.sol_t
-LEFT JOIN stage_texts vt ON vt.tid = i.vec_t"#,
-        fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key")
+LEFT JOIN stage_texts vt ON vt.tid = i.vec_t
+) q"#,
+        fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
+        kind = crate::risk::fix_kind_sql(&inner)
     );
     // In slices of the ids, so no statement holds the whole report at once (bounded memory).
     let (min_fid, max_fid): (Option<i64>, Option<i64>) =
