@@ -427,35 +427,77 @@ WHERE findings.finding_id = r.finding_id"#,
     )
 }
 
+/// Which open findings a rescore scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Every one (intel, weights or controls changed, or asked for).
+    All,
+    /// Those whose inputs may have changed since they were last scored: findings without a score (new,
+    /// reopened, or changed by a rescan: imports clear the score of what they change) and every finding of
+    /// an asset whose context (exposure, criticality, environment, runtime) is not what it was at the last
+    /// rescore. Everything when the weights are not those of the last rescore.
+    Changed,
+}
+
+/// The weights as stored with the scores they produced.
+fn weights_key(w: &Weights) -> String {
+    format!("{w:?}")
+}
+
 /// Score every open finding (and assign fixes to those without one) and store the result. Runs in its
 /// own transactions, one per slice of the id range, so the engine's working set stays bounded (imports
 /// run under a memory cap) and readers never wait long; scores are derived data, so a slice interrupted
 /// part-way is simply recomputed next time. Returns the number of open findings scored.
 pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::Error> {
-    let (lo, hi): (Option<i64>, Option<i64>) =
-        conn.query_row(&format!("SELECT min(finding_id), max(finding_id) FROM findings WHERE {OPEN}"), [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rescore_scope(conn, w, Scope::All)
+}
+
+/// Score the open findings of `scope` (see `rescore`).
+pub fn rescore_scope(conn: &duckdb::Connection, w: &Weights, scope: Scope) -> Result<usize, duckdb::Error> {
     // Assets change with imports: the controls' coverage follows, and with it what is mitigated.
     if let Err(e) = crate::store::controls::refresh_coverage(conn) {
         tracing::warn!("control coverage not refreshed: {e}");
     }
-
-    let (Some(lo), Some(hi)) = (lo, hi) else { return Ok(0) };
     let t = std::time::Instant::now();
     conn.execute_batch(&asset_context_sql(w))?;
     if std::env::var_os("CTEM_PROFILE").is_some() {
         eprintln!("  asset context {:?}", t.elapsed());
     }
+    let last_weights: Option<String> =
+        conn.query_row("SELECT max(value) FROM settings WHERE key = 'score_weights'", [], |r| r.get(0))?;
+    let all = scope == Scope::All || last_weights.as_deref() != Some(weights_key(w).as_str());
+    // The findings to score, as a condition on `findings` (unqualified) and on `findings f`.
+    let (dirty, f_dirty) = if all {
+        ("TRUE".to_string(), "TRUE".to_string())
+    } else {
+        conn.execute_batch(
+            "CREATE OR REPLACE TEMP TABLE risk_moved AS
+             SELECT a.asset_id FROM risk_actx a LEFT JOIN risk_context c USING (asset_id)
+             WHERE c.asset_id IS NULL OR a.kind IS DISTINCT FROM c.kind OR a.exposed IS DISTINCT FROM c.exposed
+                OR a.running IS DISTINCT FROM c.running OR a.points IS DISTINCT FROM c.points OR a.text IS DISTINCT FROM c.text",
+        )?;
+        let cond = |q: &str| format!("({q}risk_score IS NULL OR {q}asset_id IN (SELECT asset_id FROM risk_moved))");
+        (cond(""), cond("f."))
+    };
+    let (lo, hi): (Option<i64>, Option<i64>) = conn.query_row(
+        &format!("SELECT min(finding_id), max(finding_id) FROM findings WHERE {OPEN} AND {dirty}"),
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
     let e = exprs(w);
     let mut scored = 0;
     let slice = slice_size(conn);
-    let mut a = lo;
+    let (mut a, hi) = match (lo, hi) {
+        (Some(lo), Some(hi)) => (lo, hi),
+        _ => (1, 0),
+    };
     while a <= hi {
         let b = a.saturating_add(slice - 1).min(hi);
         let ids = format!("finding_id BETWEEN {a} AND {b}");
         let sql = format!(
             "UPDATE findings AS f SET risk_score = {}, priority = {}, kev = f.kev_cve IS NOT NULL, internet_exposed = {},
                     runtime = {}, risk_factors = {}
-             FROM risk_actx a WHERE a.asset_id = f.asset_id AND f.{OPEN} AND f.{ids}",
+             FROM risk_actx a WHERE a.asset_id = f.asset_id AND f.{OPEN} AND f.{ids} AND {f_dirty}",
             e.score, e.prio, e.exposed, e.running, e.factors
         );
         conn.execute_batch("BEGIN TRANSACTION")?;
@@ -464,7 +506,7 @@ pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::
             let t = std::time::Instant::now();
             conn.execute(&assign_fixes_sql(&format!("f.{ids}")), [])?;
             let t1 = t.elapsed();
-            conn.execute_batch(&intel_sql(&ids))?;
+            conn.execute_batch(&intel_sql(&format!("{ids} AND {dirty}")))?;
             let t2 = t.elapsed();
             let n = conn.execute(&sql, [])?;
             if prof {
@@ -510,7 +552,23 @@ pub fn rescore(conn: &duckdb::Connection, w: &Weights) -> Result<usize, duckdb::
             return Err(err);
         }
     }
-    conn.execute_batch("DROP TABLE IF EXISTS risk_fi; DROP TABLE IF EXISTS risk_actx")?;
+    // What the scores were computed from, for the next rescore to tell what changed.
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    let saved = conn
+        .execute_batch(
+            "DELETE FROM risk_context;
+             INSERT INTO risk_context SELECT asset_id, kind, exposed, running, points, text FROM risk_actx;
+             DELETE FROM settings WHERE key = 'score_weights';",
+        )
+        .and_then(|_| conn.execute("INSERT INTO settings VALUES ('score_weights', ?)", [weights_key(w)]));
+    match saved {
+        Ok(_) => conn.execute_batch("COMMIT")?,
+        Err(err) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(err);
+        }
+    }
+    conn.execute_batch("DROP TABLE IF EXISTS risk_fi; DROP TABLE IF EXISTS risk_actx; DROP TABLE IF EXISTS risk_moved")?;
     Ok(scored)
 }
 
@@ -530,13 +588,22 @@ fn slice_size(conn: &duckdb::Connection) -> i64 {
     ((v * unit / 1024.0) as i64).clamp(100_000, 1_000_000)
 }
 
-/// Rescore with the store's weights. Must not be called inside a transaction.
+/// Rescore every open finding with the store's weights. Must not be called inside a transaction.
 pub fn rescore_store(store: &Store) -> Result<usize, duckdb::Error> {
+    rescore_store_scope(store, Scope::All)
+}
+
+/// Rescore what an import of findings or assets may have changed (see `Scope::Changed`).
+pub fn rescore_store_changed(store: &Store) -> Result<usize, duckdb::Error> {
+    rescore_store_scope(store, Scope::Changed)
+}
+
+fn rescore_store_scope(store: &Store, scope: Scope) -> Result<usize, duckdb::Error> {
     // Expired exceptions put their findings back before they are scored.
     if let Err(e) = crate::store::exceptions::expire_due(store) {
         tracing::warn!("exceptions not expired: {e}");
     }
-    let n = rescore(&store.conn, &store.weights)?;
+    let n = rescore_scope(&store.conn, &store.weights, scope)?;
     if let Err(e) = crate::store::work::refresh_store(store) {
         tracing::warn!("work items not refreshed: {e}");
     }

@@ -271,7 +271,7 @@ pub fn import_assets(store: &Store, path: &Path, mapping: Option<&AssetMapping>)
         Ok((new, matched)) => {
             c.execute_batch("COMMIT")?;
             // Criticality, exposure and environment feed the risk score.
-            crate::risk::rescore_store(store).map_err(|e| anyhow::anyhow!("{}: assets imported, but rescoring failed: {e}", path.display()))?;
+            crate::risk::rescore_store_changed(store).map_err(|e| anyhow::anyhow!("{}: assets imported, but rescoring failed: {e}", path.display()))?;
             Ok(CmdbSummary { rows: rows.len(), new, matched, skipped })
         }
         Err(e) => {

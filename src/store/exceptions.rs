@@ -168,7 +168,7 @@ fn end(c: &Connection, actor: &str, ids_sql: &str, new_status: &str, why: &str) 
         return Ok(ended);
     }
     c.execute_batch(
-        "UPDATE findings f SET status = CASE WHEN ef.prior_status = 'reopened' THEN 'reopened' ELSE 'open' END
+        "UPDATE findings f SET status = CASE WHEN ef.prior_status = 'reopened' THEN 'reopened' ELSE 'open' END, risk_score = NULL
          FROM exception_findings ef JOIN ex_end e USING (exception_id)
          WHERE f.finding_id = ef.finding_id AND f.status = CASE e.kind WHEN 'risk_accepted' THEN 'accepted' ELSE 'false_positive' END;",
     )?;

@@ -921,7 +921,7 @@ fn stage_and_merge(
     c.execute_batch("COMMIT").map_err(sql)?;
     ph.mark("commit");
     // Scores are derived data: recomputed after the commit, in bounded slices of their own.
-    let warning = crate::risk::rescore_store(store).err().map(|e| {
+    let warning = crate::risk::rescore_store_changed(store).err().map(|e| {
         let file = display;
         tracing::warn!("{file}: imported, but rescoring failed: {e}");
         format!("imported, but rescoring failed ({e}); run `ctem score`")
@@ -1223,7 +1223,8 @@ LEFT JOIN stage_texts vt ON vt.tid = i.vec_t
     }
     ph.mark("insert new findings");
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
-    // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow.
+    // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
+    // that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the rescore.
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_seen AS
          SELECT p.existing_id AS fid, v.cves, s.sev_rank, s.severity, s.applic
@@ -1237,7 +1238,8 @@ LEFT JOIN stage_texts vt ON vt.tid = i.vec_t
     status = CASE WHEN {reopen} THEN 'reopened' ELSE 'false_positive' END,
     times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
     fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END,
-    reopened_at = CASE WHEN {reopen} THEN $1 ELSE f.reopened_at END
+    reopened_at = CASE WHEN {reopen} THEN $1 ELSE f.reopened_at END,
+    risk_score = NULL
 FROM stage_seen d
 WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status IN ('open', 'reopened', 'mitigated')))"#
         ),
@@ -1249,12 +1251,12 @@ WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status
         params![tool],
     )?;
     c.execute_batch(
-        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, string_split(d.cves, ','))))
+        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, string_split(d.cves, ',')))), risk_score = NULL
          FROM stage_seen d
          WHERE f.finding_id = d.fid AND d.cves <> '' AND NOT list_has_all(f.cves, string_split(d.cves, ','))",
     )?;
     c.execute_batch(&format!(
-        "UPDATE findings f SET severity = d.severity FROM stage_seen d WHERE f.finding_id = d.fid AND d.sev_rank > {SEV_RANK}"
+        "UPDATE findings f SET severity = d.severity, risk_score = NULL FROM stage_seen d WHERE f.finding_id = d.fid AND d.sev_rank > {SEV_RANK}"
     ))?;
     c.execute(
         "UPDATE findings f SET last_seen = greatest(f.last_seen, $1), last_import_id = $2 FROM stage_seen d WHERE f.finding_id = d.fid",

@@ -676,4 +676,13 @@ LEFT JOIN ticketed t ON t.finding_id = f.finding_id
 WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
 "#,
 ),
+(
+    12,
+    "what the scores were computed from",
+    r#"
+-- The per-asset context of the last rescore (exposure, criticality, environment, runtime and their
+-- text), so the rescore after an import scores only the findings whose inputs changed.
+CREATE TABLE risk_context (asset_id BIGINT, kind VARCHAR, exposed BOOLEAN, running BOOLEAN, points DOUBLE, text VARCHAR);
+"#,
+),
 ];

@@ -418,3 +418,72 @@ fn fix_group_is_one_work_item_per_owner_and_never_twice() {
     let ro = Store::open(&db, true).unwrap();
     assert!(hand_off(&ro, &Selection::Findings(open), None).unwrap_err().to_string().contains("read-only"));
 }
+
+/// Every score, priority, explanation and fix as stored.
+fn scored(s: &Store) -> Vec<String> {
+    strings(
+        s,
+        "SELECT concat_ws(' | ', finding_id, status, risk_score, priority, risk_factors, kev, epss, internet_exposed, runtime, fix_kind, fix, fix_target, mitigated_by)
+         FROM findings ORDER BY finding_id",
+    )
+}
+
+#[test]
+fn the_rescore_after_an_import_scores_what_changed_and_agrees_with_a_full_rescore() {
+    let d = tmpdir();
+    let db = d.path().join("demo.duckdb");
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
+    let text = ctem::generator::demo::load(&db, &repo).unwrap();
+    assert!(!text.contains("not imported"), "{text}");
+    let s = Store::open(&db, false).unwrap();
+    // Three weeks of scans, each followed by a rescore of what it changed: the same as scoring everything.
+    let after_imports = scored(&s);
+    assert!(count(&s, "SELECT count(*) FROM findings WHERE status IN ('open', 'reopened') AND risk_score IS NULL") == 0);
+    risk::rescore(&s.conn, &s.weights).unwrap();
+    let full = scored(&s);
+    assert_eq!(after_imports.len(), full.len());
+    let differ: Vec<_> = after_imports.iter().zip(&full).filter(|(a, b)| a != b).take(3).collect();
+    assert!(differ.is_empty(), "scores after the imports differ from a full rescore: {differ:?}");
+
+    // The CMDB says one asset became internet-facing and critical: its findings, and only they, move.
+    let (asset, name): (i64, String) = s
+        .conn
+        .query_row(
+            "SELECT a.asset_id, a.name FROM assets a JOIN findings f USING (asset_id)
+             WHERE f.status = 'open' AND NOT coalesce(a.internet_facing, false) AND a.criticality <= 3 AND a.kind = 'host'
+             GROUP BY ALL ORDER BY count(*) DESC, a.asset_id LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    let before: f64 = s.conn.query_row("SELECT sum(risk_score) FROM findings WHERE asset_id = ? AND status = 'open'", [asset], |r| r.get(0)).unwrap();
+    let others_before = strings(&s, &format!("SELECT concat_ws('|', finding_id, risk_score, risk_factors) FROM findings WHERE asset_id <> {asset} ORDER BY 1"));
+    let csv = std::fs::read_to_string(repo.join("cmdb/assets.csv")).unwrap();
+    let mut changed = 0;
+    let edited: Vec<String> = csv
+        .lines()
+        .map(|l| {
+            let mut cols: Vec<String> = l.split(',').map(String::from).collect();
+            if cols[0] == name {
+                changed += 1;
+                let n = cols.len();
+                cols[n - 3] = "5".into();
+                cols[n - 2] = "true".into();
+            }
+            cols.join(",")
+        })
+        .collect();
+    assert_eq!(changed, 1, "{name} in the CMDB");
+    let f = write(d.path(), "assets.csv", &(edited.join("\n") + "\n"));
+    ctem::store::cmdb::import_assets(&s, &f, None).unwrap();
+    let after: f64 = s.conn.query_row("SELECT sum(risk_score) FROM findings WHERE asset_id = ? AND status = 'open'", [asset], |r| r.get(0)).unwrap();
+    assert!(after > before, "{name}: {before} -> {after}");
+    for f in strings(&s, &format!("SELECT risk_factors FROM findings WHERE asset_id = {asset} AND status = 'open'")) {
+        assert!(f.contains("internet-facing (CMDB) +10.0") && f.contains("asset criticality 5 +10.0"), "{f}");
+    }
+    let others_after = strings(&s, &format!("SELECT concat_ws('|', finding_id, risk_score, risk_factors) FROM findings WHERE asset_id <> {asset} ORDER BY 1"));
+    assert!(others_before == others_after, "findings of other assets moved");
+    let now = scored(&s);
+    risk::rescore(&s.conn, &s.weights).unwrap();
+    assert!(now == scored(&s), "the rescore after the CMDB import differs from a full rescore");
+}
