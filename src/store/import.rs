@@ -1115,17 +1115,27 @@ CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
        count(*) AS n, {fp} AS fp
 FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
-CREATE OR REPLACE TEMP TABLE stage_fd AS
-SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at
-FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp;
+"#,
+        fp = fingerprint("asset_id", "vuln_key", "loc_key")
+    ))?;
+    // What a rescan may change in a known finding is read here, in the one join with the findings, so
+    // each update below joins only the findings it changes.
+    c.execute(
+        "CREATE OR REPLACE TEMP TABLE stage_fd AS
+         SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
+                list_contains(f.sources, ?) AS has_tool, f.severity AS old_severity, f.cves AS old_cves
+         FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp",
+        params![tool],
+    )?;
+    c.execute_batch(
+        r#"
 -- Ids for new findings after the highest id in use (one writer per database), in the order of their
 -- vulnerability, so that the findings of one vulnerability are stored together.
 CREATE OR REPLACE TEMP TABLE stage_new AS
 SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY vuln_key, seq) AS fid
 FROM stage_fd WHERE existing_id IS NULL;
 "#,
-        fp = fingerprint("asset_id", "vuln_key", "loc_key")
-    ))?;
+    )?;
     ph.mark("fingerprint + dedup (stage_sf, stage_pick, stage_fd)");
     let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
         r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
@@ -1225,39 +1235,43 @@ LEFT JOIN stage_texts vt ON vt.tid = i.vec_t
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
     // that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the rescore.
-    c.execute_batch(
-        "CREATE OR REPLACE TEMP TABLE stage_seen AS
-         SELECT p.existing_id AS fid, v.cves, s.sev_rank, s.severity, s.applic
-         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_defs v ON v.def = s.def
-         WHERE p.existing_id IS NOT NULL",
-    )?;
-    let reopen = "(f.status = 'fixed' AND f.fixed_at < $1)";
     c.execute(
         &format!(
-            r#"UPDATE findings f SET
-    status = CASE WHEN {reopen} THEN 'reopened' ELSE 'false_positive' END,
-    times_reopened = f.times_reopened + CASE WHEN {reopen} THEN 1 ELSE 0 END,
-    fixed_at = CASE WHEN {reopen} THEN NULL ELSE f.fixed_at END,
-    reopened_at = CASE WHEN {reopen} THEN $1 ELSE f.reopened_at END,
-    risk_score = NULL
-FROM stage_seen d
-WHERE f.finding_id = d.fid AND ({reopen} OR (d.applic <> 'affected' AND f.status IN ('open', 'reopened', 'mitigated')))"#
+            "CREATE OR REPLACE TEMP TABLE stage_seen AS
+             SELECT p.existing_id AS fid, s.severity,
+                    p.old_status = 'fixed' AND p.old_fixed_at < $1 AS reopen,
+                    s.applic <> 'affected' AND p.old_status IN ('open', 'reopened', 'mitigated') AS unaffected,
+                    NOT p.has_tool AS add_tool,
+                    CASE WHEN v.cves <> '' AND NOT list_has_all(p.old_cves, string_split(v.cves, ',')) THEN v.cves END AS add_cves,
+                    s.sev_rank > {} AS raise
+             FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_defs v ON v.def = s.def
+             WHERE p.existing_id IS NOT NULL",
+            SEV_RANK.replace("f.severity", "p.old_severity")
         ),
         params![scan],
     )?;
     c.execute(
-        "UPDATE findings f SET sources = list_append(f.sources, $1)
-         FROM stage_seen d WHERE f.finding_id = d.fid AND NOT list_contains(f.sources, $1)",
+        r#"UPDATE findings f SET
+    status = CASE WHEN d.reopen THEN 'reopened' ELSE 'false_positive' END,
+    times_reopened = f.times_reopened + CASE WHEN d.reopen THEN 1 ELSE 0 END,
+    fixed_at = CASE WHEN d.reopen THEN NULL ELSE f.fixed_at END,
+    reopened_at = CASE WHEN d.reopen THEN $1 ELSE f.reopened_at END,
+    risk_score = NULL
+FROM (SELECT fid, reopen FROM stage_seen WHERE reopen OR unaffected) d
+WHERE f.finding_id = d.fid"#,
+        params![scan],
+    )?;
+    c.execute(
+        "UPDATE findings f SET sources = list_append(f.sources, $1) FROM (SELECT fid FROM stage_seen WHERE add_tool) d WHERE f.finding_id = d.fid",
         params![tool],
     )?;
     c.execute_batch(
-        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, string_split(d.cves, ',')))), risk_score = NULL
-         FROM stage_seen d
-         WHERE f.finding_id = d.fid AND d.cves <> '' AND NOT list_has_all(f.cves, string_split(d.cves, ','))",
+        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, string_split(d.add_cves, ',')))), risk_score = NULL
+         FROM (SELECT fid, add_cves FROM stage_seen WHERE add_cves IS NOT NULL) d WHERE f.finding_id = d.fid",
     )?;
-    c.execute_batch(&format!(
-        "UPDATE findings f SET severity = d.severity, risk_score = NULL FROM stage_seen d WHERE f.finding_id = d.fid AND d.sev_rank > {SEV_RANK}"
-    ))?;
+    c.execute_batch(
+        "UPDATE findings f SET severity = d.severity, risk_score = NULL FROM (SELECT fid, severity FROM stage_seen WHERE raise) d WHERE f.finding_id = d.fid",
+    )?;
     c.execute(
         "UPDATE findings f SET last_seen = greatest(f.last_seen, $1), last_import_id = $2 FROM stage_seen d WHERE f.finding_id = d.fid",
         params![scan, import_id],
