@@ -94,3 +94,32 @@ fn ghsa_and_cve_aliases_are_one_finding() {
     assert_eq!((r.new, r.seen_again), (0, 1), "{}", r.line());
     assert_eq!(count(&s, "SELECT count(*) FROM findings WHERE len(sources) = 2 AND fixed_version = '4.17.21'"), 1);
 }
+
+#[test]
+fn a_rescan_raises_severity_adds_cves_and_rescores_but_never_lowers() {
+    let s = mem();
+    let d = tmpdir();
+    let host = |items: &[(&str, &str, &[&str])], end: &str| nessus(&[("10.0.0.7", "g.example.com", items)], end);
+    let w1 = write(d.path(), "w1.nessus", &host(&[("7", "2", &["CVE-2021-0007"]), ("8", "3", &["CVE-2021-0008"])], "Mon Nov  2 10:00:00 2026"));
+    // The same two vulnerabilities: the first now critical with a second CVE, the second reported lower.
+    let w2 = write(d.path(), "w2.nessus", &host(&[("7", "4", &["CVE-2021-0007", "CVE-2022-0077"]), ("8", "1", &["CVE-2021-0008"])], "Mon Nov  9 10:00:00 2026"));
+    let r1 = import(&s, &w1);
+    assert_eq!(r1.new, 2, "{}", r1.line());
+    let score = |v: &str| -> f64 {
+        s.conn.query_row("SELECT risk_score FROM findings WHERE vuln_id = ?", [v], |r| r.get(0)).unwrap()
+    };
+    let (s7, s8) = (score("7"), score("8"));
+    let r2 = import(&s, &w2);
+    assert_eq!((r2.new, r2.seen_again, r2.fixed), (0, 2, 0), "{}", r2.line());
+    assert_eq!(strings(&s, "SELECT severity || ' ' || array_to_string(cves, ',') FROM findings ORDER BY vuln_id"), vec![
+        "critical CVE-2021-0007,CVE-2022-0077",
+        "high CVE-2021-0008"
+    ]);
+    // Scored again with what changed; the finding that did not change keeps its score.
+    assert!(score("7") > s7, "{} -> {}", s7, score("7"));
+    assert_eq!(score("8"), s8);
+    let f7 = strings(&s, "SELECT risk_factors FROM findings WHERE vuln_id = '7'");
+    assert!(f7[0].starts_with("critical (no CVSS: taken as 9.0)"), "{f7:?}");
+    // Every sighting is kept with what the tool said at the time.
+    assert_eq!(strings(&s, "SELECT d.severity FROM detections d JOIN findings f USING (finding_id) WHERE f.vuln_id = '7' ORDER BY d.import_id"), vec!["medium", "critical"]);
+}
