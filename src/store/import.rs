@@ -1025,7 +1025,7 @@ const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
-DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_ins;
+DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_ins;
 "#;
 
 struct Counts {
@@ -1285,31 +1285,32 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
         params![scan, scan, tool],
     )?;
     ph.mark("mark fixed");
-    // 4. Every sighting, for the record and for explanations. A key reported once (nearly all of them)
-    //    is its own sighting, found by its row number; only repeated keys need the join on the key.
-    //    In slices of the report (bounded memory).
-    let det = |from: &str| {
-        format!(
-            r#"SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, $3
-FROM {from} k
+    // 4. Every sighting, for the record and for explanations. The finding of every row of the report:
+    //    a key reported once (nearly all of them) is its own pick; only repeated keys need the join on
+    //    the key. Then the sightings, in slices of the report (bounded memory).
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE stage_seqfid AS
+         SELECT d.seq, coalesce(d.existing_id, n.fid) AS finding_id FROM stage_fd d LEFT JOIN stage_new n USING (seq)
+         UNION ALL
+         SELECT r.seq, p.finding_id
+         FROM stage_sf r
+         JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, d.seq AS pick, coalesce(d.existing_id, n.fid) AS finding_id
+               FROM stage_fd d LEFT JOIN stage_new n USING (seq) WHERE d.n > 1) p
+         USING (asset_id, vuln_key, loc_key)
+         WHERE r.seq <> p.pick",
+    )?;
+    ph.mark("finding of every row");
+    let det = r#"INSERT INTO detections
+SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, $3
+FROM (SELECT * FROM stage_seqfid WHERE seq > $4 AND seq <= $5) k
 JOIN (SELECT * FROM stage_findings WHERE seq > $4 AND seq <= $5) s ON s.seq = k.seq
 JOIN stage_dx x ON x.def = s.def
-JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#
-        )
-    };
-    let once = det("(SELECT d.seq, coalesce(d.existing_id, n.fid) AS finding_id
-                     FROM (SELECT * FROM stage_fd WHERE n = 1 AND seq > $4 AND seq <= $5) d
-                     LEFT JOIN (SELECT seq, fid FROM stage_new WHERE seq > $4 AND seq <= $5) n USING (seq))");
-    let repeated = det("(SELECT r.seq, p.finding_id
-                         FROM (SELECT * FROM stage_sf WHERE seq > $4 AND seq <= $5) r
-                         JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, coalesce(d.existing_id, n.fid) AS finding_id
-                               FROM stage_fd d LEFT JOIN stage_new n USING (seq) WHERE d.n > 1) p
-                         USING (asset_id, vuln_key, loc_key))");
+JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#;
     let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_findings", [], |r| r.get(0))?;
     let mut lo = 0i64;
     while lo < max_seq {
         let hi = lo + INSERT_SLICE;
-        c.execute(&format!("INSERT INTO detections {once} UNION ALL {repeated}"), params![import_id, tool, scan, lo, hi])?;
+        c.execute(det, params![import_id, tool, scan, lo, hi])?;
         lo = hi;
     }
     ph.mark("insert detections");
