@@ -309,22 +309,44 @@ fn scored_select(w: &Weights) -> String {
 
 /// The columns a finding's fix is computed from, as SQL expressions (the rescore reads them from the
 /// stored finding and its asset; the import from the rows it is inserting).
-pub struct FixInputs<'a> {
-    pub severity: &'a str,
-    pub category: &'a str,
-    pub package: &'a str,
-    pub fixed_version: &'a str,
-    pub location: &'a str,
-    pub solution: &'a str,
-    pub title: &'a str,
-    pub vuln_id: &'a str,
-    pub asset_name: &'a str,
-    pub os: &'a str,
-    pub asset_kind: &'a str,
+pub struct FixInputs {
+    pub severity: String,
+    pub category: String,
+    pub package: String,
+    pub fixed_version: String,
+    pub location: String,
+    pub solution: String,
+    pub title: String,
+    pub vuln_id: String,
+    pub asset_name: String,
+    pub os: String,
+    pub asset_kind: String,
+}
+
+impl FixInputs {
+    /// The inputs as the like-named columns of one relation (`{p}severity`, ..., `{p}os`), the asset's
+    /// kind as `{p}{asset_kind}`.
+    pub fn columns(p: &str, asset_kind: &str) -> FixInputs {
+        let c = |n: &str| format!("{p}{n}");
+        FixInputs {
+            severity: c("severity"),
+            category: c("category"),
+            package: c("package"),
+            fixed_version: c("fixed_version"),
+            location: c("location"),
+            solution: c("solution"),
+            title: c("title"),
+            vuln_id: c("vuln_id"),
+            asset_name: c("asset_name"),
+            os: c("os"),
+            asset_kind: c(asset_kind),
+        }
+    }
 }
 
 /// The kind of fix that removes a finding (SQL over `FixInputs`).
 pub fn fix_kind_sql(c: &FixInputs) -> String {
+    let FixInputs { severity: sev, category: cat, package: pkg, fixed_version: fixed, asset_kind: kind, location: loc, .. } = c;
     format!(
         r#"CASE
              WHEN {sev} = 'info' THEN 'informational'
@@ -340,18 +362,13 @@ pub fn fix_kind_sql(c: &FixInputs) -> String {
                   THEN 'iac_rule'
              WHEN {cat} = 'misconfiguration' THEN 'config_change'
              WHEN {cat} = 'secret' THEN 'secret_rotation'
-             ELSE 'code_fix' END"#,
-        sev = c.severity,
-        cat = c.category,
-        pkg = c.package,
-        fixed = c.fixed_version,
-        kind = c.asset_kind,
-        loc = c.location,
+             ELSE 'code_fix' END"#
     )
 }
 
 /// The fix itself and its target version, given the fix kind `kind` (SQL over `FixInputs`).
 pub fn fix_sql(kind: &str, c: &FixInputs) -> (String, String) {
+    let FixInputs { os, package: pkg, solution: sol, title, vuln_id: vid, asset_name: asset, location: loc, fixed_version, .. } = c;
     let fix = format!(
         r#"CASE {kind}
          WHEN 'base_image' THEN 'rebuild on a patched ' || coalesce({os}, 'base image') || ' base image'
@@ -365,16 +382,9 @@ pub fn fix_sql(kind: &str, c: &FixInputs) -> (String, String) {
               || coalesce(nullif(regexp_extract(regexp_extract({loc}, '^[^: ]+'), '^(.*)/[^/]*$', 1), ''), '.')
          WHEN 'config_change' THEN {title}
          WHEN 'secret_rotation' THEN 'rotate the ' || {title} || ' in ' || {asset}
-         WHEN 'code_fix' THEN 'fix ' || {vid} || ' in ' || {asset} END"#,
-        os = c.os,
-        pkg = c.package,
-        sol = c.solution,
-        title = c.title,
-        vid = c.vuln_id,
-        asset = c.asset_name,
-        loc = c.location,
+         WHEN 'code_fix' THEN 'fix ' || {vid} || ' in ' || {asset} END"#
     );
-    let target = format!("CASE WHEN {kind} = 'package_upgrade' THEN trim(string_split({}, ',')[-1]) END", c.fixed_version);
+    let target = format!("CASE WHEN {kind} = 'package_upgrade' THEN trim(string_split({fixed_version}, ',')[-1]) END");
     (fix, target)
 }
 
@@ -383,32 +393,8 @@ pub fn fix_sql(kind: &str, c: &FixInputs) -> (String, String) {
 /// that had no fixed version is looked at again once a scanner reports one). Informational findings need
 /// no fix.
 fn assign_fixes_sql(ids: &str) -> String {
-    let inputs = FixInputs {
-        severity: "f.severity",
-        category: "f.category",
-        package: "f.package",
-        fixed_version: "f.fixed_version",
-        location: "f.location",
-        solution: "f.solution",
-        title: "f.title",
-        vuln_id: "f.vuln_id",
-        asset_name: "f.asset_name",
-        os: "a.os",
-        asset_kind: "a.kind",
-    };
-    let outer = FixInputs {
-        severity: "severity",
-        category: "category",
-        package: "package",
-        fixed_version: "fixed_version",
-        location: "location",
-        solution: "solution",
-        title: "title",
-        vuln_id: "vuln_id",
-        asset_name: "asset_name",
-        os: "os",
-        asset_kind: "kind",
-    };
+    let inputs = FixInputs { os: "a.os".into(), asset_kind: "a.kind".into(), ..FixInputs::columns("f.", "kind") };
+    let outer = FixInputs::columns("", "kind");
     let (fix, target) = fix_sql("fix_kind", &outer);
     format!(
         r#"UPDATE findings SET fix_kind = r.fix_kind, fix = r.fix, fix_target = r.fix_target

@@ -1168,31 +1168,15 @@ FROM stage_fd WHERE existing_id IS NULL;
     // The fix that removes each new open finding is assigned as it is inserted (the rescore assigns it
     // to the findings that have none).
     let inner = crate::risk::FixInputs {
-        severity: "i.severity",
-        category: "x.category",
-        package: "i.package",
-        fixed_version: "i.fixed_version",
-        location: "i.location",
-        solution: "st.txt",
-        title: "i.title",
-        vuln_id: "x.vuln_id",
-        asset_name: "a.name",
-        os: "a.os",
-        asset_kind: "a.kind",
+        category: "x.category".into(),
+        solution: "st.txt".into(),
+        vuln_id: "x.vuln_id".into(),
+        asset_name: "a.name".into(),
+        os: "a.os".into(),
+        asset_kind: "a.kind".into(),
+        ..crate::risk::FixInputs::columns("i.", "asset_kind")
     };
-    let outer = crate::risk::FixInputs {
-        severity: "q.severity",
-        category: "q.category",
-        package: "q.package",
-        fixed_version: "q.fixed_version",
-        location: "q.location",
-        solution: "q.solution",
-        title: "q.title",
-        vuln_id: "q.vuln_id",
-        asset_name: "q.asset_name",
-        os: "q.os",
-        asset_kind: "q.asset_kind",
-    };
+    let outer = crate::risk::FixInputs::columns("q.", "asset_kind");
     let (fix, fix_target) = crate::risk::fix_sql("q.fix_kind", &outer);
     let insert_sql = format!(
         r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,

@@ -45,3 +45,16 @@ pub fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     std::fs::write(&p, content).unwrap();
     p
 }
+
+/// The committed sample estate.
+pub fn sample_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data")
+}
+
+/// The sample estate loaded as `ctem demo` loads it, into `dir/demo.duckdb`; every file must import.
+pub fn sample_db(dir: &Path) -> PathBuf {
+    let db = dir.join("demo.duckdb");
+    let text = ctem::generator::demo::load(&db, &sample_dir()).unwrap();
+    assert!(!text.contains("not imported"), "{text}");
+    db
+}

@@ -431,10 +431,8 @@ fn scored(s: &Store) -> Vec<String> {
 #[test]
 fn the_rescore_after_an_import_scores_what_changed_and_agrees_with_a_full_rescore() {
     let d = tmpdir();
-    let db = d.path().join("demo.duckdb");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
-    let text = ctem::generator::demo::load(&db, &repo).unwrap();
-    assert!(!text.contains("not imported"), "{text}");
+    let db = sample_db(d.path());
+    let repo = sample_dir();
     let s = Store::open(&db, false).unwrap();
     // Three weeks of scans, each followed by a rescore of what it changed: the same as scoring everything.
     let after_imports = scored(&s);

@@ -25,10 +25,7 @@ fn committed_sample_data_matches_the_generator() {
 #[test]
 fn demo_loads_every_stage() {
     let d = tmpdir();
-    let db = d.path().join("demo.duckdb");
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-data");
-    let text = ctem::generator::demo::load(&db, &repo).unwrap();
-    assert!(!text.contains("not imported"), "{text}");
+    let db = sample_db(d.path());
     let s = ctem::store::Store::open(&db, true).unwrap();
     let assets = count(&s, "SELECT count(*) FROM assets");
     assert!((1400..=1600).contains(&assets), "about 1,500 assets, got {assets}");
