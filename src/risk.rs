@@ -561,6 +561,11 @@ pub fn rescore_scope(conn: &duckdb::Connection, w: &Weights, scope: Scope) -> Re
 /// Findings scored per transaction: about one per KiB of the engine's memory limit (imports run under a
 /// cap), between 100,000 and 1,000,000. Fewer slices are faster; smaller ones keep memory bounded.
 fn slice_size(conn: &duckdb::Connection) -> i64 {
+    ((memory_limit_bytes(conn) / 1024.0) as i64).clamp(100_000, 1_000_000)
+}
+
+/// The engine's memory limit in bytes (0 when it cannot be read).
+pub fn memory_limit_bytes(conn: &duckdb::Connection) -> f64 {
     let limit: String = conn.query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0)).unwrap_or_default();
     let mut parts = limit.split_whitespace();
     let v: f64 = parts.next().and_then(|x| x.parse().ok()).unwrap_or(0.0);
@@ -571,7 +576,7 @@ fn slice_size(conn: &duckdb::Connection) -> i64 {
         "TiB" | "TB" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => 1.0,
     };
-    ((v * unit / 1024.0) as i64).clamp(100_000, 1_000_000)
+    v * unit
 }
 
 /// Rescore every open finding with the store's weights. Must not be called inside a transaction.

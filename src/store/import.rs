@@ -1025,7 +1025,7 @@ const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
-DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_ins;
+DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rt; DROP TABLE IF EXISTS stage_ins;
 "#;
 
 struct Counts {
@@ -1145,12 +1145,12 @@ FROM stage_fd WHERE existing_id IS NULL;
         params![scan, scan],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
-    // Definitions with their lists, built once each rather than once per finding (their texts are
-    // joined by id: a report with a definition per finding must not copy its texts into each).
+    // Definitions with their lists and description, built once each rather than once per finding.
     c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE stage_dx AS
-         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.vuln_key, v.desc_t, v.category, v.exploit
-         FROM stage_defs v",
+         SELECT v.def, v.vuln_id, {cves} AS cves, {aliases} AS aliases, {cwes} AS cwes, v.vuln_key, dt.txt AS description,
+                v.category, v.exploit
+         FROM stage_defs v LEFT JOIN stage_texts dt ON dt.tid = v.desc_t",
         cves = split_list("v.cves"),
         aliases = split_list("v.aliases"),
         cwes = split_list("v.cwes")
@@ -1188,31 +1188,48 @@ SELECT q.* EXCLUDE (os, asset_kind), {fix}, {fix_target}
 FROM (
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, a.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
-       x.cves, x.aliases, x.cwes, i.title, dt.txt AS description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
+       x.cves, x.aliases, x.cwes, i.title, x.description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
        CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END AS status,
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
        ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, a.os, a.kind AS asset_kind,
        CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind
-FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ?) i
-JOIN stage_dx x ON x.def = i.def
+FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ? AND def >= ? AND def < ?) i
+JOIN (SELECT * FROM stage_dx WHERE def >= ? AND def < ?) x ON x.def = i.def
 JOIN assets a ON a.asset_id = i.asset_id
-LEFT JOIN stage_texts dt ON dt.tid = x.desc_t
-LEFT JOIN stage_texts st ON st.tid = i.sol_t
-LEFT JOIN stage_texts vt ON vt.tid = i.vec_t
+LEFT JOIN stage_rt st ON st.tid = i.sol_t
+LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
 ) q"#,
         fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
         kind = crate::risk::fix_kind_sql(&inner)
     );
-    // In slices of the ids, so no statement holds the whole report at once (bounded memory).
+    // The texts the new rows refer to themselves (solutions, vectors), once each.
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE stage_rt AS
+         SELECT tid, txt FROM stage_texts WHERE tid IN (SELECT sol_t FROM stage_ins UNION SELECT vec_t FROM stage_ins)",
+    )?;
+    // In slices of the ids, so no statement holds the whole report at once (bounded memory). The
+    // definitions are held in memory by each statement: when a report has so many (one per finding, say)
+    // that they would take more than a quarter of the engine's cap, the slices are also cut by definition.
+    let (ndefs, def_bytes): (i64, f64) = c.query_row(
+        "SELECT count(*), coalesce(sum(length(vuln_id) + length(vuln_key) + coalesce(length(description), 0) + 16 * (len(cves) + len(aliases) + len(cwes)) + 64), 0)
+         FROM stage_dx",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let budget = (crate::risk::memory_limit_bytes(c) / 4.0).max(1.0);
+    let parts = ((def_bytes / budget).ceil() as i64).clamp(1, ndefs.max(1));
     let (min_fid, max_fid): (Option<i64>, Option<i64>) =
         c.query_row("SELECT min(fid), max(fid) FROM stage_new", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if let (Some(min_fid), Some(max_fid)) = (min_fid, max_fid) {
-        let mut lo = min_fid - 1;
-        while lo < max_fid {
-            let hi = lo + INSERT_SLICE;
-            c.execute(&insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi])?;
-            lo = hi;
+        for part in 0..parts {
+            let (da, db) = (part * ndefs / parts, if part + 1 == parts { i64::from(i32::MAX) } else { (part + 1) * ndefs / parts });
+            let mut lo = min_fid - 1;
+            while lo < max_fid {
+                let hi = lo + INSERT_SLICE;
+                c.execute(&insert_sql, params![tool, scan, scan, import_id, import_id, lo, hi, da, db, da, db])?;
+                lo = hi;
+            }
         }
     }
     ph.mark("insert new findings");

@@ -240,3 +240,48 @@ fn scopes_are_kept_from_the_command_line() {
     assert_eq!(code, 1);
     assert!(err.contains("no scope named 'payments-prod'"), "{err}");
 }
+
+#[test]
+fn a_report_with_a_vulnerability_per_finding_imports_under_the_memory_cap() {
+    // 200,000 Grype matches, each its own advisory with its own description and fix: everything a
+    // report says about a vulnerability is per finding here, 160 MB of it, under the engine's 200 MB cap
+    // (the insert ran out of it when the definitions' texts were joined three times in one statement).
+    let d = tmpdir();
+    let n = 200_000;
+    let mut doc = String::with_capacity(170 << 20);
+    doc.push_str("{\"matches\":[");
+    for i in 0..n {
+        if i > 0 {
+            doc.push(',');
+        }
+        let sev = ["Low", "Medium", "High", "Critical"][i % 4];
+        let m = serde_json::json!({
+            "vulnerability": {"id": format!("CVE-2099-{}", 100000 + i), "severity": sev,
+                "description": format!("Advisory {i}: a crafted request to component {i} overflows a buffer in its parser, letting a remote attacker run code as the service user. Every advisory in this report is distinct, as in a report of one vulnerability per package, and about as long as the descriptions advisories carry: the affected versions, the conditions, the impact and the fixed release ({i}.1) are all spelt out in prose."),
+                "cvss": [{"version": "3.1", "vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "metrics": {"baseScore": 5.0 + (i % 50) as f64 / 10.0}}],
+                "fix": {"versions": [format!("{i}.1")], "state": "fixed"}},
+            "relatedVulnerabilities": [],
+            "artifact": {"name": format!("pkg{i}"), "version": format!("{i}.0"), "type": "java-archive", "locations": [{"path": format!("/app/lib/pkg{i}.jar")}]}
+        });
+        doc.push_str(&m.to_string());
+    }
+    doc.push_str("],\"source\":{\"type\":\"image\",\"target\":{\"userInput\":\"registry.test/many:1.0\",\"imageID\":\"sha256:0123456789abcdef\"}}}\n");
+    let f = write(d.path(), "many.grype.json", &doc);
+    drop(doc);
+    let db = d.path().join("m.duckdb");
+    let o = ctem().env_remove("CTEM_MEMORY_LIMIT").arg("--db").arg(&db).arg("import").arg(&f).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("200000 records: 200000 new"), "{out}");
+    let q = |sql: &str| {
+        let o = ctem().arg("--db").arg(&db).args(["query", sql, "--format", "csv"]).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).lines().skip(1).collect::<Vec<_>>().join("\n")
+    };
+    assert_eq!(q("SELECT count(DISTINCT description), count(DISTINCT vuln_id), count(*) FROM findings"), "200000,200000,200000");
+    assert_eq!(
+        q("SELECT vuln_id || '|' || severity || '|' || fix || '|' || left(description, 40) FROM findings WHERE package = 'pkg77777'"),
+        "CVE-2099-177777|medium|upgrade pkg77777|Advisory 77777: a crafted request to com"
+    );
+    assert_eq!(q("SELECT count(*) FROM detections"), "200000");
+}
