@@ -539,20 +539,18 @@ pub fn rescore_scope(conn: &duckdb::Connection, w: &Weights, scope: Scope) -> Re
         }
     }
     // What the scores were computed from, for the next rescore to tell what changed.
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    let saved = conn
-        .execute_batch(
-            "DELETE FROM risk_context;
-             INSERT INTO risk_context SELECT asset_id, kind, exposed, running, points, text FROM risk_actx;
-             DELETE FROM settings WHERE key = 'score_weights';",
-        )
-        .and_then(|_| conn.execute("INSERT INTO settings VALUES ('score_weights', ?)", [weights_key(w)]));
-    match saved {
-        Ok(_) => conn.execute_batch("COMMIT")?,
-        Err(err) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(err);
-        }
+    let save = format!(
+        "BEGIN TRANSACTION;
+         DELETE FROM risk_context;
+         INSERT INTO risk_context SELECT asset_id, kind, exposed, running, points, text FROM risk_actx;
+         DELETE FROM settings WHERE key = 'score_weights';
+         INSERT INTO settings VALUES ('score_weights', '{}');
+         COMMIT;",
+        weights_key(w).replace('\'', "''")
+    );
+    if let Err(err) = conn.execute_batch(&save) {
+        let _ = conn.execute_batch("ROLLBACK");
+        return Err(err);
     }
     conn.execute_batch("DROP TABLE IF EXISTS risk_fi; DROP TABLE IF EXISTS risk_actx; DROP TABLE IF EXISTS risk_moved")?;
     Ok(scored)

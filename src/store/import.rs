@@ -1121,10 +1121,12 @@ FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
     // What a rescan may change in a known finding is read here, in the one join with the findings, so
     // each update below joins only the findings it changes.
     c.execute(
-        "CREATE OR REPLACE TEMP TABLE stage_fd AS
-         SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
-                list_contains(f.sources, ?) AS has_tool, f.severity AS old_severity, f.cves AS old_cves
-         FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp",
+        &format!(
+            "CREATE OR REPLACE TEMP TABLE stage_fd AS
+             SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
+                    list_contains(f.sources, ?) AS has_tool, {SEV_RANK} AS old_sev_rank, f.cves AS old_cves
+             FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp"
+        ),
         params![tool],
     )?;
     c.execute_batch(
@@ -1237,18 +1239,15 @@ LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
     // that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the rescore.
     c.execute(
-        &format!(
-            "CREATE OR REPLACE TEMP TABLE stage_seen AS
-             SELECT p.existing_id AS fid, s.severity,
-                    p.old_status = 'fixed' AND p.old_fixed_at < $1 AS reopen,
-                    s.applic <> 'affected' AND p.old_status IN ('open', 'reopened', 'mitigated') AS unaffected,
-                    NOT p.has_tool AS add_tool,
-                    CASE WHEN v.cves <> '' AND NOT list_has_all(p.old_cves, string_split(v.cves, ',')) THEN v.cves END AS add_cves,
-                    s.sev_rank > {} AS raise
-             FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_defs v ON v.def = s.def
-             WHERE p.existing_id IS NOT NULL",
-            SEV_RANK.replace("f.severity", "p.old_severity")
-        ),
+        "CREATE OR REPLACE TEMP TABLE stage_seen AS
+         SELECT p.existing_id AS fid, s.severity,
+                p.old_status = 'fixed' AND p.old_fixed_at < $1 AS reopen,
+                s.applic <> 'affected' AND p.old_status IN ('open', 'reopened', 'mitigated') AS unaffected,
+                NOT p.has_tool AS add_tool,
+                CASE WHEN len(x.cves) > 0 AND NOT list_has_all(p.old_cves, x.cves) THEN x.cves END AS add_cves,
+                s.sev_rank > p.old_sev_rank AS raise
+         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_dx x ON x.def = s.def
+         WHERE p.existing_id IS NOT NULL",
         params![scan],
     )?;
     c.execute(
@@ -1267,7 +1266,7 @@ WHERE f.finding_id = d.fid"#,
         params![tool],
     )?;
     c.execute_batch(
-        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, string_split(d.add_cves, ',')))), risk_score = NULL
+        "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, d.add_cves))), risk_score = NULL
          FROM (SELECT fid, add_cves FROM stage_seen WHERE add_cves IS NOT NULL) d WHERE f.finding_id = d.fid",
     )?;
     c.execute_batch(
