@@ -70,6 +70,27 @@ impl Def {
     }
 }
 
+/// Where on its asset a finding is: its location key and the package, versions and file or resource.
+/// A report names a few hundred distinct places for a million findings (the same packages on every
+/// image), so they are staged once each and the staged rows stay narrow, which keeps the engine's sort
+/// of the new findings cheap.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Place {
+    loc_key: String,
+    package: Option<String>,
+    installed_version: Option<String>,
+    fixed_version: Option<String>,
+    protocol: Option<String>,
+    location: Option<String>,
+}
+
+impl Place {
+    fn bytes(&self) -> usize {
+        let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+        self.loc_key.len() + o(&self.package) + o(&self.installed_version) + o(&self.fixed_version) + o(&self.protocol) + o(&self.location) + 64
+    }
+}
+
 /// One finding as staged: where it was found, and which definition it is.
 struct StageRow {
     seq: u32,
@@ -83,13 +104,8 @@ struct StageRow {
     cvss_score: Option<f64>,
     /// The CVSS vector, interned with the texts.
     vec_t: Option<u32>,
-    loc_key: String,
-    package: Option<String>,
-    installed_version: Option<String>,
-    fixed_version: Option<String>,
+    place: u32,
     port: Option<i32>,
-    protocol: Option<String>,
-    location: Option<String>,
     applic: &'static str,
     raw_id: String,
 }
@@ -332,6 +348,7 @@ impl Sink for Collector {
 struct Stager {
     texts: Interner<String>,
     defs: Interner<Def>,
+    places: Interner<Place>,
     seq: u32,
     rows: Vec<StageRow>,
 }
@@ -390,6 +407,15 @@ impl Stager {
             exploit: f.exploit_available,
         };
         let def = self.defs.id(&d, d.bytes());
+        let pl = Place {
+            loc_key: lk,
+            package: f.package,
+            installed_version: f.installed_version,
+            fixed_version: f.fixed_version,
+            protocol: f.protocol,
+            location: f.location,
+        };
+        let place = self.places.id(&pl, pl.bytes());
         let row = StageRow {
             seq: self.seq,
             akey: f.asset,
@@ -401,13 +427,8 @@ impl Stager {
             raw_severity: f.raw_severity,
             cvss_score: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)),
             vec_t,
-            loc_key: lk,
-            package: f.package,
-            installed_version: f.installed_version,
-            fixed_version: f.fixed_version,
+            place,
             port: f.port,
-            protocol: f.protocol,
-            location: f.location,
             applic: match f.applicability {
                 Applicability::Affected => "affected",
                 Applicability::NotAffected => "not_affected",
@@ -792,6 +813,7 @@ fn stage_and_merge(
         let mut at = c.appender("stage_texts")?;
         let mut aq = c.appender("stage_skips")?;
         let mut ad = c.appender("stage_defs")?;
+        let mut ap = c.appender("stage_places")?;
         let mut st = Stager::default();
         for b in rx.iter() {
             for (pos, why, snip) in &b.skips {
@@ -814,6 +836,10 @@ fn stage_and_merge(
                 ad.append_record_batch(def_batch(&st.defs.out)?)?;
                 st.defs.out.clear();
             }
+            if !st.places.out.is_empty() {
+                ap.append_record_batch(place_batch(&st.places.out)?)?;
+                st.places.out.clear();
+            }
             if !st.rows.is_empty() {
                 af.append_record_batch(stage_batch(&st.rows)?)?;
                 st.rows.clear();
@@ -821,6 +847,7 @@ fn stage_and_merge(
         }
         af.flush()?;
         ad.flush()?;
+        ap.flush()?;
         at.flush()?;
         aq.flush()?;
         Ok(())
@@ -830,7 +857,7 @@ fn stage_and_merge(
     ph.mark("parse + append to staging");
     if ph.on {
         let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap_or(-1);
-        eprintln!("  staged {} findings, {} definitions, {} texts", n("stage_findings"), n("stage_defs"), n("stage_texts"));
+        eprintln!("  staged {} findings, {} definitions, {} places, {} texts", n("stage_findings"), n("stage_defs"), n("stage_places"), n("stage_texts"));
     }
     recv_result.map_err(sql)?;
     let fin = match parsed {
@@ -978,13 +1005,8 @@ fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
         ("raw_severity", strs(rows, |r| Some(&r.raw_severity))),
         ("cvss_score", Arc::new(rows.iter().map(|r| r.cvss_score).collect::<Float64Array>())),
         ("vec_t", ints(rows, |r| r.vec_t.map(|t| t as i32))),
-        ("loc_key", strs(rows, |r| Some(&r.loc_key))),
-        ("package", strs(rows, |r| r.package.as_deref())),
-        ("installed_version", strs(rows, |r| r.installed_version.as_deref())),
-        ("fixed_version", strs(rows, |r| r.fixed_version.as_deref())),
+        ("place", ints(rows, |r| Some(r.place as i32))),
         ("port", ints(rows, |r| r.port)),
-        ("protocol", strs(rows, |r| r.protocol.as_deref())),
-        ("location", strs(rows, |r| r.location.as_deref())),
         ("applic", strs(rows, |r| Some(r.applic))),
         ("raw_id", strs(rows, |r| Some(&r.raw_id))),
     ])
@@ -1005,11 +1027,26 @@ fn def_batch(defs: &[(u32, Def)]) -> Result<RecordBatch, duckdb::Error> {
     ])
 }
 
+/// New places as columns, in the order and types of `stage_places`.
+fn place_batch(places: &[(u32, Place)]) -> Result<RecordBatch, duckdb::Error> {
+    batch(vec![
+        ("place", ints(places, |(id, _)| Some(*id as i32))),
+        ("loc_key", strs(places, |(_, p)| Some(&p.loc_key))),
+        ("package", strs(places, |(_, p)| p.package.as_deref())),
+        ("installed_version", strs(places, |(_, p)| p.installed_version.as_deref())),
+        ("fixed_version", strs(places, |(_, p)| p.fixed_version.as_deref())),
+        ("protocol", strs(places, |(_, p)| p.protocol.as_deref())),
+        ("location", strs(places, |(_, p)| p.location.as_deref())),
+    ])
+}
+
 const STAGE_DDL: &str = r#"
 CREATE OR REPLACE TEMP TABLE stage_findings (
     seq INTEGER, akey INTEGER, def INTEGER, title VARCHAR, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
-    raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR,
-    fixed_version VARCHAR, port INTEGER, protocol VARCHAR, location VARCHAR, applic VARCHAR, raw_id VARCHAR);
+    raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, place INTEGER, port INTEGER, applic VARCHAR, raw_id VARCHAR);
+CREATE OR REPLACE TEMP TABLE stage_places (
+    place INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR, fixed_version VARCHAR, protocol VARCHAR,
+    location VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_defs (
     def INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, cves VARCHAR, aliases VARCHAR, cwes VARCHAR,
     desc_t INTEGER, category VARCHAR, exploit BOOLEAN);
@@ -1022,7 +1059,7 @@ CREATE OR REPLACE TEMP TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value 
 "#;
 
 const STAGE_DROP: &str = r#"
-DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
+DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_places; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
 DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rt; DROP TABLE IF EXISTS stage_ins;
@@ -1108,8 +1145,9 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
     c.execute_batch(&format!(
         r#"
 CREATE OR REPLACE TEMP TABLE stage_sf AS
-SELECT f.seq, m.asset_id, d.vuln_key, f.loc_key, f.sev_rank
-FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
+SELECT f.seq, m.asset_id, d.vuln_key, p.loc_key, f.sev_rank
+FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_places p ON p.place = f.place
+JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
@@ -1162,8 +1200,7 @@ FROM stage_fd WHERE existing_id IS NULL;
     // store is less than half the size, and written that much faster).
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_ins AS
-         SELECT n.fid, d.asset_id, d.loc_key, s.def, s.title, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.package, s.installed_version, s.fixed_version,
-                s.port, s.protocol, s.location, s.applic
+         SELECT n.fid, d.asset_id, s.def, s.title, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.place, s.port, s.applic
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
     ph.mark("new findings in id order");
@@ -1196,7 +1233,8 @@ SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, a.name AS asset_nam
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
        ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, a.os, a.kind AS asset_kind,
        CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind
-FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ? AND def >= ? AND def < ?) i
+FROM (SELECT s.* EXCLUDE (place), p.* EXCLUDE (place)
+      FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ? AND def >= ? AND def < ?) s JOIN stage_places p USING (place)) i
 JOIN (SELECT * FROM stage_dx WHERE def >= ? AND def < ?) x ON x.def = i.def
 JOIN assets a ON a.asset_id = i.asset_id
 LEFT JOIN stage_rt st ON st.tid = i.sol_t
@@ -1301,9 +1339,10 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
     )?;
     ph.mark("finding of every row");
     let det = r#"INSERT INTO detections
-SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, s.protocol, s.location, $3
+SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, p.protocol, p.location, $3
 FROM (SELECT * FROM stage_seqfid WHERE seq > $4 AND seq <= $5) k
 JOIN (SELECT * FROM stage_findings WHERE seq > $4 AND seq <= $5) s ON s.seq = k.seq
+JOIN stage_places p ON p.place = s.place
 JOIN stage_dx x ON x.def = s.def
 JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#;
     let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_findings", [], |r| r.get(0))?;
