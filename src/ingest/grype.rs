@@ -1,11 +1,9 @@
 //! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
 
-use super::jsonstream::{number_lenient, Each};
+use super::jsonstream::{number_lenient, Scanner};
 use super::{nonempty, ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
-use std::fmt;
 use std::io::BufRead;
 
 #[derive(Deserialize, Default)]
@@ -147,62 +145,12 @@ impl Ctx<'_> {
     }
 }
 
-struct MatchesSeed<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> DeserializeSeed<'de> for MatchesSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let ctx = self.0;
-        Each::new(|m: GMatch| ctx.on_match(m)).deserialize(d)
-    }
-}
-
-struct Top<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> Visitor<'de> for Top<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Grype JSON report")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ctx = self.0;
-        while let Some(k) = map.next_key::<String>()? {
-            match k.as_str() {
-                "matches" => {
-                    ctx.seen_matches = true;
-                    map.next_value_seed(MatchesSeed(ctx))?;
-                }
-                "source" => {
-                    let s: GSource = map.next_value::<Option<GSource>>()?.unwrap_or_default();
-                    ctx.sink.refine_asset(ctx.asset, source_asset(&s));
-                }
-                "distro" => {
-                    #[derive(Deserialize, Default)]
-                    #[serde(default)]
-                    struct D {
-                        name: Option<String>,
-                        version: Option<String>,
-                    }
-                    if let Some(d) = map.next_value::<Option<D>>()? {
-                        let mut a = RawAsset::default();
-                        a.os = match (d.name, d.version) {
-                            (Some(n), Some(v)) if !n.is_empty() => Some(format!("{n} {v}")),
-                            (Some(n), _) if !n.is_empty() => Some(n),
-                            _ => None,
-                        };
-                        ctx.sink.refine_asset(ctx.asset, a);
-                    }
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if !ctx.seen_matches {
-            return Err(serde::de::Error::custom("not a Grype report (no \"matches\")"));
-        }
-        Ok(())
-    }
+/// The top-level fields of a report other than its matches.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct GDistro {
+    name: Option<String>,
+    version: Option<String>,
 }
 
 fn source_asset(s: &GSource) -> RawAsset {
@@ -243,5 +191,42 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
     // The scanned target is described after the matches: register a placeholder and refine it.
     let asset = sink.asset(RawAsset { kind: Some(AssetKind::ContainerImage), ..Default::default() });
     let mut ctx = Ctx { sink, asset, seen_matches: false };
-    super::jsonstream::run(input, |de| de.deserialize_map(Top(&mut ctx)))
+    let mut s = Scanner::new(input);
+    if !s.object()? {
+        return Err(ParseError::new("line 1, column 1", "not a Grype report (null)"));
+    }
+    while let Some(k) = s.key()? {
+        match k.as_str() {
+            "matches" => {
+                ctx.seen_matches = true;
+                if s.array()? {
+                    while s.element()? {
+                        let m: GMatch = s.value()?;
+                        ctx.on_match(m);
+                    }
+                }
+            }
+            "source" => {
+                let src: GSource = s.value::<Option<GSource>>()?.unwrap_or_default();
+                ctx.sink.refine_asset(ctx.asset, source_asset(&src));
+            }
+            "distro" => {
+                if let Some(d) = s.value::<Option<GDistro>>()? {
+                    let mut a = RawAsset::default();
+                    a.os = match (d.name, d.version) {
+                        (Some(n), Some(v)) if !n.is_empty() => Some(format!("{n} {v}")),
+                        (Some(n), _) if !n.is_empty() => Some(n),
+                        _ => None,
+                    };
+                    ctx.sink.refine_asset(ctx.asset, a);
+                }
+            }
+            _ => s.skip()?,
+        }
+    }
+    s.end()?;
+    if !ctx.seen_matches {
+        return Err(ParseError::new("end of input", "not a Grype report (no \"matches\")"));
+    }
+    Ok(())
 }

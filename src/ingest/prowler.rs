@@ -1,9 +1,8 @@
 //! Prowler OCSF JSON (Detection Finding, class 2004). FAIL results are findings; PASS/MANUAL are not.
 
-use super::jsonstream::Each;
+use super::jsonstream::Scanner;
 use super::{nonempty, parse_time, ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
-use serde::de::DeserializeSeed;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -71,8 +70,10 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
     let mut assets: HashMap<String, u32> = HashMap::new();
     let mut latest = None;
     let mut n = 0usize;
-    super::jsonstream::run(input, |de| {
-        Each::new(|o: Ocsf| {
+    let mut s = Scanner::new(input);
+    if s.array()? {
+        while s.element()? {
+            let o: Ocsf = s.value()?;
             let i = n;
             n += 1;
             if let Some(t) = o.time_dt.as_deref().and_then(parse_time) {
@@ -81,12 +82,12 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                 }
             }
             if o.status_code.as_deref() != Some("FAIL") {
-                return;
+                continue;
             }
             let check = o.metadata.as_ref().and_then(|m| m.event_code.clone()).unwrap_or_default();
             if check.is_empty() {
                 sink.skip(format!("finding {i}"), "FAIL result without metadata.event_code".into(), o.message.clone().unwrap_or_default());
-                return;
+                continue;
             }
             let account = o.cloud.as_ref().and_then(|c| c.account.as_ref()).and_then(|a| a.uid.clone());
             let provider = o.cloud.as_ref().and_then(|c| c.provider.clone());
@@ -122,9 +123,9 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
             f.location = Some(uid.clone());
             f.raw_id = info.and_then(|f| f.uid.clone()).unwrap_or_else(|| format!("{check}|{uid}"));
             sink.finding(f);
-        })
-        .deserialize(de)
-    })?;
+        }
+    }
+    s.end()?;
     if let Some(t) = latest {
         sink.scan_time(t);
     }

@@ -2,15 +2,13 @@
 //! (old: ClusterName + Vulnerabilities/Misconfigurations; new: ClusterName + Resources).
 //! Results are streamed one at a time.
 
-use super::jsonstream::{number_lenient, Each};
+use super::jsonstream::{number_lenient, Scanner};
 use super::{nonempty, parse_time, ParseError, ParseOptions, Sink};
 use crate::model::{
     norm_cwe, Applicability, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity,
 };
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::fmt;
 use std::io::BufRead;
 
 #[derive(Deserialize, Default)]
@@ -375,89 +373,6 @@ impl Ctx<'_> {
     }
 }
 
-struct ResultsSeed<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> DeserializeSeed<'de> for ResultsSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let ctx = self.0;
-        Each::new(|r: TResult| {
-            let a = ctx.report_asset(&r.target);
-            ctx.result(a, r)
-        })
-        .deserialize(d)
-    }
-}
-
-struct ResourcesSeed<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> DeserializeSeed<'de> for ResourcesSeed<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        let ctx = self.0;
-        Each::new(|r: TResource| ctx.resource(r)).deserialize(d)
-    }
-}
-
-struct Top<'c, 'a>(&'c mut Ctx<'a>);
-
-impl<'de> Visitor<'de> for Top<'_, '_> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a Trivy report (object or legacy array)")
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        // Legacy layout: a bare array of results.
-        while let Some(r) = seq.next_element::<TResult>()? {
-            let a = self.0.report_asset(&r.target);
-            self.0.result(a, r);
-        }
-        Ok(())
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let ctx = self.0;
-        let mut known = false;
-        while let Some(k) = map.next_key::<String>()? {
-            match k.as_str() {
-                "SchemaVersion" => {
-                    known = true;
-                    map.next_value::<IgnoredAny>()?;
-                }
-                "CreatedAt" => {
-                    if let Some(t) = map.next_value::<Option<String>>()?.as_deref().and_then(parse_time) {
-                        ctx.sink.scan_time(t);
-                    }
-                }
-                "ArtifactName" => {
-                    known = true;
-                    ctx.artifact = map.next_value()?;
-                }
-                "ArtifactType" => ctx.artifact_type = map.next_value()?,
-                "Metadata" => ctx.meta = map.next_value::<Option<TMeta>>()?.unwrap_or_default(),
-                "Results" => {
-                    known = true;
-                    map.next_value_seed(ResultsSeed(ctx))?;
-                }
-                "ClusterName" => {
-                    known = true;
-                    ctx.cluster = map.next_value()?;
-                }
-                "Resources" | "Vulnerabilities" | "Misconfigurations" => {
-                    known = true;
-                    map.next_value_seed(ResourcesSeed(ctx))?;
-                }
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
-            }
-        }
-        if !known {
-            return Err(serde::de::Error::custom("not a Trivy report (no Results, ArtifactName or ClusterName)"));
-        }
-        Ok(())
-    }
-}
-
 pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) -> Result<(), ParseError> {
     let mut ctx = Ctx {
         sink,
@@ -468,5 +383,68 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) 
         asset: None,
         hint: opts.asset_hint.clone(),
     };
-    super::jsonstream::run(input, |de| de.deserialize_any(Top(&mut ctx)))
+    let mut s = Scanner::new(input);
+    match s.peek()? {
+        // Legacy layout: a bare array of results.
+        Some(b'[') => {
+            s.array()?;
+            while s.element()? {
+                let r: TResult = s.value()?;
+                let a = ctx.report_asset(&r.target);
+                ctx.result(a, r);
+            }
+        }
+        Some(b'{') => {
+            s.object()?;
+            let mut known = false;
+            while let Some(k) = s.key()? {
+                match k.as_str() {
+                    "SchemaVersion" => {
+                        known = true;
+                        s.skip()?;
+                    }
+                    "CreatedAt" => {
+                        if let Some(t) = s.value::<Option<String>>()?.as_deref().and_then(parse_time) {
+                            ctx.sink.scan_time(t);
+                        }
+                    }
+                    "ArtifactName" => {
+                        known = true;
+                        ctx.artifact = s.value()?;
+                    }
+                    "ArtifactType" => ctx.artifact_type = s.value()?,
+                    "Metadata" => ctx.meta = s.value::<Option<TMeta>>()?.unwrap_or_default(),
+                    "Results" => {
+                        known = true;
+                        if s.array()? {
+                            while s.element()? {
+                                let r: TResult = s.value()?;
+                                let a = ctx.report_asset(&r.target);
+                                ctx.result(a, r);
+                            }
+                        }
+                    }
+                    "ClusterName" => {
+                        known = true;
+                        ctx.cluster = s.value()?;
+                    }
+                    "Resources" | "Vulnerabilities" | "Misconfigurations" => {
+                        known = true;
+                        if s.array()? {
+                            while s.element()? {
+                                let r: TResource = s.value()?;
+                                ctx.resource(r);
+                            }
+                        }
+                    }
+                    _ => s.skip()?,
+                }
+            }
+            if !known {
+                return Err(ParseError::new("end of input", "not a Trivy report (no Results, ArtifactName or ClusterName)"));
+            }
+        }
+        _ => return Err(ParseError::new("line 1, column 1", "expected a Trivy report (object or legacy array)")),
+    }
+    s.end()
 }
