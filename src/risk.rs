@@ -321,6 +321,9 @@ pub struct FixInputs {
     pub asset_name: String,
     pub os: String,
     pub asset_kind: String,
+    /// The vendor's patch as a fix, from the solution alone (`patch_sql` of it): a relation with a column
+    /// of it per distinct solution saves working it out for every finding.
+    pub patch: String,
 }
 
 impl FixInputs {
@@ -329,6 +332,7 @@ impl FixInputs {
     pub fn columns(p: &str, asset_kind: &str) -> FixInputs {
         let c = |n: &str| format!("{p}{n}");
         FixInputs {
+            patch: patch_sql(&c("solution")),
             severity: c("severity"),
             category: c("category"),
             package: c("package"),
@@ -366,18 +370,24 @@ pub fn fix_kind_sql(c: &FixInputs) -> String {
     )
 }
 
+/// A solution's first line as the fix of a vendor patch, or NULL when there is no solution worth quoting
+/// (none, or a short one without a version number: "Upgrade", "Apply the patch"); SQL over `sol`.
+pub fn patch_sql(sol: &str) -> String {
+    format!(
+        r#"CASE WHEN {sol} IS NULL OR (length(trim({sol})) < 30 AND NOT regexp_matches({sol}, '[0-9]')) THEN NULL
+                ELSE left(trim(replace(replace(split_part(trim({sol}), chr(10), 1), chr(13), ''), chr(9), ' ')), 160) END"#
+    )
+}
+
 /// The fix itself and its target version, given the fix kind `kind` (SQL over `FixInputs`).
 pub fn fix_sql(kind: &str, c: &FixInputs) -> (String, String) {
-    let FixInputs { os, package: pkg, solution: sol, title, vuln_id: vid, asset_name: asset, location: loc, fixed_version, .. } = c;
+    let FixInputs { os, package: pkg, patch, title, vuln_id: vid, asset_name: asset, location: loc, fixed_version, .. } = c;
     let fix = format!(
         r#"CASE {kind}
          WHEN 'base_image' THEN 'rebuild on a patched ' || coalesce({os}, 'base image') || ' base image'
          WHEN 'package_upgrade' THEN 'upgrade ' || {pkg}
          WHEN 'no_fix' THEN 'no fixed version yet: ' || {pkg} || coalesce(' (' || {os} || ')', '')
-         WHEN 'vendor_patch' THEN
-           CASE WHEN {sol} IS NULL OR (length(trim({sol})) < 30 AND NOT regexp_matches({sol}, '[0-9]'))
-                THEN {title}
-                ELSE left(trim(replace(replace(split_part(trim({sol}), chr(10), 1), chr(13), ''), chr(9), ' ')), 160) END
+         WHEN 'vendor_patch' THEN coalesce({patch}, {title})
          WHEN 'iac_rule' THEN 'fix ' || {vid} || ' in ' || {asset} || ':'
               || coalesce(nullif(regexp_extract(regexp_extract({loc}, '^[^: ]+'), '^(.*)/[^/]*$', 1), ''), '.')
          WHEN 'config_change' THEN {title}

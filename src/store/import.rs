@@ -1215,7 +1215,7 @@ FROM stage_fd WHERE existing_id IS NULL;
         asset_kind: "a.kind".into(),
         ..crate::risk::FixInputs::columns("i.", "asset_kind")
     };
-    let outer = crate::risk::FixInputs::columns("q.", "asset_kind");
+    let outer = crate::risk::FixInputs { patch: "q.patch".into(), ..crate::risk::FixInputs::columns("q.", "asset_kind") };
     let (fix, fix_target) = crate::risk::fix_sql("q.fix_kind", &outer);
     let insert_sql = format!(
         r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
@@ -1223,7 +1223,7 @@ FROM stage_fd WHERE existing_id IS NULL;
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id,
        fix_kind, fix, fix_target)
-SELECT q.* EXCLUDE (os, asset_kind), {fix}, {fix_target}
+SELECT q.* EXCLUDE (os, asset_kind, patch), {fix}, {fix_target}
 FROM (
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, a.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
@@ -1231,7 +1231,7 @@ SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, a.name AS asset_nam
        i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
        CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END AS status,
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
-       ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, a.os, a.kind AS asset_kind,
+       ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, a.os, a.kind AS asset_kind, st.patch,
        CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind
 FROM (SELECT s.* EXCLUDE (place), p.* EXCLUDE (place)
       FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ? AND def >= ? AND def < ?) s JOIN stage_places p USING (place)) i
@@ -1243,11 +1243,13 @@ LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
         fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
         kind = crate::risk::fix_kind_sql(&inner)
     );
-    // The texts the new rows refer to themselves (solutions, vectors), once each.
-    c.execute_batch(
+    // The texts the new rows refer to themselves (solutions, vectors), once each, with a solution's
+    // patch text worked out once per distinct solution rather than once per finding.
+    c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE stage_rt AS
-         SELECT tid, txt FROM stage_texts WHERE tid IN (SELECT sol_t FROM stage_ins UNION SELECT vec_t FROM stage_ins)",
-    )?;
+         SELECT tid, txt, {patch} AS patch FROM stage_texts WHERE tid IN (SELECT sol_t FROM stage_ins UNION SELECT vec_t FROM stage_ins)",
+        patch = crate::risk::patch_sql("txt")
+    ))?;
     // In slices of the ids, so no statement holds the whole report at once (bounded memory). The
     // definitions are held in memory by each statement: when a report has so many (one per finding, say)
     // that they would take more than a quarter of the engine's cap, the slices are also cut by definition.
