@@ -1142,12 +1142,17 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
     ph.mark("merge assets");
     // 2. Findings keyed by (asset, vulnerability, location). Narrow tables and hash aggregation only:
     //    the wide staged rows are touched once, when new findings are inserted.
-    c.execute_batch(&format!(
+    c.execute_batch(
         r#"
 CREATE OR REPLACE TEMP TABLE stage_sf AS
 SELECT f.seq, m.asset_id, d.vuln_key, p.loc_key, f.sev_rank
 FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_places p ON p.place = f.place
 JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
+"#,
+    )?;
+    ph.mark("keys of every row (stage_sf)");
+    c.execute_batch(&format!(
+        r#"
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
 SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
@@ -1156,6 +1161,7 @@ FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
 "#,
         fp = fingerprint("asset_id", "vuln_key", "loc_key")
     ))?;
+    ph.mark("one row per key, fingerprinted (stage_pick)");
     // What a rescan may change in a known finding is read here, in the one join with the findings, so
     // each update below joins only the findings it changes.
     c.execute(
@@ -1167,6 +1173,7 @@ FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
         ),
         params![tool],
     )?;
+    ph.mark("known findings matched (stage_fd)");
     c.execute_batch(
         r#"
 -- Ids for new findings after the highest id in use (one writer per database), in the order of their
@@ -1176,7 +1183,7 @@ SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() O
 FROM stage_fd WHERE existing_id IS NULL;
 "#,
     )?;
-    ph.mark("fingerprint + dedup (stage_sf, stage_pick, stage_fd)");
+    ph.mark("ids for new findings (stage_new)");
     let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
         r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
                   count(*) FILTER (WHERE existing_id IS NOT NULL AND old_status = 'fixed' AND old_fixed_at < ?),
