@@ -96,10 +96,14 @@ struct Ctx<'a> {
 
 impl Ctx<'_> {
     fn on_match(&mut self, m: GMatch) {
-        let v = &m.vulnerability;
-        let raw_sev = v.severity.clone().unwrap_or_default();
-        let title = format!("{} in {} {}", v.id, m.artifact.name, m.artifact.version.clone().unwrap_or_default());
-        let mut f = RawFinding::new(self.asset, v.id.clone(), title.trim_end().to_string(), Category::Vulnerability);
+        // The match is taken apart: its strings move into the finding rather than being copied.
+        let GMatch { vulnerability: mut v, mut related, artifact } = m;
+        let GArtifact { name, version, kind, locations } = artifact;
+        let version = version.unwrap_or_default();
+        let raw_sev = v.severity.take().unwrap_or_default();
+        let title = format!("{} in {} {}", v.id, name, version);
+        let raw_id = format!("{}|{}|{}|{}", v.id, name, version, kind.as_deref().unwrap_or_default());
+        let mut f = RawFinding::new(self.asset, std::mem::take(&mut v.id), title.trim_end().to_string(), Category::Vulnerability);
         f.severity = Severity::parse_loose(&raw_sev).unwrap_or(Severity::Info);
         f.raw_severity = raw_sev;
         let push_id = |id: &str, f: &mut RawFinding| {
@@ -112,35 +116,30 @@ impl Ctx<'_> {
                 f.aliases.push(id.to_string());
             }
         };
-        push_id(&v.id, &mut f);
-        for r in &m.related {
+        let id = f.vuln_id.clone();
+        push_id(&id, &mut f);
+        for r in &related {
             push_id(&r.id, &mut f);
         }
-        f.description = nonempty(v.description.clone())
-            .or_else(|| m.related.iter().find_map(|r| nonempty(r.description.clone())));
-        let cv = best_cvss(&v.cvss).or_else(|| m.related.iter().find_map(|r| best_cvss(&r.cvss)));
+        f.description = nonempty(v.description.take())
+            .or_else(|| related.iter_mut().find_map(|r| nonempty(r.description.take())));
+        let cv = best_cvss(&v.cvss).or_else(|| related.iter().find_map(|r| best_cvss(&r.cvss)));
         if let Some((s, vec)) = cv {
             f.cvss_score = Some(s);
             f.cvss_vector = vec;
         }
-        f.package = nonempty(Some(m.artifact.name.clone()));
-        f.installed_version = nonempty(m.artifact.version.clone());
-        if let Some(fix) = &v.fix {
+        if let Some(mut fix) = v.fix.take() {
             if fix.state.as_deref() == Some("fixed") || !fix.versions.is_empty() {
-                f.fixed_version = fix.versions.first().cloned();
+                f.fixed_version = (!fix.versions.is_empty()).then(|| fix.versions.swap_remove(0));
             }
         }
         if let Some(fx) = &f.fixed_version {
-            f.solution = Some(format!("Upgrade {} to {}", m.artifact.name, fx));
+            f.solution = Some(format!("Upgrade {name} to {fx}"));
         }
-        f.location = m.artifact.locations.first().and_then(|l| l.path.clone());
-        f.raw_id = format!(
-            "{}|{}|{}|{}",
-            v.id,
-            m.artifact.name,
-            m.artifact.version.clone().unwrap_or_default(),
-            m.artifact.kind.clone().unwrap_or_default()
-        );
+        f.location = locations.into_iter().next().and_then(|l| l.path);
+        f.package = nonempty(Some(name));
+        f.installed_version = nonempty(Some(version));
+        f.raw_id = raw_id;
         self.sink.finding(f);
     }
 }
