@@ -55,6 +55,8 @@ pub struct Scanner<R> {
     /// Whether the container being walked has yielded an item yet (commas go between items).
     first: Vec<bool>,
     buf: Vec<u8>,
+    /// The largest record read into memory.
+    max: usize,
 }
 
 fn is_ws(b: u8) -> bool {
@@ -63,7 +65,12 @@ fn is_ws(b: u8) -> bool {
 
 impl<R: std::io::BufRead> Scanner<R> {
     pub fn new(input: R) -> Self {
-        Scanner { input, line: 1, col: 1, first: Vec::new(), buf: Vec::new() }
+        Scanner::with_limit(input, MAX_RECORD)
+    }
+
+    /// A scanner that refuses records over `max` bytes.
+    pub fn with_limit(input: R, max: usize) -> Self {
+        Scanner { input, line: 1, col: 1, first: Vec::new(), buf: Vec::new(), max }
     }
 
     fn err(&self, msg: impl Into<String>) -> super::ParseError {
@@ -209,13 +216,13 @@ impl<R: std::io::BufRead> Scanner<R> {
                 }
                 i += 1;
             }
-            let too_big = self.buf.len() + i > MAX_RECORD;
+            let too_big = self.buf.len() + i > self.max;
             if !too_big {
                 self.buf.extend_from_slice(&chunk[..i]);
             }
             self.input.consume(i);
             if too_big {
-                return Err(self.err(format!("a single record is larger than {} MiB", MAX_RECORD >> 20)));
+                return Err(self.err(format!("a single record is larger than {} MiB", self.max >> 20)));
             }
             if done {
                 let b = std::mem::take(&mut self.buf);
@@ -382,6 +389,19 @@ mod tests {
         assert_eq!(walk("{\"items\": [1 2]}", 3).unwrap_err(), "line 1, column 14: expected `,` or `]`");
         assert_eq!(walk("{\"items\": [1]} x", 3).unwrap_err(), "line 1, column 16: trailing characters");
         assert_eq!(walk("{\"items\" [1]}", 3).unwrap_err(), "line 1, column 10: expected `:`");
+    }
+
+    #[test]
+    fn a_record_over_the_limit_is_refused_without_being_read_whole() {
+        let big = format!("{{\"items\": [1, \"{}\", 2]}}", "x".repeat(3 << 20));
+        let mut s = Scanner::with_limit(BufReader::with_capacity(1 << 16, big.as_bytes()), 2 << 20);
+        assert!(s.object().unwrap() && s.key().unwrap().as_deref() == Some("items") && s.array().unwrap());
+        assert!(s.element().unwrap());
+        assert_eq!(s.value::<u32>().unwrap(), 1);
+        assert!(s.element().unwrap());
+        let e = s.value::<String>().unwrap_err().to_string();
+        assert!(e.ends_with("a single record is larger than 2 MiB"), "{e}");
+        assert!(s.buf.len() <= 2 << 20);
     }
 
     #[test]
