@@ -1163,13 +1163,18 @@ FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
     ))?;
     ph.mark("one row per key, fingerprinted (stage_pick)");
     // What a rescan may change in a known finding is read here, in the one join with the findings, so
-    // each update below joins only the findings it changes.
+    // each update below joins only the findings it changes. It is worked out on the findings' side of
+    // the join, so the join carries flags and numbers rather than lists: the CVE list as its hash (a
+    // finding whose list hashes differently from the report's is checked precisely when updated).
     c.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE stage_fd AS
              SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
-                    list_contains(f.sources, ?) AS has_tool, {SEV_RANK} AS old_sev_rank, f.cves AS old_cves
-             FROM stage_pick p LEFT JOIN findings f ON f.fingerprint = p.fp"
+                    f.has_tool, f.old_sev_rank, f.old_cves_hash
+             FROM stage_pick p
+             LEFT JOIN (SELECT f.fingerprint, f.finding_id, f.status, f.fixed_at, list_contains(f.sources, ?) AS has_tool,
+                               {SEV_RANK} AS old_sev_rank, hash(f.cves) AS old_cves_hash
+                        FROM findings f) f ON f.fingerprint = p.fp"
         ),
         params![tool],
     )?;
@@ -1291,7 +1296,7 @@ LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
                 p.old_status = 'fixed' AND p.old_fixed_at < $1 AS reopen,
                 s.applic <> 'affected' AND p.old_status IN ('open', 'reopened', 'mitigated') AS unaffected,
                 NOT p.has_tool AS add_tool,
-                CASE WHEN len(x.cves) > 0 AND NOT list_has_all(p.old_cves, x.cves) THEN x.cves END AS add_cves,
+                CASE WHEN len(x.cves) > 0 AND hash(x.cves) IS DISTINCT FROM p.old_cves_hash THEN x.cves END AS add_cves,
                 s.sev_rank > p.old_sev_rank AS raise
          FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_dx x ON x.def = s.def
          WHERE p.existing_id IS NOT NULL",
@@ -1314,7 +1319,8 @@ WHERE f.finding_id = d.fid"#,
     )?;
     c.execute_batch(
         "UPDATE findings f SET cves = list_sort(list_distinct(list_concat(f.cves, d.add_cves))), risk_score = NULL
-         FROM (SELECT fid, add_cves FROM stage_seen WHERE add_cves IS NOT NULL) d WHERE f.finding_id = d.fid",
+         FROM (SELECT fid, add_cves FROM stage_seen WHERE add_cves IS NOT NULL) d
+         WHERE f.finding_id = d.fid AND NOT coalesce(list_has_all(f.cves, d.add_cves), false)",
     )?;
     c.execute_batch(
         "UPDATE findings f SET severity = d.severity, risk_score = NULL FROM (SELECT fid, severity FROM stage_seen WHERE raise) d WHERE f.finding_id = d.fid",

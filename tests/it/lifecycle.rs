@@ -118,8 +118,13 @@ fn a_rescan_raises_severity_adds_cves_and_rescores_but_never_lowers() {
     // Scored again with what changed; the finding that did not change keeps its score.
     assert!(score("7") > s7, "{} -> {}", s7, score("7"));
     assert_eq!(score("8"), s8);
+    // A later scan naming only one of the CVEs, and one twice: the finding keeps both, once each.
+    let w3 = write(d.path(), "w3.nessus", &host(&[("7", "4", &["CVE-2021-0007"]), ("8", "3", &["CVE-2021-0008", "CVE-2021-0008"])], "Mon Nov 16 10:00:00 2026"));
+    let r3 = import(&s, &w3);
+    assert_eq!((r3.new, r3.seen_again), (0, 2), "{}", r3.line());
+    assert_eq!(strings(&s, "SELECT array_to_string(cves, ',') FROM findings ORDER BY vuln_id"), vec!["CVE-2021-0007,CVE-2022-0077", "CVE-2021-0008"]);
     let f7 = strings(&s, "SELECT risk_factors FROM findings WHERE vuln_id = '7'");
     assert!(f7[0].starts_with("critical (no CVSS: taken as 9.0)"), "{f7:?}");
     // Every sighting is kept with what the tool said at the time.
-    assert_eq!(strings(&s, "SELECT d.severity FROM detections d JOIN findings f USING (finding_id) WHERE f.vuln_id = '7' ORDER BY d.import_id"), vec!["medium", "critical"]);
+    assert_eq!(strings(&s, "SELECT d.severity FROM detections d JOIN findings f USING (finding_id) WHERE f.vuln_id = '7' ORDER BY d.import_id"), vec!["medium", "critical", "critical"]);
 }
