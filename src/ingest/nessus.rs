@@ -195,7 +195,8 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                                 }
                             }
                             "description" => f.description = opt(text),
-                            "synopsis" => it.synopsis = opt(text),
+                            // Only needed when there is no description (the usual order puts the description first).
+                            "synopsis" if f.description.is_none() => it.synopsis = opt(text),
                             "solution" => f.solution = opt(text).filter(|s| s != "n/a"),
                             "cvss3_base_score" => it.cvss3 = text.trim().parse().ok(),
                             "cvss_base_score" => it.cvss2 = text.trim().parse().ok(),
