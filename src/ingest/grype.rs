@@ -192,7 +192,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
     let mut ctx = Ctx { sink, asset, seen_matches: false };
     let mut s = Scanner::new(input);
     if !s.object()? {
-        return Err(ParseError::new("line 1, column 1", "not a Grype report (null)"));
+        return Err(s.fail("not a Grype report (null)"));
     }
     while let Some(k) = s.key()? {
         match k.as_str() {

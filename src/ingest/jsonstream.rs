@@ -63,6 +63,14 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
 
+/// The line and column after `bytes`, given those before them.
+fn after(line: u64, col: u64, bytes: &[u8]) -> (u64, u64) {
+    match memchr::memrchr(b'\n', bytes) {
+        Some(last) => (line + memchr::memchr_iter(b'\n', bytes).count() as u64, (bytes.len() - last) as u64),
+        None => (line, col + bytes.len() as u64),
+    }
+}
+
 impl<R: std::io::BufRead> Scanner<R> {
     pub fn new(input: R) -> Self {
         Scanner::with_limit(input, MAX_RECORD)
@@ -77,19 +85,13 @@ impl<R: std::io::BufRead> Scanner<R> {
         super::ParseError::new(format!("line {}, column {}", self.line, self.col), msg)
     }
 
-    fn io(&self, e: std::io::Error) -> super::ParseError {
-        self.err(format!("cannot read: {e}"))
+    /// An error at the position reached (for what the caller finds wrong with the document).
+    pub fn fail(&self, msg: impl Into<String>) -> super::ParseError {
+        self.err(msg)
     }
 
-    /// Account for consumed bytes in the line and column.
-    fn advance(&mut self, bytes: &[u8]) {
-        match memchr::memrchr(b'\n', bytes) {
-            Some(last) => {
-                self.line += memchr::memchr_iter(b'\n', bytes).count() as u64;
-                self.col = (bytes.len() - last) as u64;
-            }
-            None => self.col += bytes.len() as u64,
-        }
+    fn io(&self, e: std::io::Error) -> super::ParseError {
+        self.err(format!("cannot read: {e}"))
     }
 
     /// The next byte that is not whitespace, not consumed (None at the end of the input).
@@ -105,13 +107,7 @@ impl<R: std::io::BufRead> Scanner<R> {
             }
             let n = chunk.iter().position(|&b| !is_ws(b));
             let skip = n.unwrap_or(chunk.len());
-            let (line, col) = {
-                let ws = &chunk[..skip];
-                match memchr::memrchr(b'\n', ws) {
-                    Some(last) => (self.line + memchr::memchr_iter(b'\n', ws).count() as u64, (skip - last) as u64),
-                    None => (self.line, self.col + skip as u64),
-                }
-            };
+            let (line, col) = after(self.line, self.col, &chunk[..skip]);
             let next = n.map(|i| chunk[i]);
             self.input.consume(skip);
             self.line = line;
@@ -152,15 +148,11 @@ impl<R: std::io::BufRead> Scanner<R> {
             };
             if chunk.is_empty() {
                 if scalar && started {
-                    let b = std::mem::take(&mut self.buf);
-                    self.advance(&b);
-                    self.buf = b;
+                    (self.line, self.col) = after(self.line, self.col, &self.buf);
                     return Ok(at);
                 }
                 // Truncated: report where the input ended.
-                let b = std::mem::take(&mut self.buf);
-                self.advance(&b);
-                self.buf = b;
+                (self.line, self.col) = after(self.line, self.col, &self.buf);
                 return Err(self.err(if in_str { "EOF while parsing a string" } else { "EOF while parsing a value" }));
             }
             let mut i = 0;
@@ -225,9 +217,7 @@ impl<R: std::io::BufRead> Scanner<R> {
                 return Err(self.err(format!("a single record is larger than {} MiB", self.max >> 20)));
             }
             if done {
-                let b = std::mem::take(&mut self.buf);
-                self.advance(&b);
-                self.buf = b;
+                (self.line, self.col) = after(self.line, self.col, &self.buf);
                 return Ok(at);
             }
         }

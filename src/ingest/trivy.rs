@@ -373,6 +373,18 @@ impl Ctx<'_> {
     }
 }
 
+/// The results of a `Results` array (or of the legacy layout's top-level array), one at a time.
+fn results<R: BufRead>(s: &mut Scanner<R>, ctx: &mut Ctx<'_>) -> Result<(), ParseError> {
+    if s.array()? {
+        while s.element()? {
+            let r: TResult = s.value()?;
+            let a = ctx.report_asset(&r.target);
+            ctx.result(a, r);
+        }
+    }
+    Ok(())
+}
+
 pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) -> Result<(), ParseError> {
     let mut ctx = Ctx {
         sink,
@@ -386,14 +398,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) 
     let mut s = Scanner::new(input);
     match s.peek()? {
         // Legacy layout: a bare array of results.
-        Some(b'[') => {
-            s.array()?;
-            while s.element()? {
-                let r: TResult = s.value()?;
-                let a = ctx.report_asset(&r.target);
-                ctx.result(a, r);
-            }
-        }
+        Some(b'[') => results(&mut s, &mut ctx)?,
         Some(b'{') => {
             s.object()?;
             let mut known = false;
@@ -416,13 +421,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) 
                     "Metadata" => ctx.meta = s.value::<Option<TMeta>>()?.unwrap_or_default(),
                     "Results" => {
                         known = true;
-                        if s.array()? {
-                            while s.element()? {
-                                let r: TResult = s.value()?;
-                                let a = ctx.report_asset(&r.target);
-                                ctx.result(a, r);
-                            }
-                        }
+                        results(&mut s, &mut ctx)?;
                     }
                     "ClusterName" => {
                         known = true;
@@ -444,7 +443,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink, opts: &ParseOptions) 
                 return Err(ParseError::new("end of input", "not a Trivy report (no Results, ArtifactName or ClusterName)"));
             }
         }
-        _ => return Err(ParseError::new("line 1, column 1", "expected a Trivy report (object or legacy array)")),
+        _ => return Err(s.fail("expected a Trivy report (object or legacy array)")),
     }
     s.end()
 }
