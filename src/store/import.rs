@@ -44,7 +44,7 @@ impl Phases {
     }
 }
 /// Interned text beyond this many bytes is passed through without de-duplication (bounded memory).
-const INTERN_LIMIT: usize = 16 << 20;
+const INTERN_LIMIT: usize = 8 << 20;
 /// Quarantine rows kept per import (all skips are counted).
 const QUARANTINE_LIMIT: u64 = 100_000;
 
