@@ -63,6 +63,20 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
 
+/// The bytes buffered, read when there are none (empty at the end of the input); a read error is
+/// reported at the position reached.
+fn fill<R: std::io::BufRead>(input: &mut R, line: u64, col: u64) -> Result<&[u8], super::ParseError> {
+    let failed = |e: std::io::Error| super::ParseError::new(format!("line {line}, column {col}"), format!("cannot read: {e}"));
+    loop {
+        match input.fill_buf() {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(failed(e)),
+            Ok(_) => break,
+        }
+    }
+    input.fill_buf().map_err(failed)
+}
+
 /// The line and column after `bytes`, given those before them.
 fn after(line: u64, col: u64, bytes: &[u8]) -> (u64, u64) {
     match memchr::memrchr(b'\n', bytes) {
@@ -90,18 +104,10 @@ impl<R: std::io::BufRead> Scanner<R> {
         self.err(msg)
     }
 
-    fn io(&self, e: std::io::Error) -> super::ParseError {
-        self.err(format!("cannot read: {e}"))
-    }
-
     /// The next byte that is not whitespace, not consumed (None at the end of the input).
     pub fn peek(&mut self) -> Result<Option<u8>, super::ParseError> {
         loop {
-            let chunk = match self.input.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io(e)),
-            };
+            let chunk = fill(&mut self.input, self.line, self.col)?;
             if chunk.is_empty() {
                 return Ok(None);
             }
@@ -141,11 +147,7 @@ impl<R: std::io::BufRead> Scanner<R> {
         let mut escaped = false;
         let mut started = false;
         loop {
-            let chunk = match self.input.fill_buf() {
-                Ok(c) => c,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(self.io(e)),
-            };
+            let chunk = fill(&mut self.input, self.line, self.col)?;
             if chunk.is_empty() {
                 if scalar && started {
                     (self.line, self.col) = after(self.line, self.col, &self.buf);
