@@ -228,7 +228,12 @@ impl<R: std::io::BufRead> Scanner<R> {
     /// Parse the next value (a record, or any small value) as `T`.
     pub fn value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, super::ParseError> {
         let (line, col) = self.raw()?;
-        serde_json::from_slice(&self.buf).map_err(|e| {
+        let parsed = serde_json::from_slice(&self.buf);
+        if self.buf.capacity() > 16 << 20 {
+            // A very large record: its buffer is not kept for the small ones that usually follow.
+            self.buf = Vec::new();
+        }
+        parsed.map_err(|e| {
             let msg = e.to_string();
             let clean = match msg.rfind(" at line ") {
                 Some(i) => msg[..i].to_string(),
