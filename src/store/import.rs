@@ -1061,7 +1061,7 @@ CREATE OR REPLACE TEMP TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value 
 const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_places; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
-DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
+DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_vk; DROP TABLE IF EXISTS stage_lk; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
 DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rt; DROP TABLE IF EXISTS stage_ins;
 "#;
 
@@ -1141,12 +1141,16 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
     )?;
     ph.mark("merge assets");
     // 2. Findings keyed by (asset, vulnerability, location). Narrow tables and hash aggregation only:
-    //    the wide staged rows are touched once, when new findings are inserted.
+    //    the wide staged rows are touched once, when new findings are inserted. The vulnerability and
+    //    location keys are numbered in their sort order (equal keys, equal numbers), so rows are grouped
+    //    and ordered on integers; the keys themselves are joined back once per finding.
     c.execute_batch(
         r#"
+CREATE OR REPLACE TEMP TABLE stage_vk AS SELECT def, vuln_key, dense_rank() OVER (ORDER BY vuln_key)::INTEGER AS vk FROM stage_defs;
+CREATE OR REPLACE TEMP TABLE stage_lk AS SELECT place, loc_key, dense_rank() OVER (ORDER BY loc_key)::INTEGER AS lk FROM stage_places;
 CREATE OR REPLACE TEMP TABLE stage_sf AS
-SELECT f.seq, m.asset_id, d.vuln_key, p.loc_key, f.sev_rank
-FROM stage_findings f JOIN stage_defs d ON d.def = f.def JOIN stage_places p ON p.place = f.place
+SELECT f.seq, m.asset_id, v.vk, l.lk, f.sev_rank
+FROM stage_findings f JOIN stage_vk v ON v.def = f.def JOIN stage_lk l ON l.place = f.place
 JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
 "#,
     )?;
@@ -1155,11 +1159,13 @@ JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
         r#"
 -- One row per key in this report: the worst severity, then the first seen in the file.
 CREATE OR REPLACE TEMP TABLE stage_pick AS
-SELECT asset_id, vuln_key, loc_key, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank,
-       count(*) AS n, {fp} AS fp
-FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
+SELECT p.*, v.vuln_key, l.loc_key, {fp} AS fp
+FROM (SELECT asset_id, vk, lk, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank, count(*) AS n
+      FROM stage_sf GROUP BY asset_id, vk, lk) p
+JOIN (SELECT DISTINCT vk, vuln_key FROM stage_vk) v USING (vk)
+JOIN (SELECT DISTINCT lk, loc_key FROM stage_lk) l USING (lk);
 "#,
-        fp = fingerprint("asset_id", "vuln_key", "loc_key")
+        fp = fingerprint("p.asset_id", "v.vuln_key", "l.loc_key")
     ))?;
     ph.mark("one row per key, fingerprinted (stage_pick)");
     // What a rescan may change in a known finding is read here, in the one join with the findings, so
@@ -1184,7 +1190,7 @@ FROM stage_sf GROUP BY asset_id, vuln_key, loc_key;
 -- Ids for new findings after the highest id in use (one writer per database), in the order of their
 -- vulnerability, so that the findings of one vulnerability are stored together.
 CREATE OR REPLACE TEMP TABLE stage_new AS
-SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY vuln_key, seq) AS fid
+SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() OVER (ORDER BY vk, seq) AS fid
 FROM stage_fd WHERE existing_id IS NULL;
 "#,
     )?;
@@ -1347,9 +1353,9 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
          UNION ALL
          SELECT r.seq, p.finding_id
          FROM stage_sf r
-         JOIN (SELECT d.asset_id, d.vuln_key, d.loc_key, d.seq AS pick, coalesce(d.existing_id, n.fid) AS finding_id
+         JOIN (SELECT d.asset_id, d.vk, d.lk, d.seq AS pick, coalesce(d.existing_id, n.fid) AS finding_id
                FROM stage_fd d LEFT JOIN stage_new n USING (seq) WHERE d.n > 1) p
-         USING (asset_id, vuln_key, loc_key)
+         USING (asset_id, vk, lk)
          WHERE r.seq <> p.pick",
     )?;
     ph.mark("finding of every row");
