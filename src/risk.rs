@@ -315,14 +315,13 @@ pub struct FixInputs {
     pub package: String,
     pub fixed_version: String,
     pub location: String,
-    pub solution: String,
     pub title: String,
     pub vuln_id: String,
     pub asset_name: String,
     pub os: String,
     pub asset_kind: String,
-    /// The vendor's patch as a fix, from the solution alone (`patch_sql` of it): a relation with a column
-    /// of it per distinct solution saves working it out for every finding.
+    /// The vendor's patch as a fix: `patch_sql` of the solution, the only use of the solution (a relation
+    /// with a column of it per distinct solution saves working it out for every finding).
     pub patch: String,
 }
 
@@ -338,7 +337,6 @@ impl FixInputs {
             package: c("package"),
             fixed_version: c("fixed_version"),
             location: c("location"),
-            solution: c("solution"),
             title: c("title"),
             vuln_id: c("vuln_id"),
             asset_name: c("asset_name"),

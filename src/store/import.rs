@@ -71,9 +71,9 @@ impl Def {
 }
 
 /// Where on its asset a finding is: its location key and the package, versions and file or resource.
-/// A report names a few hundred distinct places for a million findings (the same packages on every
-/// image), so they are staged once each and the staged rows stay narrow, which keeps the engine's sort
-/// of the new findings cheap.
+/// Most reports name few distinct places for many findings (the same packages on every image, none for
+/// host checks), so they are staged once each and the staged rows stay narrow, which keeps the engine's
+/// sort of the new findings cheap.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct Place {
     loc_key: String,
@@ -1226,7 +1226,6 @@ FROM stage_fd WHERE existing_id IS NULL;
     // to the findings that have none).
     let inner = crate::risk::FixInputs {
         category: "x.category".into(),
-        solution: "st.txt".into(),
         vuln_id: "x.vuln_id".into(),
         asset_name: "a.name".into(),
         os: "a.os".into(),
