@@ -212,7 +212,7 @@ fn exprs(w: &Weights) -> Exprs {
 /// The per-asset context scores read, built once per rescore: exposure (the CMDB flag, a public IP, an
 /// open cloud-exposure finding), criticality and environment with their points and text, and whether the
 /// asset is a running workload.
-fn asset_context_sql(w: &Weights) -> String {
+pub(crate) fn asset_context_sql(w: &Weights) -> String {
     let nonprod = "lower(environment) IN ('dev', 'development', 'test', 'testing', 'staging', 'stage', 'qa', 'uat', 'sandbox')";
     format!(
         "CREATE OR REPLACE TEMP TABLE risk_actx AS
@@ -419,6 +419,66 @@ FROM (
 WHERE findings.finding_id = r.finding_id"#,
         kind = fix_kind_sql(&inputs)
     )
+}
+
+/// Scoring findings as they are inserted, with the expressions the rescore uses, so that an import does
+/// not leave a million rows for the rescore to update afterwards.
+pub mod at_insert {
+    use super::*;
+
+    /// KEV and EPSS per definition of the staged report (`defs`: a relation with `def` and `cves`),
+    /// exactly as `intel_sql` works them out per finding: the earliest KEV entry, the highest EPSS.
+    pub fn def_intel_sql(defs: &str) -> String {
+        format!(
+            "WITH dc AS (SELECT def, unnest(cves) AS cve FROM {defs} WHERE len(cves) > 0),
+             k AS (SELECT dc.def, min(k.cve) AS kcve, min(k.date_added) AS added, min(k.due_date) AS due, bool_or(k.ransomware) AS rw
+                   FROM dc JOIN kev k USING (cve) GROUP BY dc.def),
+             e AS (SELECT dc.def, max(e.epss) AS epss, arg_max(e.percentile, e.epss) AS pct
+                   FROM dc JOIN epss e USING (cve) GROUP BY dc.def)
+             SELECT def, k.kcve, k.added, k.due, k.rw, e.epss, e.pct FROM k FULL OUTER JOIN e USING (def)"
+        )
+    }
+
+    /// The rescore's columns (`kev, internet_exposed, runtime, risk_score, priority, risk_factors`, in
+    /// that order) as SQL over a relation `f` of findings rows and the asset context `risk_actx a`: set
+    /// for open findings, NULL for the rest, as the rescore leaves them.
+    pub fn columns(w: &Weights) -> String {
+        let e = exprs(w);
+        let open = "f.status = 'open'";
+        format!(
+            "CASE WHEN {open} THEN f.kev_cve IS NOT NULL END, CASE WHEN {open} THEN {} END, CASE WHEN {open} THEN {} END,
+             CASE WHEN {open} THEN {} END, CASE WHEN {open} THEN {} END, CASE WHEN {open} THEN {} END",
+            e.exposed, e.running, e.score, e.prio, e.factors
+        )
+    }
+
+    /// Statements run before the insert (in the import's transaction): the asset context, and the
+    /// weights recorded when nothing was ever scored (so the rescore after the import knows what the
+    /// new scores were computed with).
+    pub fn before_sql(w: &Weights) -> String {
+        format!(
+            "{ctx};
+             INSERT INTO settings SELECT 'score_weights', '{key}'
+             WHERE NOT EXISTS (SELECT 1 FROM settings WHERE key = 'score_weights')
+               AND NOT EXISTS (SELECT 1 FROM findings WHERE risk_score IS NOT NULL);",
+            ctx = asset_context_sql(w),
+            key = weights_key(w).replace('\'', "''")
+        )
+    }
+
+    /// Statements run after the insert: the context of the assets whose every score was computed by
+    /// this insert (`assets`: a relation with `asset_id`; `first_new`: the first new finding id) is
+    /// recorded, so the rescore after the import leaves their findings alone unless the context moved.
+    pub fn after_sql(assets: &str, first_new: i64) -> String {
+        format!(
+            "INSERT INTO risk_context
+             SELECT a.asset_id, a.kind, a.exposed, a.running, a.points, a.text FROM risk_actx a
+             WHERE a.asset_id IN (SELECT asset_id FROM {assets})
+               AND a.asset_id NOT IN (SELECT asset_id FROM risk_context)
+               AND a.asset_id NOT IN (SELECT asset_id FROM findings WHERE risk_score IS NOT NULL AND finding_id < {first_new});
+             DROP TABLE risk_actx;"
+        )
+    }
 }
 
 /// Which open findings a rescore scores.

@@ -914,7 +914,7 @@ fn stage_and_merge(
     ph.mark("stage assets");
     let scan = ts(fin.scan_time.unwrap_or(started_at));
     let import_id: i64 = c.query_row("SELECT nextval('seq_import')", [], |r| r.get(0)).map_err(sql)?;
-    let counts = merge(c, import_id, &fin.tool, scan, &mut ph).map_err(sql)?;
+    let counts = merge(c, &store.weights, import_id, &fin.tool, scan, &mut ph).map_err(sql)?;
     let finished = Utc::now();
     c.execute(
         "INSERT INTO quarantine SELECT ?, ?, position, reason, snippet FROM stage_skips",
@@ -1062,7 +1062,7 @@ const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_places; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_vk; DROP TABLE IF EXISTS stage_lk; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
-DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rt; DROP TABLE IF EXISTS stage_ins;
+DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rt; DROP TABLE IF EXISTS stage_ins; DROP TABLE IF EXISTS stage_di;
 "#;
 
 struct Counts {
@@ -1084,7 +1084,14 @@ fn split_list(col: &str) -> String {
     format!("CASE WHEN {col} IS NULL OR {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, ',') END")
 }
 
-fn merge(c: &duckdb::Connection, import_id: i64, tool: &str, scan: chrono::NaiveDateTime, ph: &mut Phases) -> Result<Counts, duckdb::Error> {
+fn merge(
+    c: &duckdb::Connection,
+    weights: &crate::risk::Weights,
+    import_id: i64,
+    tool: &str,
+    scan: chrono::NaiveDateTime,
+    ph: &mut Phases,
+) -> Result<Counts, duckdb::Error> {
     // 1. Assets: match the report's assets to known ones by any shared identifier; create the rest.
     c.execute_batch(
         r#"
@@ -1227,38 +1234,55 @@ FROM stage_fd WHERE existing_id IS NULL;
     let inner = crate::risk::FixInputs {
         category: "x.category".into(),
         vuln_id: "x.vuln_id".into(),
-        asset_name: "a.name".into(),
-        os: "a.os".into(),
-        asset_kind: "a.kind".into(),
+        asset_name: "ac.name".into(),
+        os: "ac.os".into(),
+        asset_kind: "ac.kind".into(),
         ..crate::risk::FixInputs::columns("i.", "asset_kind")
     };
-    let outer = crate::risk::FixInputs { patch: "q.patch".into(), ..crate::risk::FixInputs::columns("q.", "asset_kind") };
-    let (fix, fix_target) = crate::risk::fix_sql("q.fix_kind", &outer);
+    let outer = crate::risk::FixInputs { patch: "f.patch".into(), ..crate::risk::FixInputs::columns("f.", "asset_kind") };
+    let (fix, fix_target) = crate::risk::fix_sql("f.fix_kind", &outer);
+    // New findings are scored as they are inserted, with the rescore's expressions over the same inputs
+    // (the asset context as it stands before the insert; KEV and EPSS once per definition), so the
+    // rescore after the import only has what the import changed in known findings, or in an asset's
+    // context, left to do.
+    c.execute_batch(&crate::risk::at_insert::before_sql(weights))?;
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE stage_di AS {}",
+        crate::risk::at_insert::def_intel_sql("stage_dx")
+    ))?;
     let insert_sql = format!(
         r#"INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key,
        cves, aliases, cwes, title, description, severity, cvss_score, cvss_vector, category,
        package, installed_version, fixed_version, solution, port, protocol, location,
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id,
-       fix_kind, fix, fix_target)
-SELECT q.* EXCLUDE (os, asset_kind, patch), {fix}, {fix_target}
+       fix_kind, kev_cve, kev_added, kev_due, kev_ransomware, epss, epss_percentile, fix, fix_target,
+       kev, internet_exposed, runtime, risk_score, priority, risk_factors)
+SELECT f.* EXCLUDE (os, asset_kind, patch, mitigated_by), {fix}, {fix_target}, {scores}
 FROM (
-SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, a.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
+SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, ac.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
        x.cves, x.aliases, x.cwes, i.title, x.description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
        CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END AS status,
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
-       ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, a.os, a.kind AS asset_kind, st.patch,
-       CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind
+       ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, ac.os, ac.kind AS asset_kind, st.patch,
+       CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind,
+       CASE WHEN i.applic = 'affected' THEN di.kcve END AS kev_cve, CASE WHEN i.applic = 'affected' THEN di.added END AS kev_added,
+       CASE WHEN i.applic = 'affected' THEN di.due END AS kev_due, CASE WHEN i.applic = 'affected' THEN di.rw END AS kev_ransomware,
+       CASE WHEN i.applic = 'affected' THEN di.epss END AS epss, CASE WHEN i.applic = 'affected' THEN di.pct END AS epss_percentile,
+       NULL::VARCHAR[] AS mitigated_by
 FROM (SELECT s.* EXCLUDE (place), p.* EXCLUDE (place)
       FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ? AND def >= ? AND def < ?) s JOIN stage_places p USING (place)) i
 JOIN (SELECT * FROM stage_dx WHERE def >= ? AND def < ?) x ON x.def = i.def
-JOIN assets a ON a.asset_id = i.asset_id
+JOIN assets ac ON ac.asset_id = i.asset_id
+LEFT JOIN stage_di di ON di.def = i.def
 LEFT JOIN stage_rt st ON st.tid = i.sol_t
 LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
-) q"#,
+) f
+LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
         fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
-        kind = crate::risk::fix_kind_sql(&inner)
+        kind = crate::risk::fix_kind_sql(&inner),
+        scores = crate::risk::at_insert::columns(weights)
     );
     // The texts the new rows refer to themselves (solutions, vectors), once each, with a solution's
     // patch text worked out once per distinct solution rather than once per finding.
@@ -1291,6 +1315,7 @@ LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
             }
         }
     }
+    c.execute_batch(&crate::risk::at_insert::after_sql("stage_amap", min_fid.unwrap_or(i64::MAX)))?;
     ph.mark("insert new findings");
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
