@@ -152,9 +152,15 @@ const PRIVATE_IP: &str = r"regexp_matches(ip, '^(10\.|127\.|169\.254\.|192\.168\
 /// Misconfiguration findings that say a resource is reachable from the internet (cloud posture checks).
 const EXPOSURE_TITLE: &str = "(title ILIKE '%public%' OR title ILIKE '%internet%' OR title ILIKE '%0.0.0.0/0%' OR title ILIKE '%::/0%' OR title ILIKE '%open to the world%' OR title ILIKE '%anonymous access%')";
 
-/// The score of one finding and the parts of its explanation, as SQL over `findings f` joined with the
-/// per-asset context `risk_actx a`.
+/// The score of one finding and the parts of its explanation, as SQL in two layers: `parts`, the
+/// select-list items that work out each factor once from a finding `f` and its asset context
+/// `risk_actx a`; then the score, priority and explanation over a relation `f` holding the finding's
+/// columns and those parts (see `layered`). Each factor's points are computed once per finding, not
+/// once per place they are used.
 struct Exprs {
+    /// (name, SQL over `f` and `a`), in order; `raw` is over the others.
+    parts: Vec<(&'static str, String)>,
+    raw: String,
     score: String,
     prio: String,
     exposed: String,
@@ -162,51 +168,83 @@ struct Exprs {
     factors: String,
 }
 
+impl Exprs {
+    /// An expression over the layered relation written instead over `findings f` joined with
+    /// `risk_actx a` directly, each part in place (for updates, where joining the computed rows back to
+    /// the findings costs more than working a part out several times).
+    fn inline(&self, expr: &str) -> String {
+        let mut out = expr.replace("f.r_raw", &format!("({})", self.raw));
+        for (name, sql) in self.parts.iter().rev() {
+            out = out.replace(&format!("f.{name}"), &format!("({sql})"));
+        }
+        out
+    }
+}
+
 fn exprs(w: &Weights) -> Exprs {
     let base = "coalesce(f.cvss_score, CASE f.severity WHEN 'critical' THEN 9.0 WHEN 'high' THEN 7.0 WHEN 'medium' THEN 5.0 WHEN 'low' THEN 3.0 ELSE 0.0 END)";
-    let p_sev = format!("round({} * {base} / 10, 1)", n(w.severity));
-    let p_kev = format!("(CASE WHEN f.kev_cve IS NOT NULL THEN {} + CASE WHEN f.kev_ransomware THEN {} ELSE 0 END ELSE 0 END)", n(w.kev), n(w.ransomware));
-    let p_epss = format!("round({} * coalesce(f.epss, 0), 1)", n(w.epss));
-    let expl = "(coalesce(f.exploit_available, false) AND f.kev_cve IS NULL)";
-    let p_expl = format!("(CASE WHEN {expl} THEN {} ELSE 0 END)", n(w.exploit));
-    let running = "(a.running OR (a.kind = 'host' AND coalesce(f.port, 0) > 0))".to_string();
+    let parts = vec![
+        ("r_base", base.to_string()),
+        ("p_sev", format!("round({} * {base} / 10, 1)", n(w.severity))),
+        (
+            "p_kev",
+            format!("(CASE WHEN f.kev_cve IS NOT NULL THEN {} + CASE WHEN f.kev_ransomware THEN {} ELSE 0 END ELSE 0 END)", n(w.kev), n(w.ransomware)),
+        ),
+        ("p_epss", format!("round({} * coalesce(f.epss, 0), 1)", n(w.epss))),
+        ("r_expl", "(coalesce(f.exploit_available, false) AND f.kev_cve IS NULL)".to_string()),
+        ("r_run", "(a.running OR (a.kind = 'host' AND coalesce(f.port, 0) > 0))".to_string()),
+        ("a_running", "a.running".to_string()),
+        ("a_kind", "a.kind".to_string()),
+        ("a_exposed", "a.exposed".to_string()),
+        ("a_points", "a.points".to_string()),
+        ("a_text", "a.text".to_string()),
+    ];
+    let p_expl = format!("(CASE WHEN f.r_expl THEN {} ELSE 0 END)", n(w.exploit));
+    let p_run = format!("(CASE WHEN f.r_run THEN {} ELSE 0 END)", n(w.runtime));
+    let p_mit = format!("(CASE WHEN f.mitigated_by IS NOT NULL THEN -{} ELSE 0 END)", n(w.mitigated));
+    // Asset-level points and their text (exposure, criticality, environment) come from `risk_actx`.
+    let raw = format!("round(f.p_sev + f.p_kev + f.p_epss + {p_expl} + f.a_points + {p_run} + {p_mit}, 1)");
     let run_text = format!(
-        "CASE WHEN a.running THEN concat('running workload +', {run}::DECIMAL(6,1))
-              WHEN a.kind = 'host' AND f.port > 0 THEN concat('listening service ', f.port, '/', coalesce(f.protocol, 'tcp'), ' +', {run}::DECIMAL(6,1))
+        "CASE WHEN f.a_running THEN concat('running workload +', {run}::DECIMAL(6,1))
+              WHEN f.a_kind = 'host' AND f.port > 0 THEN concat('listening service ', f.port, '/', coalesce(f.protocol, 'tcp'), ' +', {run}::DECIMAL(6,1))
               ELSE 'runtime unknown' END",
         run = n(w.runtime)
     );
-    let p_run = format!("(CASE WHEN {running} THEN {} ELSE 0 END)", n(w.runtime));
-    // Asset-level points and their text (exposure, criticality, environment) come from `risk_actx`.
-    let p_mit = format!("(CASE WHEN f.mitigated_by IS NOT NULL THEN -{} ELSE 0 END)", n(w.mitigated));
-    let raw = format!("round({p_sev} + {p_kev} + {p_epss} + {p_expl} + a.points + {p_run} + {p_mit}, 1)");
-    let score = format!("least(100, greatest(0, {raw}))");
+    let score = "least(100, greatest(0, f.r_raw))".to_string();
     let prio = format!(
-        "CASE WHEN f.severity = 'info' THEN 'P4' WHEN {raw} >= {p1} THEN 'P1' WHEN {raw} >= {p2} THEN 'P2' WHEN {raw} >= {p3} THEN 'P3' ELSE 'P4' END",
+        "CASE WHEN f.severity = 'info' THEN 'P4' WHEN f.r_raw >= {p1} THEN 'P1' WHEN f.r_raw >= {p2} THEN 'P2' WHEN f.r_raw >= {p3} THEN 'P3' ELSE 'P4' END",
         p1 = n(w.p1),
         p2 = n(w.p2),
         p3 = n(w.p3)
     );
     let factors = format!(
         r#"concat_ws('; ',
-         concat(f.severity, CASE WHEN f.cvss_score IS NOT NULL THEN concat(' CVSS ', f.cvss_score) ELSE concat(' (no CVSS: taken as ', {base}, ')') END,
-                ' +', {p_sev}::DECIMAL(6,1)),
+         concat(f.severity, CASE WHEN f.cvss_score IS NOT NULL THEN concat(' CVSS ', f.cvss_score) ELSE concat(' (no CVSS: taken as ', f.r_base, ')') END,
+                ' +', f.p_sev::DECIMAL(6,1)),
          CASE WHEN f.kev_cve IS NOT NULL THEN concat('KEV ', f.kev_cve, ' added ', f.kev_added, ' due ', f.kev_due,
-                                      CASE WHEN f.kev_ransomware THEN ', known ransomware use' ELSE '' END, ' +', {p_kev}::DECIMAL(6,1))
+                                      CASE WHEN f.kev_ransomware THEN ', known ransomware use' ELSE '' END, ' +', f.p_kev::DECIMAL(6,1))
               WHEN len(f.cves) = 0 THEN 'no CVE: KEV and EPSS do not apply' ELSE 'not in KEV' END,
          CASE WHEN f.epss IS NOT NULL THEN concat('EPSS ', f.epss::DECIMAL(6,3),
                                                   CASE WHEN f.epss_percentile IS NOT NULL THEN concat(' (percentile ', (f.epss_percentile * 100)::DECIMAL(4,0), ')') ELSE '' END,
-                                                  ' +', {p_epss}::DECIMAL(6,1))
+                                                  ' +', f.p_epss::DECIMAL(6,1))
               WHEN len(f.cves) > 0 THEN 'no EPSS score' END,
-         CASE WHEN {expl} THEN concat('exploit reported by the scanner +', {p_expl}::DECIMAL(6,1)) END,
-         a.text,
+         CASE WHEN f.r_expl THEN concat('exploit reported by the scanner +', {p_expl}::DECIMAL(6,1)) END,
+         f.a_text,
          {run_text},
          CASE WHEN f.mitigated_by IS NOT NULL THEN concat('mitigated by ', array_to_string(f.mitigated_by, ', '), ' (blocks every exploitation technique) ', {p_mit}::DECIMAL(6,1)) END,
-         CASE WHEN {raw} > 100 THEN 'capped at 100' WHEN {raw} < 0 THEN 'floored at 0' END,
+         CASE WHEN f.r_raw > 100 THEN 'capped at 100' WHEN f.r_raw < 0 THEN 'floored at 0' END,
          CASE WHEN f.severity = 'info' THEN 'informational: never above P4' END
        )"#
     );
-    Exprs { score, prio, exposed: "a.exposed".into(), running, factors }
+    Exprs { parts, raw, score, prio, exposed: "f.a_exposed".into(), running: "f.r_run".into(), factors }
+}
+
+/// The findings of `rel` (a FROM clause naming a finding `f` and its asset context `a`, with any
+/// WHERE) with their columns and the parts of their score, as a relation to alias `f` for the score,
+/// priority and explanation expressions.
+fn layered(e: &Exprs, rel: &str) -> String {
+    let parts: Vec<String> = e.parts.iter().map(|(name, sql)| format!("{sql} AS {name}")).collect();
+    format!("SELECT *, {raw} AS r_raw FROM (SELECT f.*, {parts} FROM {rel}) f", raw = e.raw, parts = parts.join(", "))
 }
 
 /// The per-asset context scores read, built once per rescore: exposure (the CMDB flag, a public IP, an
@@ -302,8 +340,10 @@ DROP TABLE risk_mit;";
 fn scored_select(w: &Weights) -> String {
     let e = exprs(w);
     format!(
-        "SELECT f.finding_id, {} AS score, {} AS prio FROM findings f JOIN risk_actx a ON a.asset_id = f.asset_id WHERE f.{OPEN}",
-        e.score, e.prio
+        "SELECT f.finding_id, {} AS score, {} AS prio FROM ({}) f",
+        e.score,
+        e.prio,
+        layered(&e, &format!("findings f JOIN risk_actx a ON a.asset_id = f.asset_id WHERE f.{OPEN}"))
     )
 }
 
@@ -439,9 +479,18 @@ pub mod at_insert {
         )
     }
 
+    /// The columns `relation` adds to the rows it is given (to leave out of an insert).
+    pub const PARTS: &str = "r_base, p_sev, p_kev, p_epss, r_expl, r_run, a_running, a_kind, a_exposed, a_points, a_text, r_raw";
+
+    /// The rows of `rel` (a FROM clause naming rows `f` with the findings' columns and the asset context
+    /// `risk_actx a`) with the parts of their score, as a relation to alias `f` for `columns`.
+    pub fn relation(w: &Weights, rel: &str) -> String {
+        layered(&exprs(w), rel)
+    }
+
     /// The rescore's columns (`kev, internet_exposed, runtime, risk_score, priority, risk_factors`, in
-    /// that order) as SQL over a relation `f` of findings rows and the asset context `risk_actx a`: set
-    /// for open findings, NULL for the rest, as the rescore leaves them.
+    /// that order) as SQL over `relation` aliased `f`: set for open findings, NULL for the rest, as the
+    /// rescore leaves them.
     pub fn columns(w: &Weights) -> String {
         let e = exprs(w);
         let open = "f.status = 'open'";
@@ -552,7 +601,11 @@ pub fn rescore_scope(conn: &duckdb::Connection, w: &Weights, scope: Scope) -> Re
             "UPDATE findings AS f SET risk_score = {}, priority = {}, kev = f.kev_cve IS NOT NULL, internet_exposed = {},
                     runtime = {}, risk_factors = {}
              FROM risk_actx a WHERE a.asset_id = f.asset_id AND f.{OPEN} AND f.{ids} AND {f_dirty}",
-            e.score, e.prio, e.exposed, e.running, e.factors
+            e.inline(&e.score),
+            e.inline(&e.prio),
+            e.inline(&e.exposed),
+            e.inline(&e.running),
+            e.inline(&e.factors)
         );
         conn.execute_batch("BEGIN TRANSACTION")?;
         let prof = std::env::var_os("CTEM_PROFILE").is_some();
@@ -599,7 +652,9 @@ pub fn rescore_scope(conn: &duckdb::Connection, w: &Weights, scope: Scope) -> Re
              FROM risk_actx a WHERE a.asset_id = f.asset_id AND f.finding_id IN (SELECT finding_id FROM risk_changed);
              DROP TABLE risk_before; DROP TABLE risk_changed;
              COMMIT;",
-            e.score, e.prio, e.factors
+            e.inline(&e.score),
+            e.inline(&e.prio),
+            e.inline(&e.factors)
         );
         if let Err(err) = conn.execute_batch(&sql) {
             let _ = conn.execute_batch("ROLLBACK");

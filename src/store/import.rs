@@ -1257,8 +1257,10 @@ FROM stage_fd WHERE existing_id IS NULL;
        status, first_seen, last_seen, fixed_at, times_reopened, exploit_available, first_import_id, last_import_id,
        fix_kind, kev_cve, kev_added, kev_due, kev_ransomware, epss, epss_percentile, fix, fix_target,
        kev, internet_exposed, runtime, risk_score, priority, risk_factors)
-SELECT f.* EXCLUDE (os, asset_kind, patch, mitigated_by), {fix}, {fix_target}, {scores}
-FROM (
+SELECT f.* EXCLUDE (os, asset_kind, patch, mitigated_by, {parts}), {fix}, {fix_target}, {scores}
+FROM ({rows}) f"#,
+        parts = crate::risk::at_insert::PARTS,
+        rows = crate::risk::at_insert::relation(weights, &format!(r#"(
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, ac.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
        x.cves, x.aliases, x.cwes, i.title, x.description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
@@ -1280,8 +1282,11 @@ LEFT JOIN stage_rt st ON st.tid = i.sol_t
 LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
 ) f
 LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
-        fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
-        kind = crate::risk::fix_kind_sql(&inner),
+            fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
+            kind = crate::risk::fix_kind_sql(&inner)
+        )),
+        fix = fix,
+        fix_target = fix_target,
         scores = crate::risk::at_insert::columns(weights)
     );
     // The texts the new rows refer to themselves (solutions, vectors), once each, with a solution's
