@@ -198,6 +198,9 @@ pub enum Cmd {
         /// Measure rescoring, the ranked queue and fix groups on a store of --findings instead
         #[arg(long)]
         score: bool,
+        /// Measure the parsers alone (no store) on the estate files of --formats instead
+        #[arg(long)]
+        parse: bool,
     },
 }
 
@@ -715,7 +718,11 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sla => crate::mobilize::sla(&cli, &paths),
         Cmd::Audit { entity, id, limit, format } => crate::mobilize::audit(&cli, &paths, entity.as_deref(), *id, *limit, format),
         Cmd::Sync { cmd, dry_run, system } => crate::mobilize::sync(&cli, &paths, cmd.as_ref(), *dry_run, system.clone()),
-        Cmd::Bench { findings, dir, formats, console, score } => {
+        Cmd::Bench { findings, dir, formats, console, score, parse } => {
+            if *parse {
+                crate::generator::bench::parse_only(*findings, dir.clone(), formats)?;
+                return Ok(0);
+            }
             if *score {
                 crate::generator::bench::score(*findings, dir.clone())?;
                 return Ok(0);

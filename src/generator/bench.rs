@@ -81,6 +81,57 @@ pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Records a parser hands over, counted and dropped.
+#[derive(Default)]
+struct Count {
+    findings: u64,
+    assets: u32,
+    skipped: u64,
+}
+
+impl crate::ingest::Sink for Count {
+    fn asset(&mut self, _: crate::model::RawAsset) -> u32 {
+        self.assets += 1;
+        self.assets - 1
+    }
+    fn refine_asset(&mut self, _: u32, _: crate::model::RawAsset) {}
+    fn finding(&mut self, _: crate::model::RawFinding) {
+        self.findings += 1;
+    }
+    fn skip(&mut self, _: String, _: String, _: String) {
+        self.skipped += 1;
+    }
+    fn scan_time(&mut self, _: chrono::DateTime<chrono::Utc>) {}
+    fn tool(&mut self, _: &str) {}
+}
+
+/// The parsers alone: each format's generated file read and parsed into records on one thread, with no
+/// store, hashing or staging (records are counted and dropped). Three runs each, the fastest shown: what
+/// the parser thread of an import costs at best.
+pub fn parse_only(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> {
+    let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("ctem-bench"));
+    std::fs::create_dir_all(&dir)?;
+    println!("parser benchmark: {n} findings per estate, files in {}", dir.display());
+    println!("{:<8} {:>10} {:>10} {:>12} {:>10}", "format", "file MB", "seconds", "records/s", "MB/s");
+    for fmt in formats.split(',').map(str::trim).filter(|f| !f.is_empty()) {
+        let file = estate_file(&dir, n, fmt, 0)?;
+        let format = crate::ingest::Format::parse(fmt).ok_or_else(|| anyhow::anyhow!("unknown format {fmt}"))?;
+        let mb = std::fs::metadata(&file)?.len() as f64 / 1e6;
+        let mut best = f64::MAX;
+        let mut records = 0;
+        for _ in 0..3 {
+            let mut input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&file)?);
+            let mut sink = Count::default();
+            let t = Instant::now();
+            crate::ingest::parse(format, &mut input, &mut sink, &Default::default()).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+            best = best.min(t.elapsed().as_secs_f64());
+            records = sink.findings;
+        }
+        println!("{:<8} {:>10.1} {:>10.2} {:>12.0} {:>10.0}", fmt, mb, best, records as f64 / best, mb / best);
+    }
+    Ok(())
+}
+
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

@@ -2,28 +2,43 @@
 //! never the whole document.
 
 use serde::de::Deserializer;
-use serde::Deserialize;
 
-/// Deserialize a value that may be a string or a number into a string.
-pub fn string_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum SN {
-        S(String),
-        N(serde_json::Number),
-        B(bool),
-    }
-    Ok(match Option::<SN>::deserialize(d)? {
-        Some(SN::S(s)) => Some(s),
-        Some(SN::N(n)) => Some(n.to_string()),
-        Some(SN::B(b)) => Some(b.to_string()),
-        None => None,
-    })
-}
-
-/// Deserialize a number that may be written as a string ("7.5").
+/// Deserialize a number that may be written as a string ("7.5"); anything else that is not a number
+/// (a boolean, a string that is not one, null) is None, and an object or array is an error. Read
+/// without buffering the value or trying it against several types: reports carry one per finding.
 pub fn number_lenient<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-    Ok(string_or_number(d)?.and_then(|s| s.trim().parse().ok()))
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = Option<f64>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a number, a string or a boolean")
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(v as f64))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(v.trim().parse().ok())
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(V)
+        }
+    }
+    d.deserialize_option(V)
 }
 
 /// Run a JSON deserialization over a reader and map serde errors to positioned parse errors.
@@ -322,6 +337,26 @@ impl<R: std::io::BufRead> Scanner<R> {
 mod tests {
     use super::Scanner;
     use std::io::BufReader;
+
+    #[test]
+    fn lenient_numbers() {
+        #[derive(serde::Deserialize)]
+        struct S {
+            #[serde(default, deserialize_with = "super::number_lenient")]
+            v: Option<f64>,
+        }
+        let v = |doc: &str| serde_json::from_str::<S>(doc).map(|s| s.v);
+        assert_eq!(v(r#"{"v": 7.5}"#).unwrap(), Some(7.5));
+        assert_eq!(v(r#"{"v": " 9.8 "}"#).unwrap(), Some(9.8));
+        assert_eq!(v(r#"{"v": 10}"#).unwrap(), Some(10.0));
+        assert_eq!(v(r#"{"v": -1}"#).unwrap(), Some(-1.0));
+        assert_eq!(v(r#"{"v": "n/a"}"#).unwrap(), None);
+        assert_eq!(v(r#"{"v": true}"#).unwrap(), None);
+        assert_eq!(v(r#"{"v": null}"#).unwrap(), None);
+        assert_eq!(v(r#"{}"#).unwrap(), None);
+        assert!(v(r#"{"v": {"x": 1}}"#).is_err());
+        assert!(v(r#"{"v": [1]}"#).is_err());
+    }
 
     /// Every element of the document's `items` array, read through a buffer of `cap` bytes (so values
     /// and escapes are cut across reads), with the key seen before it.

@@ -8,7 +8,6 @@ use crate::model::{
     norm_cwe, Applicability, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity,
 };
 use serde::Deserialize;
-use std::collections::HashMap;
 use std::io::BufRead;
 
 #[derive(Deserialize, Default)]
@@ -43,8 +42,8 @@ struct TVuln {
     installed: Option<String>,
     #[serde(rename = "FixedVersion")]
     fixed: Option<String>,
-    #[serde(rename = "Status")]
-    status: Option<String>,
+    #[serde(rename = "Status", deserialize_with = "not_affected")]
+    not_affected: bool,
     #[serde(rename = "Title")]
     title: Option<String>,
     #[serde(rename = "Description")]
@@ -54,9 +53,76 @@ struct TVuln {
     #[serde(rename = "CweIDs")]
     cwes: Option<Vec<String>>,
     #[serde(rename = "CVSS")]
-    cvss: Option<HashMap<String, TCvss>>,
-    #[serde(rename = "PrimaryURL")]
-    url: Option<String>,
+    cvss: CvssPick,
+}
+
+/// Whether a vulnerability's `Status` says the package is not affected (read without keeping it).
+fn not_affected<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    struct V;
+    impl<'de> serde::de::Visitor<'de> for V {
+        type Value = bool;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a status")
+        }
+        fn visit_str<E>(self, v: &str) -> Result<bool, E> {
+            Ok(v == "not_affected")
+        }
+        fn visit_unit<E>(self) -> Result<bool, E> {
+            Ok(false)
+        }
+    }
+    d.deserialize_any(V)
+}
+
+/// The CVSS entry a finding takes from the `CVSS` object keyed by source: NVD's, else the first (in the
+/// report's order) with a v3 score, else the first. Only that entry is kept.
+#[derive(Default)]
+struct CvssPick(Option<TCvss>);
+
+impl<'de> Deserialize<'de> for CvssPick {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IsNvd(bool);
+        impl<'de> Deserialize<'de> for IsNvd {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct K;
+                impl<'de> serde::de::Visitor<'de> for K {
+                    type Value = IsNvd;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("a CVSS source")
+                    }
+                    fn visit_str<E>(self, v: &str) -> Result<IsNvd, E> {
+                        Ok(IsNvd(v == "nvd"))
+                    }
+                }
+                d.deserialize_str(K)
+            }
+        }
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = CvssPick;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of CVSS scores by source")
+            }
+            fn visit_unit<E>(self) -> Result<CvssPick, E> {
+                Ok(CvssPick(None))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut m: A) -> Result<CvssPick, A::Error> {
+                let (mut nvd, mut v3, mut first) = (None, None, None);
+                while let Some(IsNvd(is_nvd)) = m.next_key()? {
+                    let c: TCvss = m.next_value()?;
+                    if is_nvd {
+                        nvd = Some(c);
+                    } else if v3.is_none() && c.v3.is_some() {
+                        v3 = Some(c);
+                    } else if first.is_none() {
+                        first = Some(c);
+                    }
+                }
+                Ok(CvssPick(nvd.or(v3).or(first)))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -180,8 +246,8 @@ struct TResource {
     results: Option<Vec<TResult>>,
 }
 
-fn sev(s: &Option<String>) -> (Severity, String) {
-    let raw = s.clone().unwrap_or_default();
+fn sev(s: Option<String>) -> (Severity, String) {
+    let raw = s.unwrap_or_default();
     (Severity::parse_loose(&raw).unwrap_or(Severity::Info), raw)
 }
 
@@ -270,19 +336,20 @@ impl Ctx<'_> {
     fn result(&mut self, asset: u32, r: TResult) {
         let target = r.target.clone();
         let lang = r.class.as_deref() == Some("lang-pkgs");
-        for v in r.vulns.unwrap_or_default() {
-            let (severity, raw) = sev(&v.severity);
-            let title = v.title.clone().unwrap_or_else(|| {
-                format!("{} in {}", v.id, v.pkg.clone().unwrap_or_default())
-            });
-            let mut f = RawFinding::new(asset, v.id.clone(), title, Category::Vulnerability);
+        for mut v in r.vulns.unwrap_or_default() {
+            let (severity, raw) = sev(v.severity.take());
+            let pkg = nonempty(v.pkg.take());
+            let title = v.title.take().unwrap_or_else(|| format!("{} in {}", v.id, pkg.as_deref().unwrap_or("")));
+            let raw_id = format!("{}|{}|{}", target, v.id, pkg.as_deref().unwrap_or(""));
+            let up = v.id.to_ascii_uppercase();
+            let is_cve = up.starts_with("CVE-");
+            let mut f = RawFinding::new(asset, v.id, title, Category::Vulnerability);
             f.severity = severity;
             f.raw_severity = raw;
-            let up = v.id.to_ascii_uppercase();
-            if up.starts_with("CVE-") {
+            if is_cve {
                 f.cves.push(up);
             } else {
-                f.aliases.push(v.id.clone());
+                f.aliases.push(f.vuln_id.clone());
             }
             for vid in v.vendor_ids.iter().flatten() {
                 if vid.to_ascii_uppercase().starts_with("CVE-") && !f.cves.contains(vid) {
@@ -291,41 +358,33 @@ impl Ctx<'_> {
             }
             f.cwes = v.cwes.iter().flatten().filter_map(|c| norm_cwe(c)).collect();
             f.description = nonempty(v.description);
-            f.package = nonempty(v.pkg);
             f.installed_version = nonempty(v.installed);
             f.fixed_version = nonempty(v.fixed);
             if let Some(fx) = &f.fixed_version {
-                f.solution = Some(format!(
-                    "Upgrade {} to {}",
-                    f.package.clone().unwrap_or_default(),
-                    fx
-                ));
+                f.solution = Some(format!("Upgrade {} to {}", pkg.as_deref().unwrap_or(""), fx));
             }
-            if let Some(map) = &v.cvss {
-                let pick = map.get("nvd").or_else(|| map.values().find(|c| c.v3.is_some())).or_else(|| map.values().next());
-                if let Some(c) = pick {
-                    f.cvss_score = c.v3.or(c.v2);
-                    f.cvss_vector = if c.v3.is_some() { c.v3v.clone() } else { c.v2v.clone() };
-                }
+            f.package = pkg;
+            if let Some(c) = v.cvss.0 {
+                f.cvss_score = c.v3.or(c.v2);
+                f.cvss_vector = if c.v3.is_some() { c.v3v } else { c.v2v };
             }
-            if matches!(v.status.as_deref(), Some("not_affected")) {
+            if v.not_affected {
                 f.applicability = Applicability::NotAffected;
             }
             f.location = if lang {
-                Some(v.pkg_path.clone().filter(|p| !p.is_empty()).unwrap_or_else(|| target.clone()))
+                Some(v.pkg_path.take().filter(|p| !p.is_empty()).unwrap_or_else(|| target.clone()))
             } else {
                 None
             };
-            f.raw_id = format!("{}|{}|{}", target, v.id, f.package.clone().unwrap_or_default());
-            let _ = &v.url;
+            f.raw_id = raw_id;
             self.sink.finding(f);
         }
-        for m in r.misconfigs.unwrap_or_default() {
+        for mut m in r.misconfigs.unwrap_or_default() {
             match m.status.as_deref() {
                 Some("PASS") | Some("EXCEPTION") => continue,
                 _ => {}
             }
-            let (severity, raw) = sev(&m.severity);
+            let (severity, raw) = sev(m.severity.take());
             let id = m.avdid.clone().filter(|a| !a.is_empty()).unwrap_or_else(|| m.id.clone());
             let title = m.title.clone().unwrap_or_else(|| id.clone());
             let mut f = RawFinding::new(asset, id.clone(), title, Category::Misconfiguration);
@@ -355,8 +414,8 @@ impl Ctx<'_> {
             f.raw_id = format!("{}|{}|{}", m.kind.clone().unwrap_or_default(), m.id, target);
             self.sink.finding(f);
         }
-        for s in r.secrets.unwrap_or_default() {
-            let (severity, raw) = sev(&s.severity);
+        for mut s in r.secrets.unwrap_or_default() {
+            let (severity, raw) = sev(s.severity.take());
             let title = s.title.clone().unwrap_or_else(|| s.rule.clone());
             let mut f = RawFinding::new(asset, s.rule.clone(), title, Category::Secret);
             f.severity = severity;

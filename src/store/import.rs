@@ -178,6 +178,9 @@ pub fn loc_key(f: &RawFinding) -> String {
 /// on in batches (normalising and staging them runs on the store's thread, in parallel).
 struct Collector {
     tx: SyncSender<Batch>,
+    /// Batches' buffers come back once staged, to be filled again: a buffer of 4,096 findings is about
+    /// 2 MB, and growing a new one for every batch cost more than parsing it.
+    spare: Receiver<Vec<RawFinding>>,
     batch: Batch,
     tool: String,
     ids: FxMap<(IdKind, String), u32>,
@@ -212,10 +215,12 @@ impl Collector {
 
     fn send(&mut self) {
         if self.receiver_gone {
-            self.batch = Batch::default();
+            self.batch.findings.clear();
+            self.batch.skips.clear();
             return;
         }
-        let mut b = std::mem::take(&mut self.batch);
+        let findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let mut b = std::mem::replace(&mut self.batch, Batch { findings, ..Default::default() });
         b.tool = self.tool.clone();
         if self.tx.send(b).is_err() {
             self.receiver_gone = true;
@@ -739,9 +744,11 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         .unwrap_or("")
         .to_string();
     let (tx, rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
+    let (back, spare) = sync_channel::<Vec<RawFinding>>(BATCHES_IN_FLIGHT + 1);
     let collector = Collector {
         tx,
-        batch: Batch::default(),
+        spare,
+        batch: Batch { findings: Vec::with_capacity(BATCH), ..Default::default() },
         tool: format.default_tool().to_string(),
         ids: FxMap::default(),
         parent: Vec::new(),
@@ -771,7 +778,7 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         }
         Ok(c.finish())
     });
-    let result = stage_and_merge(store, rx, parser, &hh, &display, format, started_at);
+    let result = stage_and_merge(store, rx, back, parser, &hh, &display, format, started_at);
     match result {
         Ok(mut s) => {
             s.seconds = started.elapsed().as_secs_f64();
@@ -788,9 +795,11 @@ fn ts(t: DateTime<Utc>) -> chrono::NaiveDateTime {
     t.naive_utc()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn stage_and_merge(
     store: &Store,
     rx: Receiver<Batch>,
+    back: SyncSender<Vec<RawFinding>>,
     parser: std::thread::JoinHandle<Result<Final, ParseError>>,
     hh: &HashHandle,
     display: &str,
@@ -815,16 +824,18 @@ fn stage_and_merge(
         let mut ad = c.appender("stage_defs")?;
         let mut ap = c.appender("stage_places")?;
         let mut st = Stager::default();
-        for b in rx.iter() {
+        for mut b in rx.iter() {
             for (pos, why, snip) in &b.skips {
                 if skip_reasons.len() < 20 {
                     skip_reasons.push((pos.clone(), why.clone()));
                 }
                 aq.append_row(params![pos, why, snip])?;
             }
-            for f in b.findings {
+            for f in b.findings.drain(..) {
                 st.stage(f, &b.tool);
             }
+            // The parser may have finished (then the buffer is simply dropped).
+            let _ = back.try_send(b.findings);
             if !st.texts.out.is_empty() {
                 at.append_record_batch(batch(vec![
                     ("tid", ints(&st.texts.out, |(id, _)| Some(*id as i32))),

@@ -75,6 +75,37 @@ fn trivy_every_layout() {
 }
 
 #[test]
+fn trivy_cvss_is_nvds_else_the_first_source_with_v3_in_the_reports_order() {
+    let d = tmpdir();
+    let vuln = |id: &str, cvss: &str| {
+        format!(r#"{{"VulnerabilityID":"{id}","PkgName":"p-{id}","InstalledVersion":"1","Severity":"HIGH","CVSS":{cvss}}}"#)
+    };
+    let vulns = [
+        vuln("CVE-2024-0001", r#"{"ghsa":{"V3Score":5.5,"V3Vector":"CVSS:3.1/G"},"nvd":{"V3Score":9.8,"V3Vector":"CVSS:3.1/N"}}"#),
+        vuln("CVE-2024-0002", r#"{"redhat":{"V2Score":4.3,"V2Vector":"AV:N/R"},"ghsa":{"V3Score":"6.1","V3Vector":"CVSS:3.1/G"},"bitnami":{"V3Score":7.0}}"#),
+        vuln("CVE-2024-0003", r#"{"redhat":{"V2Score":4.3,"V2Vector":"AV:N/R"},"alma":{"V2Score":5.0}}"#),
+        vuln("CVE-2024-0004", "null"),
+        vuln("CVE-2024-0005", r#"{"nvd":{"V3Score":"n/a"}}"#),
+    ];
+    let doc = format!(r#"{{"SchemaVersion":2,"ArtifactName":"img:1","Results":[{{"Target":"img:1 (debian 12)","Class":"os-pkgs","Vulnerabilities":[{}]}}]}}"#, vulns.join(","));
+    let f = write(d.path(), "cvss.json", &doc);
+    let s = mem();
+    let r = import(&s, &f);
+    assert_eq!(r.records, 5, "{}", r.line());
+    let got = strings(&s, "SELECT concat_ws(' ', vuln_id, coalesce(cvss_score::VARCHAR, '-'), coalesce(cvss_vector, '-')) FROM findings ORDER BY vuln_id");
+    assert_eq!(
+        got,
+        [
+            "CVE-2024-0001 9.8 CVSS:3.1/N",
+            "CVE-2024-0002 6.1 CVSS:3.1/G",
+            "CVE-2024-0003 4.3 AV:N/R",
+            "CVE-2024-0004 - -",
+            "CVE-2024-0005 - -",
+        ]
+    );
+}
+
+#[test]
 fn grype_matches_and_same_package_in_two_paths_is_one_finding() {
     let s = mem();
     let r = import_ok(&s, "anchore_grype/check_all_fields.json");
