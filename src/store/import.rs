@@ -42,6 +42,19 @@ impl Phases {
         }
         self.last = Instant::now();
     }
+    /// `mark`, then what the engine holds in memory and in temporary files.
+    fn mark_in(&mut self, c: &duckdb::Connection, what: &str) {
+        self.mark(what);
+        if self.on {
+            let (mem, tmp): (i64, i64) = c
+                .query_row("SELECT sum(memory_usage_bytes)::BIGINT, sum(temporary_storage_bytes)::BIGINT FROM duckdb_memory()", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .unwrap_or((-1, -1));
+            eprintln!("             engine memory {} MB, temporary files {} MB", mem >> 20, tmp >> 20);
+            self.last = Instant::now();
+        }
+    }
 }
 /// Interned text beyond this many bytes is passed through without de-duplication (bounded memory).
 const INTERN_LIMIT: usize = 8 << 20;
@@ -96,7 +109,8 @@ struct StageRow {
     seq: u32,
     akey: u32,
     def: u32,
-    title: String,
+    /// The title, interned with the texts (reports repeat a vulnerability's title on every asset).
+    title_t: u32,
     sol_t: Option<u32>,
     severity: &'static str,
     sev_rank: i32,
@@ -400,6 +414,7 @@ impl Stager {
         let desc_t = f.description.as_deref().map(|d| self.texts.id(d, d.len()));
         let sol_t = f.solution.as_deref().map(|d| self.texts.id(d, d.len()));
         let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.id(d, d.len()));
+        let title_t = self.texts.id(f.title.as_str(), f.title.len());
         self.seq += 1;
         let d = Def {
             vuln_id: f.vuln_id,
@@ -425,7 +440,7 @@ impl Stager {
             seq: self.seq,
             akey: f.asset,
             def,
-            title: f.title,
+            title_t,
             sol_t,
             severity: f.severity.as_str(),
             sev_rank: f.severity.rank(),
@@ -814,6 +829,10 @@ fn stage_and_merge(
     // Bounded memory: the engine spills to disk beyond this (CTEM_MEMORY_LIMIT overrides, e.g. "2GB").
     let limit = std::env::var("CTEM_MEMORY_LIMIT").unwrap_or_else(|_| DEFAULT_IMPORT_MEMORY.to_string());
     c.execute("SET memory_limit = ?", params![limit]).map_err(sql)?;
+    // The engine weighs zstd for every string segment it writes and, on findings and detections, never
+    // picks it over its dictionary compression (the store is the same size); the weighing alone cost
+    // about a tenth of writing a million findings.
+    c.execute_batch("SET disabled_compression_methods = 'zstd'").map_err(sql)?;
     c.execute_batch("BEGIN TRANSACTION").map_err(sql)?;
     c.execute_batch(STAGE_DDL).map_err(sql)?;
     let mut skip_reasons = Vec::new();
@@ -865,7 +884,7 @@ fn stage_and_merge(
     })();
     // Whatever happened, let the parser finish (it stops sending when we stop receiving).
     let parsed = parser.join().map_err(|_| "the parser stopped unexpectedly".to_string())?;
-    ph.mark("parse + append to staging");
+    ph.mark_in(c, "parse + append to staging");
     if ph.on {
         let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap_or(-1);
         eprintln!("  staged {} findings, {} definitions, {} places, {} texts", n("stage_findings"), n("stage_defs"), n("stage_places"), n("stage_texts"));
@@ -922,7 +941,7 @@ fn stage_and_merge(
         asa.flush().map_err(sql)?;
         ai.flush().map_err(sql)?;
     }
-    ph.mark("stage assets");
+    ph.mark_in(c, "stage assets");
     let scan = ts(fin.scan_time.unwrap_or(started_at));
     let import_id: i64 = c.query_row("SELECT nextval('seq_import')", [], |r| r.get(0)).map_err(sql)?;
     let counts = merge(c, &store.weights, import_id, &fin.tool, scan, &mut ph).map_err(sql)?;
@@ -955,16 +974,16 @@ fn stage_and_merge(
     )
     .map_err(sql)?;
     c.execute_batch(STAGE_DROP).map_err(sql)?;
-    ph.mark("import row");
+    ph.mark_in(c, "import row");
     c.execute_batch("COMMIT").map_err(sql)?;
-    ph.mark("commit");
+    ph.mark_in(c, "commit");
     // Scores are derived data: recomputed after the commit, in bounded slices of their own.
     let warning = crate::risk::rescore_store_changed(store).err().map(|e| {
         let file = display;
         tracing::warn!("{file}: imported, but rescoring failed: {e}");
         format!("imported, but rescoring failed ({e}); run `ctem score`")
     });
-    ph.mark("rescore");
+    ph.mark_in(c, "rescore");
     Ok(Summary {
         file: display.to_string(),
         format: Some(format),
@@ -1009,7 +1028,7 @@ fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
         ("seq", ints(rows, |r| Some(r.seq as i32))),
         ("akey", ints(rows, |r| Some(r.akey as i32))),
         ("def", ints(rows, |r| Some(r.def as i32))),
-        ("title", strs(rows, |r| Some(&r.title))),
+        ("title_t", ints(rows, |r| Some(r.title_t as i32))),
         ("sol_t", ints(rows, |r| r.sol_t.map(|t| t as i32))),
         ("severity", strs(rows, |r| Some(r.severity))),
         ("sev_rank", ints(rows, |r| Some(r.sev_rank))),
@@ -1053,7 +1072,7 @@ fn place_batch(places: &[(u32, Place)]) -> Result<RecordBatch, duckdb::Error> {
 
 const STAGE_DDL: &str = r#"
 CREATE OR REPLACE TEMP TABLE stage_findings (
-    seq INTEGER, akey INTEGER, def INTEGER, title VARCHAR, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
+    seq INTEGER, akey INTEGER, def INTEGER, title_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
     raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, place INTEGER, port INTEGER, applic VARCHAR, raw_id VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_places (
     place INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR, fixed_version VARCHAR, protocol VARCHAR,
@@ -1073,7 +1092,7 @@ const STAGE_DROP: &str = r#"
 DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_places; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_vk; DROP TABLE IF EXISTS stage_lk; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
-DROP TABLE IF EXISTS stage_pick; DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rt; DROP TABLE IF EXISTS stage_ins; DROP TABLE IF EXISTS stage_di;
+DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rs; DROP TABLE IF EXISTS stage_rv; DROP TABLE IF EXISTS stage_rtt; DROP TABLE IF EXISTS stage_ins; DROP TABLE IF EXISTS stage_di;
 "#;
 
 struct Counts {
@@ -1157,7 +1176,7 @@ WHERE NOT EXISTS (SELECT 1 FROM asset_identifiers i WHERE i.id_kind = s.id_kind 
         "INSERT INTO import_assets SELECT ?, m.asset_id, s.name, string_split(s.idents, ', ') FROM stage_amap m JOIN stage_assets s USING (root)",
         params![import_id],
     )?;
-    ph.mark("merge assets");
+    ph.mark_in(c, "merge assets");
     // 2. Findings keyed by (asset, vulnerability, location). Narrow tables and hash aggregation only:
     //    the wide staged rows are touched once, when new findings are inserted. The vulnerability and
     //    location keys are numbered in their sort order (equal keys, equal numbers), so rows are grouped
@@ -1172,37 +1191,32 @@ FROM stage_findings f JOIN stage_vk v ON v.def = f.def JOIN stage_lk l ON l.plac
 JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
 "#,
     )?;
-    ph.mark("keys of every row (stage_sf)");
-    c.execute_batch(&format!(
-        r#"
--- One row per key in this report: the worst severity, then the first seen in the file.
-CREATE OR REPLACE TEMP TABLE stage_pick AS
-SELECT p.*, v.vuln_key, l.loc_key, {fp} AS fp
-FROM (SELECT asset_id, vk, lk, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, max(sev_rank) AS sev_rank, count(*) AS n
-      FROM stage_sf GROUP BY asset_id, vk, lk) p
-JOIN (SELECT DISTINCT vk, vuln_key FROM stage_vk) v USING (vk)
-JOIN (SELECT DISTINCT lk, loc_key FROM stage_lk) l USING (lk);
-"#,
-        fp = fingerprint("p.asset_id", "v.vuln_key", "l.loc_key")
-    ))?;
-    ph.mark("one row per key, fingerprinted (stage_pick)");
-    // What a rescan may change in a known finding is read here, in the one join with the findings, so
-    // each update below joins only the findings it changes. It is worked out on the findings' side of
-    // the join, so the join carries flags and numbers rather than lists: the CVE list as its hash (a
-    // finding whose list hashes differently from the report's is checked precisely when updated).
+    ph.mark_in(c, "keys of every row (stage_sf)");
+    // One row per key in this report (the worst severity, then the first seen in the file), matched
+    // with the known findings by fingerprint. What a rescan may change in a known finding is read here,
+    // in the one join with the findings, so each update below joins only the findings it changes. It is
+    // worked out on the findings' side of the join, so the join carries flags and numbers rather than
+    // lists: the CVE list as its hash (a finding whose list hashes differently from the report's is
+    // checked precisely when updated). The keys and fingerprints are not kept: only the numbers the
+    // later steps need, so the table stays narrow (the engine spills what exceeds its cap).
     c.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE stage_fd AS
-             SELECT p.*, f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
+             SELECT p.* EXCLUDE (fp), f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
                     f.has_tool, f.old_sev_rank, f.old_cves_hash
-             FROM stage_pick p
+             FROM (SELECT p.*, {fp} AS fp
+                   FROM (SELECT asset_id, vk, lk, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, count(*) AS n
+                         FROM stage_sf GROUP BY asset_id, vk, lk) p
+                   JOIN (SELECT DISTINCT vk, vuln_key FROM stage_vk) v USING (vk)
+                   JOIN (SELECT DISTINCT lk, loc_key FROM stage_lk) l USING (lk)) p
              LEFT JOIN (SELECT f.fingerprint, f.finding_id, f.status, f.fixed_at, list_contains(f.sources, ?) AS has_tool,
                                {SEV_RANK} AS old_sev_rank, hash(f.cves) AS old_cves_hash
-                        FROM findings f) f ON f.fingerprint = p.fp"
+                        FROM findings f) f ON f.fingerprint = p.fp",
+            fp = fingerprint("p.asset_id", "v.vuln_key", "l.loc_key")
         ),
         params![tool],
     )?;
-    ph.mark("known findings matched (stage_fd)");
+    ph.mark_in(c, "one row per key, matched with known findings (stage_fd)");
     c.execute_batch(
         r#"
 -- Ids for new findings after the highest id in use (one writer per database), in the order of their
@@ -1212,7 +1226,7 @@ SELECT seq, (SELECT coalesce(max(finding_id), 0) FROM findings) + row_number() O
 FROM stage_fd WHERE existing_id IS NULL;
 "#,
     )?;
-    ph.mark("ids for new findings (stage_new)");
+    ph.mark_in(c, "ids for new findings (stage_new)");
     let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
         r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
                   count(*) FILTER (WHERE existing_id IS NOT NULL AND old_status = 'fixed' AND old_fixed_at < ?),
@@ -1236,10 +1250,10 @@ FROM stage_fd WHERE existing_id IS NULL;
     // store is less than half the size, and written that much faster).
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_ins AS
-         SELECT n.fid, d.asset_id, s.def, s.title, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.place, s.port, s.applic
+         SELECT n.fid, d.asset_id, s.def, s.title_t, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.place, s.port, s.applic
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
-    ph.mark("new findings in id order");
+    ph.mark_in(c, "new findings in id order");
     // The fix that removes each new open finding is assigned as it is inserted (the rescore assigns it
     // to the findings that have none).
     let inner = crate::risk::FixInputs {
@@ -1274,7 +1288,7 @@ FROM ({rows}) f"#,
         rows = crate::risk::at_insert::relation(weights, &format!(r#"(
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, ac.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
-       x.cves, x.aliases, x.cwes, i.title, x.description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
+       x.cves, x.aliases, x.cwes, tt.txt AS title, x.description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
        CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END AS status,
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
@@ -1289,8 +1303,9 @@ FROM (SELECT s.* EXCLUDE (place), p.* EXCLUDE (place)
 JOIN (SELECT * FROM stage_dx WHERE def >= ? AND def < ?) x ON x.def = i.def
 JOIN assets ac ON ac.asset_id = i.asset_id
 LEFT JOIN stage_di di ON di.def = i.def
-LEFT JOIN stage_rt st ON st.tid = i.sol_t
-LEFT JOIN stage_rt vt ON vt.tid = i.vec_t
+LEFT JOIN stage_rs st ON st.tid = i.sol_t
+LEFT JOIN stage_rv vt ON vt.tid = i.vec_t
+LEFT JOIN stage_rtt tt ON tt.tid = i.title_t
 ) f
 LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
             fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
@@ -1300,11 +1315,14 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
         fix_target = fix_target,
         scores = crate::risk::at_insert::columns(weights)
     );
-    // The texts the new rows refer to themselves (solutions, vectors), once each, with a solution's
-    // patch text worked out once per distinct solution rather than once per finding.
+    // The texts the new rows refer to themselves, once each and a table per use (each join of the
+    // insert holds its table in memory: one of every text, joined three times, held them three times),
+    // with a solution's patch text worked out once per distinct solution rather than once per finding.
     c.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE stage_rt AS
-         SELECT tid, txt, {patch} AS patch FROM stage_texts WHERE tid IN (SELECT sol_t FROM stage_ins UNION SELECT vec_t FROM stage_ins)",
+        "CREATE OR REPLACE TEMP TABLE stage_rs AS
+         SELECT tid, txt, {patch} AS patch FROM stage_texts WHERE tid IN (SELECT sol_t FROM stage_ins);
+         CREATE OR REPLACE TEMP TABLE stage_rv AS SELECT tid, txt FROM stage_texts WHERE tid IN (SELECT vec_t FROM stage_ins);
+         CREATE OR REPLACE TEMP TABLE stage_rtt AS SELECT tid, txt FROM stage_texts WHERE tid IN (SELECT title_t FROM stage_ins);",
         patch = crate::risk::patch_sql("txt")
     ))?;
     // In slices of the ids, so no statement holds the whole report at once (bounded memory). The
@@ -1332,7 +1350,7 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
         }
     }
     c.execute_batch(&crate::risk::at_insert::after_sql("stage_amap", min_fid.unwrap_or(i64::MAX)))?;
-    ph.mark("insert new findings");
+    ph.mark_in(c, "insert new findings");
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
     // that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the rescore.
@@ -1375,7 +1393,7 @@ WHERE f.finding_id = d.fid"#,
         "UPDATE findings f SET last_seen = greatest(f.last_seen, $1), last_import_id = $2 FROM stage_seen d WHERE f.finding_id = d.fid",
         params![scan, import_id],
     )?;
-    ph.mark("update seen-again findings");
+    ph.mark_in(c, "update seen-again findings");
     // 3. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
     let fixed = c.execute(
         r#"UPDATE findings SET status = 'fixed', fixed_at = ?
@@ -1383,7 +1401,7 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
   AND asset_id IN (SELECT asset_id FROM stage_amap)"#,
         params![scan, scan, tool],
     )?;
-    ph.mark("mark fixed");
+    ph.mark_in(c, "mark fixed");
     // 4. Every sighting, for the record and for explanations. The finding of every row of the report:
     //    a key reported once (nearly all of them) is its own pick; only repeated keys need the join on
     //    the key. Then the sightings, in slices of the report (bounded memory).
@@ -1398,7 +1416,7 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
          USING (asset_id, vk, lk)
          WHERE r.seq <> p.pick",
     )?;
-    ph.mark("finding of every row");
+    ph.mark_in(c, "finding of every row");
     let det = r#"INSERT INTO detections
 SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, p.protocol, p.location, $3
 FROM (SELECT * FROM stage_seqfid WHERE seq > $4 AND seq <= $5) k
@@ -1413,6 +1431,6 @@ JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.roo
         c.execute(det, params![import_id, tool, scan, lo, hi])?;
         lo = hi;
     }
-    ph.mark("insert detections");
+    ph.mark_in(c, "insert detections");
     Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
 }
