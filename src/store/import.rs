@@ -6,7 +6,7 @@ use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding};
 use crate::store::fasthash::FxMap;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
-use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, StringBuilder};
+use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int8Array, StringBuilder};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 use sha2::Digest;
@@ -112,15 +112,16 @@ struct StageRow {
     /// The title, interned with the texts (reports repeat a vulnerability's title on every asset).
     title_t: u32,
     sol_t: Option<u32>,
-    severity: &'static str,
-    sev_rank: i32,
+    /// The severity as its rank (critical 4 ... info 0): `SEV_NAME` turns it back into the name.
+    sev_rank: i8,
     raw_severity: String,
     cvss_score: Option<f64>,
     /// The CVSS vector, interned with the texts.
     vec_t: Option<u32>,
     place: u32,
     port: Option<i32>,
-    applic: &'static str,
+    /// Whether the tool says the asset is affected (VEX and tools' not-affected or false-positive marks).
+    affected: bool,
     raw_id: String,
 }
 
@@ -442,18 +443,13 @@ impl Stager {
             def,
             title_t,
             sol_t,
-            severity: f.severity.as_str(),
-            sev_rank: f.severity.rank(),
+            sev_rank: f.severity.rank() as i8,
             raw_severity: f.raw_severity,
             cvss_score: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)),
             vec_t,
             place,
             port: f.port,
-            applic: match f.applicability {
-                Applicability::Affected => "affected",
-                Applicability::NotAffected => "not_affected",
-                Applicability::FalsePositive => "false_positive",
-            },
+            affected: matches!(f.applicability, Applicability::Affected),
             raw_id: f.raw_id,
         };
         self.rows.push(row);
@@ -1030,14 +1026,13 @@ fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
         ("def", ints(rows, |r| Some(r.def as i32))),
         ("title_t", ints(rows, |r| Some(r.title_t as i32))),
         ("sol_t", ints(rows, |r| r.sol_t.map(|t| t as i32))),
-        ("severity", strs(rows, |r| Some(r.severity))),
-        ("sev_rank", ints(rows, |r| Some(r.sev_rank))),
+        ("sev_rank", Arc::new(rows.iter().map(|r| Some(r.sev_rank)).collect::<Int8Array>())),
         ("raw_severity", strs(rows, |r| Some(&r.raw_severity))),
         ("cvss_score", Arc::new(rows.iter().map(|r| r.cvss_score).collect::<Float64Array>())),
         ("vec_t", ints(rows, |r| r.vec_t.map(|t| t as i32))),
         ("place", ints(rows, |r| Some(r.place as i32))),
         ("port", ints(rows, |r| r.port)),
-        ("applic", strs(rows, |r| Some(r.applic))),
+        ("affected", Arc::new(rows.iter().map(|r| Some(r.affected)).collect::<BooleanArray>())),
         ("raw_id", strs(rows, |r| Some(&r.raw_id))),
     ])
 }
@@ -1072,8 +1067,8 @@ fn place_batch(places: &[(u32, Place)]) -> Result<RecordBatch, duckdb::Error> {
 
 const STAGE_DDL: &str = r#"
 CREATE OR REPLACE TEMP TABLE stage_findings (
-    seq INTEGER, akey INTEGER, def INTEGER, title_t INTEGER, sol_t INTEGER, severity VARCHAR, sev_rank INTEGER,
-    raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, place INTEGER, port INTEGER, applic VARCHAR, raw_id VARCHAR);
+    seq INTEGER, akey INTEGER, def INTEGER, title_t INTEGER, sol_t INTEGER, sev_rank TINYINT,
+    raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, place INTEGER, port INTEGER, affected BOOLEAN, raw_id VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_places (
     place INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR, fixed_version VARCHAR, protocol VARCHAR,
     location VARCHAR);
@@ -1109,6 +1104,11 @@ fn fingerprint(asset_id: &str, vuln_key: &str, loc_key: &str) -> String {
 }
 
 const SEV_RANK: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
+
+/// A severity's name from its rank (the staged rows carry the rank only).
+fn sev_name(rank: &str) -> String {
+    format!("CASE {rank} WHEN 4 THEN 'critical' WHEN 3 THEN 'high' WHEN 2 THEN 'medium' WHEN 1 THEN 'low' ELSE 'info' END")
+}
 
 fn split_list(col: &str) -> String {
     format!("CASE WHEN {col} IS NULL OR {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, ',') END")
@@ -1202,19 +1202,20 @@ JOIN stage_akeys k ON k.akey = f.akey JOIN stage_amap m ON m.root = k.root;
     c.execute(
         &format!(
             "CREATE OR REPLACE TEMP TABLE stage_fd AS
-             SELECT p.* EXCLUDE (fp), f.finding_id AS existing_id, f.status AS old_status, f.fixed_at AS old_fixed_at,
+             SELECT p.* EXCLUDE (fp), f.finding_id AS existing_id, f.was_fixed, f.was_open,
                     f.has_tool, f.old_sev_rank, f.old_cves_hash
              FROM (SELECT p.*, {fp} AS fp
-                   FROM (SELECT asset_id, vk, lk, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, count(*) AS n
+                   FROM (SELECT asset_id, vk, lk, arg_max(seq, sev_rank::BIGINT * 4294967296 - seq) AS seq, count(*)::INTEGER AS n
                          FROM stage_sf GROUP BY asset_id, vk, lk) p
                    JOIN (SELECT DISTINCT vk, vuln_key FROM stage_vk) v USING (vk)
                    JOIN (SELECT DISTINCT lk, loc_key FROM stage_lk) l USING (lk)) p
-             LEFT JOIN (SELECT f.fingerprint, f.finding_id, f.status, f.fixed_at, list_contains(f.sources, ?) AS has_tool,
+             LEFT JOIN (SELECT f.fingerprint, f.finding_id, f.status = 'fixed' AND f.fixed_at < ? AS was_fixed,
+                               f.status IN ('open', 'reopened', 'mitigated') AS was_open, list_contains(f.sources, ?) AS has_tool,
                                {SEV_RANK} AS old_sev_rank, hash(f.cves) AS old_cves_hash
                         FROM findings f) f ON f.fingerprint = p.fp",
             fp = fingerprint("p.asset_id", "v.vuln_key", "l.loc_key")
         ),
-        params![tool],
+        params![scan, tool],
     )?;
     ph.mark_in(c, "one row per key, matched with known findings (stage_fd)");
     c.execute_batch(
@@ -1229,10 +1230,10 @@ FROM stage_fd WHERE existing_id IS NULL;
     ph.mark_in(c, "ids for new findings (stage_new)");
     let (new, reopened, seen_again): (i64, i64, i64) = c.query_row(
         r#"SELECT count(*) FILTER (WHERE existing_id IS NULL),
-                  count(*) FILTER (WHERE existing_id IS NOT NULL AND old_status = 'fixed' AND old_fixed_at < ?),
-                  count(*) FILTER (WHERE existing_id IS NOT NULL AND NOT (old_status = 'fixed' AND old_fixed_at < ?))
+                  count(*) FILTER (WHERE existing_id IS NOT NULL AND was_fixed),
+                  count(*) FILTER (WHERE existing_id IS NOT NULL AND NOT was_fixed)
            FROM stage_fd"#,
-        params![scan, scan],
+        [],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
     )?;
     // Definitions with their lists and description, built once each rather than once per finding.
@@ -1250,7 +1251,7 @@ FROM stage_fd WHERE existing_id IS NULL;
     // store is less than half the size, and written that much faster).
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_ins AS
-         SELECT n.fid, d.asset_id, s.def, s.title_t, s.sol_t, s.severity, s.cvss_score, s.vec_t, s.place, s.port, s.applic
+         SELECT n.fid, d.asset_id, s.def, s.title_t, s.sol_t, s.sev_rank, s.cvss_score, s.vec_t, s.place, s.port, s.affected
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
     ph.mark_in(c, "new findings in id order");
@@ -1262,6 +1263,7 @@ FROM stage_fd WHERE existing_id IS NULL;
         asset_name: "ac.name".into(),
         os: "ac.os".into(),
         asset_kind: "ac.kind".into(),
+        severity: sev_name("i.sev_rank"),
         ..crate::risk::FixInputs::columns("i.", "asset_kind")
     };
     let outer = crate::risk::FixInputs { patch: "f.patch".into(), ..crate::risk::FixInputs::columns("f.", "asset_kind") };
@@ -1288,15 +1290,15 @@ FROM ({rows}) f"#,
         rows = crate::risk::at_insert::relation(weights, &format!(r#"(
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, ac.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
-       x.cves, x.aliases, x.cwes, tt.txt AS title, x.description, i.severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
+       x.cves, x.aliases, x.cwes, tt.txt AS title, x.description, {sev} AS severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
-       CASE i.applic WHEN 'affected' THEN 'open' ELSE 'false_positive' END AS status,
+       CASE WHEN i.affected THEN 'open' ELSE 'false_positive' END AS status,
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
        ?::BIGINT AS first_import_id, ?::BIGINT AS last_import_id, ac.os, ac.kind AS asset_kind, st.patch,
-       CASE WHEN i.applic = 'affected' THEN {kind} END AS fix_kind,
-       CASE WHEN i.applic = 'affected' THEN di.kcve END AS kev_cve, CASE WHEN i.applic = 'affected' THEN di.added END AS kev_added,
-       CASE WHEN i.applic = 'affected' THEN di.due END AS kev_due, CASE WHEN i.applic = 'affected' THEN di.rw END AS kev_ransomware,
-       CASE WHEN i.applic = 'affected' THEN di.epss END AS epss, CASE WHEN i.applic = 'affected' THEN di.pct END AS epss_percentile,
+       CASE WHEN i.affected THEN {kind} END AS fix_kind,
+       CASE WHEN i.affected THEN di.kcve END AS kev_cve, CASE WHEN i.affected THEN di.added END AS kev_added,
+       CASE WHEN i.affected THEN di.due END AS kev_due, CASE WHEN i.affected THEN di.rw END AS kev_ransomware,
+       CASE WHEN i.affected THEN di.epss END AS epss, CASE WHEN i.affected THEN di.pct END AS epss_percentile,
        NULL::VARCHAR[] AS mitigated_by
 FROM (SELECT s.* EXCLUDE (place), p.* EXCLUDE (place)
       FROM (SELECT * FROM stage_ins WHERE fid > ? AND fid <= ? AND def >= ? AND def < ?) s JOIN stage_places p USING (place)) i
@@ -1309,6 +1311,7 @@ LEFT JOIN stage_rtt tt ON tt.tid = i.title_t
 ) f
 LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
             fp = fingerprint("i.asset_id", "x.vuln_key", "i.loc_key"),
+            sev = sev_name("i.sev_rank"),
             kind = crate::risk::fix_kind_sql(&inner)
         )),
         fix = fix,
@@ -1350,22 +1353,24 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
         }
     }
     c.execute_batch(&crate::risk::at_insert::after_sql("stage_amap", min_fid.unwrap_or(i64::MAX)))?;
+    // What only the insert needed goes now, rather than being spilled while the rest of the import runs.
+    c.execute_batch("DROP TABLE stage_ins; DROP TABLE stage_rs; DROP TABLE stage_rv; DROP TABLE stage_rtt; DROP TABLE stage_di;")?;
     ph.mark_in(c, "insert new findings");
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
     // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
     // that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the rescore.
-    c.execute(
+    c.execute_batch(&format!(
         "CREATE OR REPLACE TEMP TABLE stage_seen AS
-         SELECT p.existing_id AS fid, s.severity,
-                p.old_status = 'fixed' AND p.old_fixed_at < $1 AS reopen,
-                s.applic <> 'affected' AND p.old_status IN ('open', 'reopened', 'mitigated') AS unaffected,
+         SELECT p.existing_id AS fid, {sev} AS severity,
+                p.was_fixed AS reopen,
+                NOT s.affected AND p.was_open AS unaffected,
                 NOT p.has_tool AS add_tool,
                 CASE WHEN len(x.cves) > 0 AND hash(x.cves) IS DISTINCT FROM p.old_cves_hash THEN x.cves END AS add_cves,
                 s.sev_rank > p.old_sev_rank AS raise
          FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_dx x ON x.def = s.def
          WHERE p.existing_id IS NOT NULL",
-        params![scan],
-    )?;
+        sev = sev_name("s.sev_rank")
+    ))?;
     c.execute(
         r#"UPDATE findings f SET
     status = CASE WHEN d.reopen THEN 'reopened' ELSE 'false_positive' END,
@@ -1416,19 +1421,23 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
          USING (asset_id, vk, lk)
          WHERE r.seq <> p.pick",
     )?;
+    c.execute_batch("DROP TABLE stage_sf; DROP TABLE stage_fd; DROP TABLE stage_new; DROP TABLE stage_seen;")?;
     ph.mark_in(c, "finding of every row");
-    let det = r#"INSERT INTO detections
-SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, s.severity, sa.name, s.port, p.protocol, p.location, $3
+    let det = format!(
+        r#"INSERT INTO detections
+SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, {sev} AS severity, sa.name, s.port, p.protocol, p.location, $3
 FROM (SELECT * FROM stage_seqfid WHERE seq > $4 AND seq <= $5) k
 JOIN (SELECT * FROM stage_findings WHERE seq > $4 AND seq <= $5) s ON s.seq = k.seq
 JOIN stage_places p ON p.place = s.place
 JOIN stage_dx x ON x.def = s.def
-JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#;
+JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
+        sev = sev_name("s.sev_rank")
+    );
     let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_findings", [], |r| r.get(0))?;
     let mut lo = 0i64;
     while lo < max_seq {
         let hi = lo + INSERT_SLICE;
-        c.execute(det, params![import_id, tool, scan, lo, hi])?;
+        c.execute(&det, params![import_id, tool, scan, lo, hi])?;
         lo = hi;
     }
     ph.mark_in(c, "insert detections");
