@@ -109,8 +109,9 @@ struct StageRow {
     seq: u32,
     akey: u32,
     def: u32,
-    /// The title, interned with the texts (reports repeat a vulnerability's title on every asset).
-    title_t: u32,
+    /// The title as interned (`title_t`), else as written.
+    title_t: Option<u32>,
+    title: Option<String>,
     sol_t: Option<u32>,
     /// The severity as its rank (critical 4 ... info 0): `SEV_NAME` turns it back into the name.
     sev_rank: i8,
@@ -367,6 +368,9 @@ impl Sink for Collector {
 #[derive(Default)]
 struct Stager {
     texts: Interner<String>,
+    /// Titles, interned while they fit (most reports repeat a vulnerability's title on every asset; some
+    /// name the package and version in it, and then nearly every title is new and is staged inline).
+    titles: Interner<String>,
     defs: Interner<Def>,
     places: Interner<Place>,
     seq: u32,
@@ -406,6 +410,22 @@ impl<K: std::hash::Hash + Eq> Interner<K> {
         self.out.push((id, v.to_owned()));
         id
     }
+
+    /// The value's number if it has one or there is room to give it one; None once the memory bound is
+    /// reached (the caller keeps the value itself).
+    fn try_id<Q>(&mut self, v: &Q, size: usize) -> Option<u32>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
+        if let Some(&id) = self.ids.get(v) {
+            return Some(id);
+        }
+        if self.bytes >= INTERN_LIMIT {
+            return None;
+        }
+        Some(self.id(v, size))
+    }
 }
 
 impl Stager {
@@ -415,7 +435,8 @@ impl Stager {
         let desc_t = f.description.as_deref().map(|d| self.texts.id(d, d.len()));
         let sol_t = f.solution.as_deref().map(|d| self.texts.id(d, d.len()));
         let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.id(d, d.len()));
-        let title_t = self.texts.id(f.title.as_str(), f.title.len());
+        // Counted with what the entry itself costs: titles are short, and there may be a million of them.
+        let title_t = self.titles.try_id(f.title.as_str(), f.title.len() + 48);
         self.seq += 1;
         let d = Def {
             vuln_id: f.vuln_id,
@@ -441,6 +462,7 @@ impl Stager {
             seq: self.seq,
             akey: f.asset,
             def,
+            title: if title_t.is_some() { None } else { Some(f.title) },
             title_t,
             sol_t,
             sev_rank: f.severity.rank() as i8,
@@ -835,6 +857,7 @@ fn stage_and_merge(
     let recv_result: Result<(), duckdb::Error> = (|| {
         let mut af = c.appender("stage_findings")?;
         let mut at = c.appender("stage_texts")?;
+        let mut att = c.appender("stage_titles")?;
         let mut aq = c.appender("stage_skips")?;
         let mut ad = c.appender("stage_defs")?;
         let mut ap = c.appender("stage_places")?;
@@ -858,6 +881,13 @@ fn stage_and_merge(
                 ])?)?;
                 st.texts.out.clear();
             }
+            if !st.titles.out.is_empty() {
+                att.append_record_batch(batch(vec![
+                    ("tid", ints(&st.titles.out, |(id, _)| Some(*id as i32))),
+                    ("txt", strs(&st.titles.out, |(_, t)| Some(t))),
+                ])?)?;
+                st.titles.out.clear();
+            }
             if !st.defs.out.is_empty() {
                 ad.append_record_batch(def_batch(&st.defs.out)?)?;
                 st.defs.out.clear();
@@ -875,6 +905,7 @@ fn stage_and_merge(
         ad.flush()?;
         ap.flush()?;
         at.flush()?;
+        att.flush()?;
         aq.flush()?;
         Ok(())
     })();
@@ -883,7 +914,14 @@ fn stage_and_merge(
     ph.mark_in(c, "parse + append to staging");
     if ph.on {
         let n = |t: &str| c.query_row(&format!("SELECT count(*) FROM {t}"), [], |r| r.get::<_, i64>(0)).unwrap_or(-1);
-        eprintln!("  staged {} findings, {} definitions, {} places, {} texts", n("stage_findings"), n("stage_defs"), n("stage_places"), n("stage_texts"));
+        eprintln!(
+            "  staged {} findings, {} definitions, {} places, {} texts, {} titles",
+            n("stage_findings"),
+            n("stage_defs"),
+            n("stage_places"),
+            n("stage_texts"),
+            n("stage_titles")
+        );
     }
     recv_result.map_err(sql)?;
     let fin = match parsed {
@@ -1024,7 +1062,8 @@ fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
         ("seq", ints(rows, |r| Some(r.seq as i32))),
         ("akey", ints(rows, |r| Some(r.akey as i32))),
         ("def", ints(rows, |r| Some(r.def as i32))),
-        ("title_t", ints(rows, |r| Some(r.title_t as i32))),
+        ("title_t", ints(rows, |r| r.title_t.map(|t| t as i32))),
+        ("title", strs(rows, |r| r.title.as_deref())),
         ("sol_t", ints(rows, |r| r.sol_t.map(|t| t as i32))),
         ("sev_rank", Arc::new(rows.iter().map(|r| Some(r.sev_rank)).collect::<Int8Array>())),
         ("raw_severity", strs(rows, |r| Some(&r.raw_severity))),
@@ -1067,7 +1106,7 @@ fn place_batch(places: &[(u32, Place)]) -> Result<RecordBatch, duckdb::Error> {
 
 const STAGE_DDL: &str = r#"
 CREATE OR REPLACE TEMP TABLE stage_findings (
-    seq INTEGER, akey INTEGER, def INTEGER, title_t INTEGER, sol_t INTEGER, sev_rank TINYINT,
+    seq INTEGER, akey INTEGER, def INTEGER, title_t INTEGER, title VARCHAR, sol_t INTEGER, sev_rank TINYINT,
     raw_severity VARCHAR, cvss_score DOUBLE, vec_t INTEGER, place INTEGER, port INTEGER, affected BOOLEAN, raw_id VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_places (
     place INTEGER, loc_key VARCHAR, package VARCHAR, installed_version VARCHAR, fixed_version VARCHAR, protocol VARCHAR,
@@ -1076,6 +1115,7 @@ CREATE OR REPLACE TEMP TABLE stage_defs (
     def INTEGER, vuln_id VARCHAR, vuln_key VARCHAR, cves VARCHAR, aliases VARCHAR, cwes VARCHAR,
     desc_t INTEGER, category VARCHAR, exploit BOOLEAN);
 CREATE OR REPLACE TEMP TABLE stage_texts (tid INTEGER, txt VARCHAR);
+CREATE OR REPLACE TEMP TABLE stage_titles (tid INTEGER, txt VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_skips (position VARCHAR, reason VARCHAR, snippet VARCHAR);
 CREATE OR REPLACE TEMP TABLE stage_akeys (akey INTEGER, root INTEGER);
 CREATE OR REPLACE TEMP TABLE stage_assets (root INTEGER, kind VARCHAR, name VARCHAR, hostname VARCHAR, fqdn VARCHAR,
@@ -1084,7 +1124,7 @@ CREATE OR REPLACE TEMP TABLE stage_ids (root INTEGER, id_kind VARCHAR, id_value 
 "#;
 
 const STAGE_DROP: &str = r#"
-DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_places; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_skips;
+DROP TABLE IF EXISTS stage_findings; DROP TABLE IF EXISTS stage_defs; DROP TABLE IF EXISTS stage_places; DROP TABLE IF EXISTS stage_dx; DROP TABLE IF EXISTS stage_texts; DROP TABLE IF EXISTS stage_titles; DROP TABLE IF EXISTS stage_skips;
 DROP TABLE IF EXISTS stage_akeys; DROP TABLE IF EXISTS stage_assets; DROP TABLE IF EXISTS stage_ids;
 DROP TABLE IF EXISTS stage_amap; DROP TABLE IF EXISTS stage_vk; DROP TABLE IF EXISTS stage_lk; DROP TABLE IF EXISTS stage_sf; DROP TABLE IF EXISTS stage_fd;
 DROP TABLE IF EXISTS stage_new; DROP TABLE IF EXISTS stage_seqfid; DROP TABLE IF EXISTS stage_seen; DROP TABLE IF EXISTS stage_rs; DROP TABLE IF EXISTS stage_rv; DROP TABLE IF EXISTS stage_rtt; DROP TABLE IF EXISTS stage_ins; DROP TABLE IF EXISTS stage_di;
@@ -1251,7 +1291,7 @@ FROM stage_fd WHERE existing_id IS NULL;
     // store is less than half the size, and written that much faster).
     c.execute_batch(
         "CREATE OR REPLACE TEMP TABLE stage_ins AS
-         SELECT n.fid, d.asset_id, s.def, s.title_t, s.sol_t, s.sev_rank, s.cvss_score, s.vec_t, s.place, s.port, s.affected
+         SELECT n.fid, d.asset_id, s.def, s.title_t, s.title, s.sol_t, s.sev_rank, s.cvss_score, s.vec_t, s.place, s.port, s.affected
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
     ph.mark_in(c, "new findings in id order");
@@ -1290,7 +1330,7 @@ FROM ({rows}) f"#,
         rows = crate::risk::at_insert::relation(weights, &format!(r#"(
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, ac.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
-       x.cves, x.aliases, x.cwes, tt.txt AS title, x.description, {sev} AS severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
+       x.cves, x.aliases, x.cwes, coalesce(tt.txt, i.title) AS title, x.description, {sev} AS severity, i.cvss_score, vt.txt AS cvss_vector, x.category,
        i.package, i.installed_version, i.fixed_version, st.txt AS solution, i.port, i.protocol, i.location,
        CASE WHEN i.affected THEN 'open' ELSE 'false_positive' END AS status,
        ?::TIMESTAMP AS first_seen, ?::TIMESTAMP AS last_seen, NULL::TIMESTAMP AS fixed_at, 0 AS times_reopened, x.exploit AS exploit_available,
@@ -1325,19 +1365,21 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
         "CREATE OR REPLACE TEMP TABLE stage_rs AS
          SELECT tid, txt, {patch} AS patch FROM stage_texts WHERE tid IN (SELECT sol_t FROM stage_ins);
          CREATE OR REPLACE TEMP TABLE stage_rv AS SELECT tid, txt FROM stage_texts WHERE tid IN (SELECT vec_t FROM stage_ins);
-         CREATE OR REPLACE TEMP TABLE stage_rtt AS SELECT tid, txt FROM stage_texts WHERE tid IN (SELECT title_t FROM stage_ins);",
+         CREATE OR REPLACE TEMP TABLE stage_rtt AS SELECT tid, txt FROM stage_titles WHERE tid IN (SELECT title_t FROM stage_ins);",
         patch = crate::risk::patch_sql("txt")
     ))?;
     // In slices of the ids, so no statement holds the whole report at once (bounded memory). The
-    // definitions are held in memory by each statement: when a report has so many (one per finding, say)
-    // that they would take more than a quarter of the engine's cap, the slices are also cut by definition.
+    // definitions are held in memory by each statement (a hash table takes about twice the bytes it
+    // holds, beside the places, texts and the rows being written): when a report has so many (one per
+    // finding, say) that they would take more than an eighth of the engine's cap, the slices are also cut
+    // by definition.
     let (ndefs, def_bytes): (i64, f64) = c.query_row(
         "SELECT count(*), coalesce(sum(length(vuln_id) + length(vuln_key) + coalesce(length(description), 0) + 16 * (len(cves) + len(aliases) + len(cwes)) + 64), 0)
          FROM stage_dx",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
-    let budget = (crate::risk::memory_limit_bytes(c) / 4.0).max(1.0);
+    let budget = (crate::risk::memory_limit_bytes(c) / 8.0).max(1.0);
     let parts = ((def_bytes / budget).ceil() as i64).clamp(1, ndefs.max(1));
     let (min_fid, max_fid): (Option<i64>, Option<i64>) =
         c.query_row("SELECT min(fid), max(fid) FROM stage_new", [], |r| Ok((r.get(0)?, r.get(1)?)))?;

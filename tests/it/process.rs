@@ -284,4 +284,10 @@ fn a_report_with_a_vulnerability_per_finding_imports_under_the_memory_cap() {
         "CVE-2099-177777|medium|upgrade pkg77777|Advisory 77777: a crafted request to com"
     );
     assert_eq!(q("SELECT count(*) FROM detections"), "200000");
+    // Titles are interned while they fit and kept inline after: the first and the last read the same.
+    assert_eq!(
+        q("SELECT string_agg(title, ' / ' ORDER BY vuln_id) FROM findings WHERE package IN ('pkg0', 'pkg199999')"),
+        "CVE-2099-100000 in pkg0 0.0 / CVE-2099-299999 in pkg199999 199999.0"
+    );
+    assert_eq!(q("SELECT count(*) FROM findings WHERE title IS NULL OR title NOT LIKE vuln_id || ' in ' || package || ' %'"), "0");
 }
