@@ -56,22 +56,27 @@ struct TVuln {
     cvss: CvssPick,
 }
 
-/// Whether a vulnerability's `Status` says the package is not affected (read without keeping it).
-fn not_affected<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    struct V;
+/// Whether a string value (or a key) is `want`, read without keeping it; null is not.
+fn str_is<'de, D: serde::Deserializer<'de>>(d: D, want: &'static str) -> Result<bool, D::Error> {
+    struct V(&'static str);
     impl<'de> serde::de::Visitor<'de> for V {
         type Value = bool;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-            f.write_str("a status")
+            f.write_str("a string")
         }
         fn visit_str<E>(self, v: &str) -> Result<bool, E> {
-            Ok(v == "not_affected")
+            Ok(v == self.0)
         }
         fn visit_unit<E>(self) -> Result<bool, E> {
             Ok(false)
         }
     }
-    d.deserialize_any(V)
+    d.deserialize_any(V(want))
+}
+
+/// Whether a vulnerability's `Status` says the package is not affected.
+fn not_affected<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    str_is(d, "not_affected")
 }
 
 /// The CVSS entry a finding takes from the `CVSS` object keyed by source: NVD's, else the first (in the
@@ -84,17 +89,7 @@ impl<'de> Deserialize<'de> for CvssPick {
         struct IsNvd(bool);
         impl<'de> Deserialize<'de> for IsNvd {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct K;
-                impl<'de> serde::de::Visitor<'de> for K {
-                    type Value = IsNvd;
-                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                        f.write_str("a CVSS source")
-                    }
-                    fn visit_str<E>(self, v: &str) -> Result<IsNvd, E> {
-                        Ok(IsNvd(v == "nvd"))
-                    }
-                }
-                d.deserialize_str(K)
+                str_is(d, "nvd").map(IsNvd)
             }
         }
         struct V;

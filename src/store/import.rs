@@ -874,20 +874,8 @@ fn stage_and_merge(
             }
             // The parser may have finished (then the buffer is simply dropped).
             let _ = back.try_send(b.findings);
-            if !st.texts.out.is_empty() {
-                at.append_record_batch(batch(vec![
-                    ("tid", ints(&st.texts.out, |(id, _)| Some(*id as i32))),
-                    ("txt", strs(&st.texts.out, |(_, t)| Some(t))),
-                ])?)?;
-                st.texts.out.clear();
-            }
-            if !st.titles.out.is_empty() {
-                att.append_record_batch(batch(vec![
-                    ("tid", ints(&st.titles.out, |(id, _)| Some(*id as i32))),
-                    ("txt", strs(&st.titles.out, |(_, t)| Some(t))),
-                ])?)?;
-                st.titles.out.clear();
-            }
+            append_texts(&mut at, &mut st.texts.out)?;
+            append_texts(&mut att, &mut st.titles.out)?;
             if !st.defs.out.is_empty() {
                 ad.append_record_batch(def_batch(&st.defs.out)?)?;
                 st.defs.out.clear();
@@ -1036,6 +1024,15 @@ fn stage_and_merge(
         skip_reasons,
         warning,
     })
+}
+
+/// Newly numbered texts appended to their staging table (`tid`, `txt`), and let go.
+fn append_texts(to: &mut duckdb::Appender<'_>, out: &mut Vec<(u32, String)>) -> Result<(), duckdb::Error> {
+    if !out.is_empty() {
+        to.append_record_batch(batch(vec![("tid", ints(out, |(id, _)| Some(*id as i32))), ("txt", strs(out, |(_, t)| Some(t)))])?)?;
+        out.clear();
+    }
+    Ok(())
 }
 
 fn strs<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef {
