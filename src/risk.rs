@@ -250,7 +250,7 @@ fn layered(e: &Exprs, rel: &str) -> String {
 /// The per-asset context scores read, built once per rescore: exposure (the CMDB flag, a public IP, an
 /// open cloud-exposure finding), criticality and environment with their points and text, and whether the
 /// asset is a running workload.
-pub(crate) fn asset_context_sql(w: &Weights) -> String {
+fn asset_context_sql(w: &Weights) -> String {
     let nonprod = "lower(environment) IN ('dev', 'development', 'test', 'testing', 'staging', 'stage', 'qa', 'uat', 'sandbox')";
     format!(
         "CREATE OR REPLACE TEMP TABLE risk_actx AS

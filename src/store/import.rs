@@ -113,7 +113,7 @@ struct StageRow {
     title_t: Option<u32>,
     title: Option<String>,
     sol_t: Option<u32>,
-    /// The severity as its rank (critical 4 ... info 0): `SEV_NAME` turns it back into the name.
+    /// The severity as its rank (critical 4 ... info 0): `sev_name` turns it back into the name.
     sev_rank: i8,
     raw_severity: String,
     cvss_score: Option<f64>,
@@ -195,7 +195,7 @@ pub fn loc_key(f: &RawFinding) -> String {
 struct Collector {
     tx: SyncSender<Batch>,
     /// Batches' buffers come back once staged, to be filled again: a buffer of 4,096 findings is about
-    /// 2 MB, and growing a new one for every batch cost more than parsing it.
+    /// 2 MB, and growing a new one for every batch copied it over and over into fresh memory.
     spare: Receiver<Vec<RawFinding>>,
     batch: Batch,
     tool: String,
