@@ -101,25 +101,25 @@ impl Ctx<'_> {
         let GArtifact { name, version, kind, locations } = artifact;
         let version = version.unwrap_or_default();
         let raw_sev = v.severity.take().unwrap_or_default();
-        let title = format!("{} in {} {}", v.id, name, version);
+        let mut title = format!("{} in {} {}", v.id, name, version);
+        title.truncate(title.trim_end().len());
         let raw_id = format!("{}|{}|{}|{}", v.id, name, version, kind.as_deref().unwrap_or_default());
-        let mut f = RawFinding::new(self.asset, std::mem::take(&mut v.id), title.trim_end().to_string(), Category::Vulnerability);
+        let mut f = RawFinding::new(self.asset, std::mem::take(&mut v.id), title, Category::Vulnerability);
         f.severity = Severity::parse_loose(&raw_sev).unwrap_or(Severity::Info);
         f.raw_severity = raw_sev;
-        let push_id = |id: &str, f: &mut RawFinding| {
+        let push_id = |id: &str, cves: &mut Vec<String>, aliases: &mut Vec<String>| {
             let up = id.to_ascii_uppercase();
             if up.starts_with("CVE-") {
-                if !f.cves.contains(&up) {
-                    f.cves.push(up);
+                if !cves.contains(&up) {
+                    cves.push(up);
                 }
-            } else if !id.is_empty() && !f.aliases.iter().any(|a| a == id) {
-                f.aliases.push(id.to_string());
+            } else if !id.is_empty() && !aliases.iter().any(|a| a == id) {
+                aliases.push(id.to_string());
             }
         };
-        let id = f.vuln_id.clone();
-        push_id(&id, &mut f);
+        push_id(&f.vuln_id, &mut f.cves, &mut f.aliases);
         for r in &related {
-            push_id(&r.id, &mut f);
+            push_id(&r.id, &mut f.cves, &mut f.aliases);
         }
         f.description = nonempty(v.description.take())
             .or_else(|| related.iter_mut().find_map(|r| nonempty(r.description.take())));
@@ -144,7 +144,7 @@ impl Ctx<'_> {
     }
 }
 
-/// The top-level fields of a report other than its matches.
+/// The distribution a report says the scanned image runs.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GDistro {

@@ -110,13 +110,9 @@ impl<R: std::io::BufRead> Scanner<R> {
         Scanner { input, line: 1, col: 1, first: Vec::new(), buf: Vec::new(), max }
     }
 
-    fn err(&self, msg: impl Into<String>) -> super::ParseError {
-        super::ParseError::new(format!("line {}, column {}", self.line, self.col), msg)
-    }
-
-    /// An error at the position reached (for what the caller finds wrong with the document).
+    /// An error at the position reached (also for what the caller finds wrong with the document).
     pub fn fail(&self, msg: impl Into<String>) -> super::ParseError {
-        self.err(msg)
+        super::ParseError::new(format!("line {}, column {}", self.line, self.col), msg)
     }
 
     /// The next byte that is not whitespace, not consumed (None at the end of the input).
@@ -146,14 +142,14 @@ impl<R: std::io::BufRead> Scanner<R> {
                 self.col += 1;
                 Ok(())
             }
-            Some(_) => Err(self.err(format!("expected {what}"))),
-            None => Err(self.err("EOF while parsing a value")),
+            Some(_) => Err(self.fail(format!("expected {what}"))),
+            None => Err(self.fail("EOF while parsing a value")),
         }
     }
 
     /// Cut the next value out of the input into `self.buf` (its line and column are returned).
     fn raw(&mut self) -> Result<(u64, u64), super::ParseError> {
-        let first = self.peek()?.ok_or_else(|| self.err("EOF while parsing a value"))?;
+        let first = self.peek()?.ok_or_else(|| self.fail("EOF while parsing a value"))?;
         let at = (self.line, self.col);
         self.buf.clear();
         let scalar = !matches!(first, b'{' | b'[' | b'"');
@@ -170,7 +166,7 @@ impl<R: std::io::BufRead> Scanner<R> {
                 }
                 // Truncated: report where the input ended.
                 (self.line, self.col) = after(self.line, self.col, &self.buf);
-                return Err(self.err(if in_str { "EOF while parsing a string" } else { "EOF while parsing a value" }));
+                return Err(self.fail(if in_str { "EOF while parsing a string" } else { "EOF while parsing a value" }));
             }
             let mut i = 0;
             let mut done = false;
@@ -231,7 +227,7 @@ impl<R: std::io::BufRead> Scanner<R> {
             }
             self.input.consume(i);
             if too_big {
-                return Err(self.err(format!("a single record is larger than {} MiB", self.max >> 20)));
+                return Err(self.fail(format!("a single record is larger than {} MiB", self.max >> 20)));
             }
             if done {
                 (self.line, self.col) = after(self.line, self.col, &self.buf);
@@ -294,7 +290,7 @@ impl<R: std::io::BufRead> Scanner<R> {
                 self.first.pop();
                 return Ok(false);
             }
-            None => return Err(self.err("EOF while parsing a value")),
+            None => return Err(self.fail("EOF while parsing a value")),
             _ => {}
         }
         if !first {
@@ -312,7 +308,7 @@ impl<R: std::io::BufRead> Scanner<R> {
             return Ok(None);
         }
         if self.peek()? != Some(b'"') {
-            return Err(self.err("key must be a string"));
+            return Err(self.fail("key must be a string"));
         }
         let k: String = self.value()?;
         self.expect(b':', "`:`")?;
@@ -328,7 +324,7 @@ impl<R: std::io::BufRead> Scanner<R> {
     pub fn end(&mut self) -> Result<(), super::ParseError> {
         match self.peek()? {
             None => Ok(()),
-            Some(_) => Err(self.err("trailing characters")),
+            Some(_) => Err(self.fail("trailing characters")),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! which appends them to staging tables and merges them with set-based SQL, all in one transaction per file.
 
 use crate::ingest::{self, Format, ParseError, ParseOptions, Sink};
-use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding};
+use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding, Severity};
 use crate::store::fasthash::FxMap;
 use crate::store::Store;
 use chrono::{DateTime, Utc};
@@ -1146,9 +1146,10 @@ fn fingerprint(asset_id: &str, vuln_key: &str, loc_key: &str) -> String {
 
 const SEV_RANK: &str = "CASE f.severity WHEN 'critical' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 WHEN 'low' THEN 1 ELSE 0 END";
 
-/// A severity's name from its rank (the staged rows carry the rank only).
+/// A severity's name from its rank (the staged rows carry the rank only), as `Severity` maps them.
 fn sev_name(rank: &str) -> String {
-    format!("CASE {rank} WHEN 4 THEN 'critical' WHEN 3 THEN 'high' WHEN 2 THEN 'medium' WHEN 1 THEN 'low' ELSE 'info' END")
+    let arms: String = Severity::ALL.iter().map(|s| format!(" WHEN {} THEN '{}'", s.rank(), s.as_str())).collect();
+    format!("CASE {rank}{arms} END")
 }
 
 fn split_list(col: &str) -> String {
