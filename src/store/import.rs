@@ -3,7 +3,7 @@
 
 use crate::ingest::{self, Format, ParseError, ParseOptions, Sink};
 use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding, Severity};
-use crate::store::fasthash::FxMap;
+use crate::store::fasthash::{FxBuild, FxMap};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int8Array, StringBuilder};
@@ -11,6 +11,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 use sha2::Digest;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
@@ -30,15 +31,29 @@ const DEFAULT_IMPORT_MEMORY: &str = "200MB";
 struct Phases {
     on: bool,
     last: Instant,
+    cpu: f64,
+}
+
+/// CPU seconds this process has used, all threads (Linux; 0 elsewhere).
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces): utime is the 12th, stime the 13th.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
 
 impl Phases {
     fn new() -> Phases {
-        Phases { on: std::env::var_os("CTEM_PROFILE").is_some(), last: Instant::now() }
+        let on = std::env::var_os("CTEM_PROFILE").is_some();
+        Phases { on, last: Instant::now(), cpu: if on { process_cpu() } else { 0.0 } }
     }
     fn mark(&mut self, what: &str) {
         if self.on {
-            eprintln!("  {:>8.3}s  {what}", self.last.elapsed().as_secs_f64());
+            let cpu = process_cpu();
+            eprintln!("  {:>8.3}s  {:>6.2} cpu-s  {what}", self.last.elapsed().as_secs_f64(), cpu - self.cpu);
+            self.cpu = cpu;
         }
         self.last = Instant::now();
     }
@@ -53,6 +68,7 @@ impl Phases {
                 .unwrap_or((-1, -1));
             eprintln!("             engine memory {} MB, temporary files {} MB", mem >> 20, tmp >> 20);
             self.last = Instant::now();
+            self.cpu = process_cpu();
         }
     }
 }
@@ -65,21 +81,42 @@ const QUARANTINE_LIMIT: u64 = 100_000;
 /// every asset (5,000 plugins over a million Nessus results), so it is staged once and referred to.
 /// What may differ from one finding of it to the next is not part of it: the title and the solution
 /// (tools name the package in them: "CVE-... in openssl 3.0.2"), the severity and the CVSS score.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 struct Def {
+    /// The tool's name as the report gave it: with the id, it makes the vulnerability key of a
+    /// finding that has no CVE or GHSA.
+    tool: String,
     vuln_id: String,
     vuln_key: String,
-    cves: String,
-    aliases: String,
-    cwes: String,
+    cves: Vec<String>,
+    aliases: Vec<String>,
+    cwes: Vec<String>,
     desc_t: Option<u32>,
-    category: &'static str,
+    category: Category,
     exploit: Option<bool>,
 }
 
 impl Def {
     fn bytes(&self) -> usize {
-        self.vuln_id.len() + self.vuln_key.len() + self.cves.len() + self.aliases.len() + self.cwes.len() + 64
+        let l = |v: &[String]| v.iter().map(|s| s.len() + 24).sum::<usize>();
+        self.tool.len() + self.vuln_id.len() + self.vuln_key.len() + l(&self.cves) + l(&self.aliases) + l(&self.cwes) + 160
+    }
+
+    /// Whether `f`, reported by `tool` with description `desc_t`, is this definition.
+    fn is(&self, f: &RawFinding, tool: &str, desc_t: Option<u32>) -> bool {
+        self.desc_t == desc_t
+            && self.category == f.category
+            && self.exploit == f.exploit_available
+            && self.vuln_id == f.vuln_id
+            && self.cves == f.cves
+            && self.aliases == f.aliases
+            && self.cwes == f.cwes
+            && self.tool == tool
+    }
+
+    /// The hash of what `is` compares.
+    fn hash_of(h: &FxBuild, f: &RawFinding, tool: &str, desc_t: Option<u32>) -> u64 {
+        h.hash_one((desc_t, f.category as u8, f.exploit_available, &f.vuln_id, &f.cves, &f.aliases, &f.cwes, tool))
     }
 }
 
@@ -87,7 +124,7 @@ impl Def {
 /// Most reports name few distinct places for many findings (the same packages on every image, none for
 /// host checks), so they are staged once each and the staged rows stay narrow, which keeps the engine's
 /// sort of the new findings cheap.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone)]
 struct Place {
     loc_key: String,
     package: Option<String>,
@@ -100,30 +137,90 @@ struct Place {
 impl Place {
     fn bytes(&self) -> usize {
         let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
-        self.loc_key.len() + o(&self.package) + o(&self.installed_version) + o(&self.fixed_version) + o(&self.protocol) + o(&self.location) + 64
+        self.loc_key.len() + o(&self.package) + o(&self.installed_version) + o(&self.fixed_version) + o(&self.protocol) + o(&self.location) + 160
+    }
+
+    /// Whether `f`, whose location key is `lk`, is at this place.
+    fn is(&self, f: &RawFinding, lk: &str) -> bool {
+        self.loc_key == lk
+            && self.package == f.package
+            && self.installed_version == f.installed_version
+            && self.fixed_version == f.fixed_version
+            && self.protocol == f.protocol
+            && self.location == f.location
+    }
+
+    fn hash_of(h: &FxBuild, f: &RawFinding, lk: &str) -> u64 {
+        h.hash_one((lk, &f.package, &f.installed_version, &f.fixed_version, &f.protocol, &f.location))
+    }
+
+    fn of(f: &RawFinding, lk: &str) -> Place {
+        Place {
+            loc_key: lk.to_string(),
+            package: f.package.clone(),
+            installed_version: f.installed_version.clone(),
+            fixed_version: f.fixed_version.clone(),
+            protocol: f.protocol.clone(),
+            location: f.location.clone(),
+        }
     }
 }
 
-/// One finding as staged: where it was found, and which definition it is.
-struct StageRow {
-    seq: u32,
-    akey: u32,
-    def: u32,
+/// The staged rows of a batch, as the columns of `stage_findings` (the appender takes whole columns:
+/// far cheaper than binding every value of every row). The texts are copied into the columns, so the
+/// parsed findings go back to the parser whole, to be freed on the thread that made them.
+#[derive(Default)]
+struct Rows {
+    seq: Vec<i32>,
+    akey: Vec<i32>,
+    def: Vec<i32>,
     /// The title as interned (`title_t`), else as written.
-    title_t: Option<u32>,
-    title: Option<String>,
-    sol_t: Option<u32>,
+    title_t: Vec<Option<i32>>,
+    title: StringBuilder,
+    sol_t: Vec<Option<i32>>,
     /// The severity as its rank (critical 4 ... info 0): `sev_name` turns it back into the name.
-    sev_rank: i8,
-    raw_severity: String,
-    cvss_score: Option<f64>,
+    sev_rank: Vec<i8>,
+    raw_severity: StringBuilder,
+    cvss_score: Vec<Option<f64>>,
     /// The CVSS vector, interned with the texts.
-    vec_t: Option<u32>,
-    place: u32,
-    port: Option<i32>,
+    vec_t: Vec<Option<i32>>,
+    place: Vec<i32>,
+    port: Vec<Option<i32>>,
     /// Whether the tool says the asset is affected (VEX and tools' not-affected or false-positive marks).
-    affected: bool,
-    raw_id: String,
+    affected: Vec<bool>,
+    raw_id: StringBuilder,
+}
+
+impl Rows {
+    fn is_empty(&self) -> bool {
+        self.seq.is_empty()
+    }
+
+    /// The rows so far as a batch, in the order and types of `stage_findings`; the columns start empty again.
+    fn take(&mut self) -> Result<RecordBatch, duckdb::Error> {
+        fn i32s(v: &mut Vec<i32>) -> ArrayRef {
+            Arc::new(Int32Array::from(std::mem::take(v)))
+        }
+        fn opt_i32s(v: &mut Vec<Option<i32>>) -> ArrayRef {
+            Arc::new(Int32Array::from(std::mem::take(v)))
+        }
+        batch(vec![
+            ("seq", i32s(&mut self.seq)),
+            ("akey", i32s(&mut self.akey)),
+            ("def", i32s(&mut self.def)),
+            ("title_t", opt_i32s(&mut self.title_t)),
+            ("title", Arc::new(self.title.finish())),
+            ("sol_t", opt_i32s(&mut self.sol_t)),
+            ("sev_rank", Arc::new(Int8Array::from(std::mem::take(&mut self.sev_rank)))),
+            ("raw_severity", Arc::new(self.raw_severity.finish())),
+            ("cvss_score", Arc::new(Float64Array::from(std::mem::take(&mut self.cvss_score)))),
+            ("vec_t", opt_i32s(&mut self.vec_t)),
+            ("place", i32s(&mut self.place)),
+            ("port", opt_i32s(&mut self.port)),
+            ("affected", Arc::new(BooleanArray::from(std::mem::take(&mut self.affected)))),
+            ("raw_id", Arc::new(self.raw_id.finish())),
+        ])
+    }
 }
 
 #[derive(Default)]
@@ -169,23 +266,27 @@ fn tool_family(tool: &str) -> String {
 /// Where on the asset: the package and version for package vulnerabilities, nothing for host-level CVEs
 /// (one CVE on one host is one exposure whatever port a scanner saw it on), the port for host checks
 /// without a CVE, and the file, line or resource for everything else.
-pub fn loc_key(f: &RawFinding) -> String {
+/// Written into `k` (cleared first): the import reuses one buffer for every finding.
+fn loc_key_into(f: &RawFinding, k: &mut String) {
+    use std::fmt::Write;
+    k.clear();
     match f.category {
         Category::Vulnerability => {
             if let Some(p) = &f.package {
-                format!("pkg:{}@{}", p.to_ascii_lowercase(), f.installed_version.clone().unwrap_or_default())
+                k.push_str("pkg:");
+                k.extend(p.chars().map(|c| c.to_ascii_lowercase()));
+                k.push('@');
+                k.push_str(f.installed_version.as_deref().unwrap_or_default());
             } else if f.cves.is_empty() && f.port.unwrap_or(0) > 0 {
-                format!("port:{}/{}", f.port.unwrap_or(0), f.protocol.clone().unwrap_or_default())
-            } else {
-                String::new()
+                let _ = write!(k, "port:{}/{}", f.port.unwrap_or(0), f.protocol.as_deref().unwrap_or_default());
             }
         }
         _ => {
-            let mut k = format!("loc:{}", f.location.clone().unwrap_or_default().to_ascii_lowercase());
+            k.push_str("loc:");
+            k.extend(f.location.as_deref().unwrap_or_default().chars().map(|c| c.to_ascii_lowercase()));
             if f.port.unwrap_or(0) > 0 {
-                k.push_str(&format!("|port:{}", f.port.unwrap_or(0)));
+                let _ = write!(k, "|port:{}", f.port.unwrap_or(0));
             }
-            k
         }
     }
 }
@@ -235,7 +336,10 @@ impl Collector {
             self.batch.skips.clear();
             return;
         }
-        let findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        // A buffer that comes back still holds the findings staged from it: they are freed here, on the
+        // thread that made them (cheaper for the allocator than freeing them on the store's thread).
+        let mut findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        findings.clear();
         let mut b = std::mem::replace(&mut self.batch, Batch { findings, ..Default::default() });
         b.tool = self.tool.clone();
         if self.tx.send(b).is_err() {
@@ -374,107 +478,116 @@ struct Stager {
     defs: Interner<Def>,
     places: Interner<Place>,
     seq: u32,
-    rows: Vec<StageRow>,
+    rows: Rows,
+    /// The location key of the finding being staged (one buffer for all of them).
+    lk: String,
 }
 
-/// Values numbered the first time they are seen; the new ones wait in `out` to be staged. Within a
-/// memory bound: beyond it, values are numbered and staged every time, which is correct, only larger.
-struct Interner<K> {
-    ids: FxMap<K, u32>,
+/// Values numbered the first time they are seen; the new ones wait in `out` to be staged. A value is
+/// looked up by what it would be made from (its hash and a comparison), so one seen before costs no
+/// allocation. Within a memory bound: beyond it, values are numbered and staged every time, which is
+/// correct, only larger.
+struct Interner<V> {
+    /// Each known value with its hash and number.
+    known: hashbrown::HashTable<(u64, u32, V)>,
+    hasher: FxBuild,
     bytes: usize,
     next: u32,
-    out: Vec<(u32, K)>,
+    out: Vec<(u32, V)>,
 }
 
-impl<K> Default for Interner<K> {
+impl<V> Default for Interner<V> {
     fn default() -> Self {
-        Interner { ids: FxMap::default(), bytes: 0, next: 0, out: Vec::new() }
+        Interner { known: hashbrown::HashTable::new(), hasher: FxBuild::default(), bytes: 0, next: 0, out: Vec::new() }
     }
 }
 
-impl<K: std::hash::Hash + Eq> Interner<K> {
-    fn id<Q>(&mut self, v: &Q, size: usize) -> u32
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        if let Some(&id) = self.ids.get(v) {
+impl<V: Clone> Interner<V> {
+    fn find(&self, hash: u64, is: impl Fn(&V) -> bool) -> Option<u32> {
+        self.known.find(hash, |(h, _, v)| *h == hash && is(v)).map(|(_, id, _)| *id)
+    }
+
+    /// The number of the value `is` recognises (`hash` being its hash), else a new one for `make()`,
+    /// which costs `size` bytes to keep.
+    fn id(&mut self, hash: u64, is: impl Fn(&V) -> bool, make: impl FnOnce() -> V, size: impl FnOnce(&V) -> usize) -> u32 {
+        if let Some(id) = self.find(hash, is) {
             return id;
         }
         let id = self.next;
         self.next += 1;
+        let v = make();
         if self.bytes < INTERN_LIMIT {
-            self.bytes += size;
-            self.ids.insert(v.to_owned(), id);
+            self.bytes += size(&v);
+            self.known.insert_unique(hash, (hash, id, v.clone()), |(h, _, _)| *h);
         }
-        self.out.push((id, v.to_owned()));
+        self.out.push((id, v));
         id
     }
+}
 
-    /// The value's number if it has one or there is room to give it one; None once the memory bound is
-    /// reached (the caller keeps the value itself).
-    fn try_id<Q>(&mut self, v: &Q, size: usize) -> Option<u32>
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        if let Some(&id) = self.ids.get(v) {
+impl Interner<String> {
+    /// The number of a text.
+    fn text(&mut self, t: &str) -> u32 {
+        self.id(self.hasher.hash_one(t), |v| v == t, || t.to_string(), String::len)
+    }
+
+    /// The number of a text if it has one or there is room to give it one; None once the memory bound
+    /// is reached (the caller keeps the text itself). Counted with what the entry itself costs: these
+    /// are titles, which are short, and there may be a million of them.
+    fn try_text(&mut self, t: &str) -> Option<u32> {
+        let h = self.hasher.hash_one(t);
+        if let Some(id) = self.find(h, |v| v == t) {
             return Some(id);
         }
         if self.bytes >= INTERN_LIMIT {
             return None;
         }
-        Some(self.id(v, size))
+        Some(self.id(h, |_| false, || t.to_string(), |v| v.len() + 48))
     }
 }
 
 impl Stager {
-    fn stage(&mut self, f: RawFinding, tool: &str) {
-        let vk = vuln_key(&f, tool);
-        let lk = loc_key(&f);
-        let desc_t = f.description.as_deref().map(|d| self.texts.id(d, d.len()));
-        let sol_t = f.solution.as_deref().map(|d| self.texts.id(d, d.len()));
-        let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.id(d, d.len()));
-        // Counted with what the entry itself costs: titles are short, and there may be a million of them.
-        let title_t = self.titles.try_id(f.title.as_str(), f.title.len() + 48);
+    fn stage(&mut self, f: &RawFinding, tool: &str) {
+        let desc_t = f.description.as_deref().map(|d| self.texts.text(d));
+        let sol_t = f.solution.as_deref().map(|d| self.texts.text(d));
+        let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.text(d));
+        let title_t = self.titles.try_text(&f.title);
         self.seq += 1;
-        let d = Def {
-            vuln_id: f.vuln_id,
-            vuln_key: vk,
-            cves: f.cves.join(","),
-            aliases: f.aliases.join(","),
-            cwes: f.cwes.join(","),
-            desc_t,
-            category: f.category.as_str(),
-            exploit: f.exploit_available,
-        };
-        let def = self.defs.id(&d, d.bytes());
-        let pl = Place {
-            loc_key: lk,
-            package: f.package,
-            installed_version: f.installed_version,
-            fixed_version: f.fixed_version,
-            protocol: f.protocol,
-            location: f.location,
-        };
-        let place = self.places.id(&pl, pl.bytes());
-        let row = StageRow {
-            seq: self.seq,
-            akey: f.asset,
-            def,
-            title: if title_t.is_some() { None } else { Some(f.title) },
-            title_t,
-            sol_t,
-            sev_rank: f.severity.rank() as i8,
-            raw_severity: f.raw_severity,
-            cvss_score: f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)),
-            vec_t,
-            place,
-            port: f.port,
-            affected: matches!(f.applicability, Applicability::Affected),
-            raw_id: f.raw_id,
-        };
-        self.rows.push(row);
+        let hash = Def::hash_of(&self.defs.hasher, f, tool, desc_t);
+        let def = self.defs.id(
+            hash,
+            |d| d.is(f, tool, desc_t),
+            || Def {
+                tool: tool.to_string(),
+                vuln_id: f.vuln_id.clone(),
+                vuln_key: vuln_key(f, tool),
+                cves: f.cves.clone(),
+                aliases: f.aliases.clone(),
+                cwes: f.cwes.clone(),
+                desc_t,
+                category: f.category,
+                exploit: f.exploit_available,
+            },
+            Def::bytes,
+        );
+        loc_key_into(f, &mut self.lk);
+        let lk = self.lk.as_str();
+        let place = self.places.id(Place::hash_of(&self.places.hasher, f, lk), |p| p.is(f, lk), || Place::of(f, lk), Place::bytes);
+        let r = &mut self.rows;
+        r.seq.push(self.seq as i32);
+        r.akey.push(f.asset as i32);
+        r.def.push(def as i32);
+        r.title_t.push(title_t.map(|t| t as i32));
+        r.title.append_option(if title_t.is_some() { None } else { Some(&f.title) });
+        r.sol_t.push(sol_t.map(|t| t as i32));
+        r.sev_rank.push(f.severity.rank() as i8);
+        r.raw_severity.append_value(&f.raw_severity);
+        r.cvss_score.push(f.cvss_score.filter(|s| s.is_finite() && (0.0..=10.0).contains(s)));
+        r.vec_t.push(vec_t.map(|t| t as i32));
+        r.place.push(place as i32);
+        r.port.push(f.port);
+        r.affected.push(matches!(f.applicability, Applicability::Affected));
+        r.raw_id.append_value(&f.raw_id);
     }
 }
 
@@ -866,17 +979,18 @@ fn stage_and_merge(
         let mut ad = c.appender("stage_defs")?;
         let mut ap = c.appender("stage_places")?;
         let mut st = Stager::default();
-        for mut b in rx.iter() {
+        for b in rx.iter() {
             for (pos, why, snip) in &b.skips {
                 if skip_reasons.len() < 20 {
                     skip_reasons.push((pos.clone(), why.clone()));
                 }
                 aq.append_row(params![pos, why, snip])?;
             }
-            for f in b.findings.drain(..) {
+            for f in &b.findings {
                 st.stage(f, &b.tool);
             }
-            // The parser may have finished (then the buffer is simply dropped).
+            // The findings go back whole, to be freed by the parser's thread as it refills the buffer
+            // (the parser may have finished: then they are simply dropped here).
             let _ = back.try_send(b.findings);
             append_texts(&mut at, &mut st.texts.out)?;
             append_texts(&mut att, &mut st.titles.out)?;
@@ -889,8 +1003,7 @@ fn stage_and_merge(
                 st.places.out.clear();
             }
             if !st.rows.is_empty() {
-                af.append_record_batch(stage_batch(&st.rows)?)?;
-                st.rows.clear();
+                af.append_record_batch(st.rows.take()?)?;
             }
         }
         af.flush()?;
@@ -1048,6 +1161,23 @@ fn strs<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef 
     Arc::new(b.finish())
 }
 
+/// Lists as comma-joined texts (`split_list` takes them apart).
+fn joined<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a [String]) -> ArrayRef {
+    let mut b = StringBuilder::new();
+    let mut s = String::new();
+    for r in rows {
+        s.clear();
+        for (i, v) in f(r).iter().enumerate() {
+            if i > 0 {
+                s.push(',');
+            }
+            s.push_str(v);
+        }
+        b.append_value(&s);
+    }
+    Arc::new(b.finish())
+}
+
 fn ints<T>(rows: &[T], f: impl Fn(&T) -> Option<i32>) -> ArrayRef {
     Arc::new(rows.iter().map(f).collect::<Int32Array>())
 }
@@ -1056,38 +1186,17 @@ fn batch(cols: Vec<(&str, ArrayRef)>) -> Result<RecordBatch, duckdb::Error> {
     RecordBatch::try_from_iter(cols).map_err(|e| duckdb::Error::ToSqlConversionFailure(Box::new(e)))
 }
 
-/// Staged rows as columns, in the order and types of `stage_findings` (the appender takes whole
-/// columns: far cheaper than binding every value of every row).
-fn stage_batch(rows: &[StageRow]) -> Result<RecordBatch, duckdb::Error> {
-    batch(vec![
-        ("seq", ints(rows, |r| Some(r.seq as i32))),
-        ("akey", ints(rows, |r| Some(r.akey as i32))),
-        ("def", ints(rows, |r| Some(r.def as i32))),
-        ("title_t", ints(rows, |r| r.title_t.map(|t| t as i32))),
-        ("title", strs(rows, |r| r.title.as_deref())),
-        ("sol_t", ints(rows, |r| r.sol_t.map(|t| t as i32))),
-        ("sev_rank", Arc::new(rows.iter().map(|r| Some(r.sev_rank)).collect::<Int8Array>())),
-        ("raw_severity", strs(rows, |r| Some(&r.raw_severity))),
-        ("cvss_score", Arc::new(rows.iter().map(|r| r.cvss_score).collect::<Float64Array>())),
-        ("vec_t", ints(rows, |r| r.vec_t.map(|t| t as i32))),
-        ("place", ints(rows, |r| Some(r.place as i32))),
-        ("port", ints(rows, |r| r.port)),
-        ("affected", Arc::new(rows.iter().map(|r| Some(r.affected)).collect::<BooleanArray>())),
-        ("raw_id", strs(rows, |r| Some(&r.raw_id))),
-    ])
-}
-
 /// New definitions as columns, in the order and types of `stage_defs`.
 fn def_batch(defs: &[(u32, Def)]) -> Result<RecordBatch, duckdb::Error> {
     batch(vec![
         ("def", ints(defs, |(id, _)| Some(*id as i32))),
         ("vuln_id", strs(defs, |(_, d)| Some(&d.vuln_id))),
         ("vuln_key", strs(defs, |(_, d)| Some(&d.vuln_key))),
-        ("cves", strs(defs, |(_, d)| Some(&d.cves))),
-        ("aliases", strs(defs, |(_, d)| Some(&d.aliases))),
-        ("cwes", strs(defs, |(_, d)| Some(&d.cwes))),
+        ("cves", joined(defs, |(_, d)| &d.cves)),
+        ("aliases", joined(defs, |(_, d)| &d.aliases)),
+        ("cwes", joined(defs, |(_, d)| &d.cwes)),
         ("desc_t", ints(defs, |(_, d)| d.desc_t.map(|t| t as i32))),
-        ("category", strs(defs, |(_, d)| Some(d.category))),
+        ("category", strs(defs, |(_, d)| Some(d.category.as_str()))),
         ("exploit", Arc::new(defs.iter().map(|(_, d)| d.exploit).collect::<BooleanArray>())),
     ])
 }
