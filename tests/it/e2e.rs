@@ -23,9 +23,9 @@ impl Tmux {
     fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "e2e"])
     }
-    /// Wait until the screen shows `text`.
+    /// Wait until the screen shows `text` (generously: the other tests load the machine meanwhile).
     fn wait_for(&self, text: &str) -> String {
-        let end = Instant::now() + Duration::from_secs(30);
+        let end = Instant::now() + Duration::from_secs(90);
         loop {
             let s = self.screen();
             if s.contains(text) {
