@@ -1,35 +1,47 @@
 //! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{nonempty, ParseError, Sink};
+use super::{cat, ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
 use serde::Deserialize;
+use std::borrow::Cow;
 use std::io::BufRead;
 
+// A match's texts are borrowed from the record as read (copied only when they need unescaping): most
+// are copied into the finding once, and the rest dropped.
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct GMatch {
-    vulnerability: GVuln,
-    #[serde(rename = "relatedVulnerabilities")]
-    related: Vec<GVuln>,
-    artifact: GArtifact,
+struct GMatch<'a> {
+    #[serde(borrow)]
+    vulnerability: GVuln<'a>,
+    #[serde(rename = "relatedVulnerabilities", borrow)]
+    related: Vec<GVuln<'a>>,
+    #[serde(borrow)]
+    artifact: GArtifact<'a>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct GVuln {
-    id: String,
-    severity: Option<String>,
-    description: Option<String>,
-    cvss: Vec<GCvss>,
-    fix: Option<GFix>,
+struct GVuln<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    severity: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    description: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    cvss: Vec<GCvss<'a>>,
+    #[serde(borrow)]
+    fix: Option<GFix<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct GCvss {
-    version: Option<String>,
-    vector: Option<String>,
+struct GCvss<'a> {
+    #[serde(borrow)]
+    version: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    vector: Option<Cow<'a, str>>,
     metrics: Option<GMetrics>,
 }
 
@@ -42,25 +54,31 @@ struct GMetrics {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct GFix {
-    versions: Vec<String>,
-    state: Option<String>,
+struct GFix<'a> {
+    #[serde(borrow)]
+    versions: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    state: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct GArtifact {
-    name: String,
-    version: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    locations: Vec<GLoc>,
+struct GArtifact<'a> {
+    #[serde(borrow)]
+    name: Cow<'a, str>,
+    #[serde(borrow)]
+    version: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    locations: Vec<GLoc<'a>>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
-struct GLoc {
-    path: Option<String>,
+struct GLoc<'a> {
+    #[serde(borrow)]
+    path: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -71,8 +89,8 @@ struct GSource {
     target: serde_json::Value,
 }
 
-fn best_cvss(list: &[GCvss]) -> Option<(f64, Option<String>)> {
-    let mut best: Option<(f64, Option<String>, bool)> = None;
+fn best_cvss<'a>(list: &'a [GCvss<'_>]) -> Option<(f64, Option<&'a str>)> {
+    let mut best: Option<(f64, Option<&str>, bool)> = None;
     for c in list {
         if let Some(s) = c.metrics.as_ref().and_then(|m| m.base) {
             let v3 = c.version.as_deref().is_some_and(|v| v.starts_with('3') || v.starts_with('4'));
@@ -81,7 +99,7 @@ fn best_cvss(list: &[GCvss]) -> Option<(f64, Option<String>)> {
                 Some((_, _, bv3)) => v3 && !bv3,
             };
             if better {
-                best = Some((s, c.vector.clone(), v3));
+                best = Some((s, c.vector.as_deref(), v3));
             }
         }
     }
@@ -95,18 +113,17 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn on_match(&mut self, m: GMatch) {
-        // The match is taken apart: its strings move into the finding rather than being copied.
-        let GMatch { vulnerability: mut v, mut related, artifact } = m;
+    fn on_match(&mut self, m: GMatch<'_>) {
+        let GMatch { vulnerability: v, related, artifact } = m;
         let GArtifact { name, version, kind, locations } = artifact;
         let version = version.unwrap_or_default();
-        let raw_sev = v.severity.take().unwrap_or_default();
-        let mut title = format!("{} in {} {}", v.id, name, version);
+        let raw_sev = v.severity.as_deref().unwrap_or_default();
+        let mut title = cat(&[&v.id, " in ", &name, " ", &version]);
         title.truncate(title.trim_end().len());
-        let raw_id = format!("{}|{}|{}|{}", v.id, name, version, kind.as_deref().unwrap_or_default());
-        let mut f = RawFinding::new(self.asset, std::mem::take(&mut v.id), title, Category::Vulnerability);
-        f.severity = Severity::parse_loose(&raw_sev).unwrap_or(Severity::Info);
-        f.raw_severity = raw_sev;
+        let raw_id = cat(&[&v.id, "|", &name, "|", &version, "|", kind.as_deref().unwrap_or_default()]);
+        let mut f = RawFinding::new(self.asset, v.id.as_ref(), title, Category::Vulnerability);
+        f.severity = Severity::parse_loose(raw_sev).unwrap_or(Severity::Info);
+        f.raw_severity = raw_sev.to_string();
         let push_id = |id: &str, cves: &mut Vec<String>, aliases: &mut Vec<String>| {
             let up = id.to_ascii_uppercase();
             if up.starts_with("CVE-") {
@@ -121,24 +138,24 @@ impl Ctx<'_> {
         for r in &related {
             push_id(&r.id, &mut f.cves, &mut f.aliases);
         }
-        f.description = nonempty(v.description.take())
-            .or_else(|| related.iter_mut().find_map(|r| nonempty(r.description.take())));
+        let text = |t: &Option<Cow<'_, str>>| t.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
+        f.description = text(&v.description).or_else(|| related.iter().find_map(|r| text(&r.description)));
         let cv = best_cvss(&v.cvss).or_else(|| related.iter().find_map(|r| best_cvss(&r.cvss)));
         if let Some((s, vec)) = cv {
             f.cvss_score = Some(s);
-            f.cvss_vector = vec;
+            f.cvss_vector = vec.map(str::to_string);
         }
-        if let Some(mut fix) = v.fix.take() {
+        if let Some(fix) = &v.fix {
             if fix.state.as_deref() == Some("fixed") || !fix.versions.is_empty() {
-                f.fixed_version = (!fix.versions.is_empty()).then(|| fix.versions.swap_remove(0));
+                f.fixed_version = fix.versions.first().map(|v| v.to_string());
             }
         }
         if let Some(fx) = &f.fixed_version {
-            f.solution = Some(format!("Upgrade {name} to {fx}"));
+            f.solution = Some(cat(&["Upgrade ", &name, " to ", fx]));
         }
-        f.location = locations.into_iter().next().and_then(|l| l.path);
-        f.package = nonempty(Some(name));
-        f.installed_version = nonempty(Some(version));
+        f.location = locations.into_iter().next().and_then(|l| l.path).map(Cow::into_owned);
+        f.package = text(&Some(name));
+        f.installed_version = text(&Some(version));
         f.raw_id = raw_id;
         self.sink.finding(f);
     }
@@ -200,7 +217,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                 ctx.seen_matches = true;
                 if s.array()? {
                     while s.element()? {
-                        let m: GMatch = s.value()?;
+                        let m: GMatch<'_> = s.value_ref()?;
                         ctx.on_match(m);
                     }
                 }

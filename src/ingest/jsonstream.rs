@@ -100,6 +100,17 @@ fn after(line: u64, col: u64, bytes: &[u8]) -> (u64, u64) {
     }
 }
 
+/// A parse error of a value cut out at `line`, `col`, placed in the whole input.
+fn json_error(e: serde_json::Error, line: u64, col: u64) -> super::ParseError {
+    let msg = e.to_string();
+    let clean = match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg,
+    };
+    let (l, c) = if e.line() <= 1 { (line, col + e.column().saturating_sub(1) as u64) } else { (line + e.line() as u64 - 1, e.column() as u64) };
+    super::ParseError::new(format!("line {l}, column {c}"), clean)
+}
+
 impl<R: std::io::BufRead> Scanner<R> {
     pub fn new(input: R) -> Self {
         Scanner::with_limit(input, MAX_RECORD)
@@ -244,15 +255,17 @@ impl<R: std::io::BufRead> Scanner<R> {
             // A very large record: its buffer is not kept for the small ones that usually follow.
             self.buf = Vec::new();
         }
-        parsed.map_err(|e| {
-            let msg = e.to_string();
-            let clean = match msg.rfind(" at line ") {
-                Some(i) => msg[..i].to_string(),
-                None => msg,
-            };
-            let (l, c) = if e.line() <= 1 { (line, col + e.column().saturating_sub(1) as u64) } else { (line + e.line() as u64 - 1, e.column() as u64) };
-            super::ParseError::new(format!("line {l}, column {c}"), clean)
-        })
+        parsed.map_err(|e| json_error(e, line, col))
+    }
+
+    /// The next value, with its strings borrowed from the scanner's buffer where they need no
+    /// unescaping (for records whose texts are mostly copied elsewhere or dropped).
+    pub fn value_ref<'s, T: serde::Deserialize<'s>>(&'s mut self) -> Result<T, super::ParseError> {
+        if self.buf.capacity() > 16 << 20 {
+            self.buf = Vec::new();
+        }
+        let (line, col) = self.raw()?;
+        serde_json::from_slice(&self.buf).map_err(|e| json_error(e, line, col))
     }
 
     /// Skip the next value.

@@ -349,6 +349,35 @@ pub fn snippet(s: &str) -> String {
     one
 }
 
+/// The parts written one after the other: what `format!` makes of plain strings, without its
+/// machinery (parsers build a few texts for every record of a report).
+pub fn cat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
+/// `n` in decimal, appended to `s` (as `format!` writes it).
+pub fn push_int(s: &mut String, n: i64) {
+    if n < 0 {
+        s.push('-');
+    }
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    s.extend(digits[i..].iter().map(|&d| d as char));
+}
+
 /// Treat empty strings as absent.
 pub fn nonempty(s: Option<String>) -> Option<String> {
     s.and_then(|v| {
@@ -360,6 +389,17 @@ pub fn nonempty(s: Option<String>) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cat_is_format_of_the_parts() {
+        assert_eq!(cat(&["CVE-1", " in ", "openssl", " ", "3.0.2"]), format!("{} in {} {}", "CVE-1", "openssl", "3.0.2"));
+        assert_eq!(cat(&[]), "");
+        for n in [0i64, 7, 80, 65535, -1, -443, i64::MIN, i64::MAX] {
+            let mut s = String::from("x");
+            push_int(&mut s, n);
+            assert_eq!(s, format!("x{n}"));
+        }
+    }
 
     #[test]
     fn detects_by_content() {

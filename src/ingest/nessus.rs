@@ -1,7 +1,7 @@
 //! Nessus `.nessus` v2 XML (NessusClientData_v2), streamed.
 
 use super::xml::{attr, attrs, drive, local, opt, XmlEv};
-use super::{parse_time, ParseError, Sink};
+use super::{parse_time, push_int, ParseError, Sink};
 use crate::model::{norm_cwe, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
 use std::io::BufRead;
 
@@ -126,7 +126,13 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                     f.raw_severity = sev_attr;
                     f.port = Some(port);
                     f.protocol = if proto.is_empty() { None } else { Some(proto.clone()) };
-                    f.raw_id = format!("{plugin}/{port}/{proto}");
+                    let mut raw_id = String::with_capacity(plugin.len() + proto.len() + 8);
+                    raw_id.push_str(&plugin);
+                    raw_id.push('/');
+                    push_int(&mut raw_id, port.into());
+                    raw_id.push('/');
+                    raw_id.push_str(&proto);
+                    f.raw_id = raw_id;
                     item = Some(Item { f, cvss2: None, cvss3: None, v2: None, v3: None, synopsis: None });
                 }
                 _ => {}

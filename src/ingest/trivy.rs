@@ -3,7 +3,7 @@
 //! Results are streamed one at a time.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{nonempty, parse_time, ParseError, ParseOptions, Sink};
+use super::{cat, nonempty, parse_time, ParseError, ParseOptions, Sink};
 use crate::model::{
     norm_cwe, Applicability, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity,
 };
@@ -334,8 +334,8 @@ impl Ctx<'_> {
         for mut v in r.vulns.unwrap_or_default() {
             let (severity, raw) = sev(v.severity.take());
             let pkg = nonempty(v.pkg.take());
-            let title = v.title.take().unwrap_or_else(|| format!("{} in {}", v.id, pkg.as_deref().unwrap_or("")));
-            let raw_id = format!("{}|{}|{}", target, v.id, pkg.as_deref().unwrap_or(""));
+            let title = v.title.take().unwrap_or_else(|| cat(&[&v.id, " in ", pkg.as_deref().unwrap_or("")]));
+            let raw_id = cat(&[&target, "|", &v.id, "|", pkg.as_deref().unwrap_or("")]);
             let up = v.id.to_ascii_uppercase();
             let is_cve = up.starts_with("CVE-");
             let mut f = RawFinding::new(asset, v.id, title, Category::Vulnerability);
@@ -356,7 +356,7 @@ impl Ctx<'_> {
             f.installed_version = nonempty(v.installed);
             f.fixed_version = nonempty(v.fixed);
             if let Some(fx) = &f.fixed_version {
-                f.solution = Some(format!("Upgrade {} to {}", pkg.as_deref().unwrap_or(""), fx));
+                f.solution = Some(cat(&["Upgrade ", pkg.as_deref().unwrap_or(""), " to ", fx]));
             }
             f.package = pkg;
             if let Some(c) = v.cvss.0 {
