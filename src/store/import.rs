@@ -167,8 +167,7 @@ impl Place {
 }
 
 /// The staged rows of a batch, as the columns of `stage_findings` (the appender takes whole columns:
-/// far cheaper than binding every value of every row). The texts are copied into the columns, so the
-/// parsed findings go back to the parser whole, to be freed on the thread that made them.
+/// far cheaper than binding every value of every row). The texts are copied into the columns.
 #[derive(Default)]
 struct Rows {
     seq: Vec<i32>,
@@ -336,10 +335,7 @@ impl Collector {
             self.batch.skips.clear();
             return;
         }
-        // A buffer that comes back still holds the findings staged from it: they are freed here, on the
-        // thread that made them (cheaper for the allocator than freeing them on the store's thread).
-        let mut findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        findings.clear();
+        let findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
         let mut b = std::mem::replace(&mut self.batch, Batch { findings, ..Default::default() });
         b.tool = self.tool.clone();
         if self.tx.send(b).is_err() {
@@ -989,9 +985,12 @@ fn stage_and_merge(
             for f in &b.findings {
                 st.stage(f, &b.tool);
             }
-            // The findings go back whole, to be freed by the parser's thread as it refills the buffer
-            // (the parser may have finished: then they are simply dropped here).
-            let _ = back.try_send(b.findings);
+            // The buffer goes back to be refilled (the parser may have finished: then it is dropped).
+            // The findings are freed here: freeing them on the parser's thread, the busier one, made the
+            // 2.6M-finding Nessus import a second slower.
+            let mut findings = b.findings;
+            findings.clear();
+            let _ = back.try_send(findings);
             append_texts(&mut at, &mut st.texts.out)?;
             append_texts(&mut att, &mut st.titles.out)?;
             if !st.defs.out.is_empty() {
@@ -1406,59 +1405,8 @@ FROM stage_fd WHERE existing_id IS NULL;
          FROM stage_new n JOIN stage_fd d USING (seq) JOIN stage_findings s USING (seq) ORDER BY n.fid",
     )?;
     ph.mark_in(c, "new findings in id order");
-    // Before the new findings are written, what else needs the report's rows is done and the rows are
-    // dropped: the insert then runs beside the new findings' own rows alone, and the engine spills less
-    // under its cap. What a rescan changes in the findings seen again is read now and written after.
-    c.execute_batch(&format!(
-        "CREATE OR REPLACE TEMP TABLE stage_seen AS
-         SELECT p.existing_id AS fid, {sev} AS severity,
-                p.was_fixed AS reopen,
-                NOT s.affected AND p.was_open AS unaffected,
-                NOT p.has_tool AS add_tool,
-                CASE WHEN len(x.cves) > 0 AND hash(x.cves) IS DISTINCT FROM p.old_cves_hash THEN x.cves END AS add_cves,
-                s.sev_rank > p.old_sev_rank AS raise
-         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_dx x ON x.def = s.def
-         WHERE p.existing_id IS NOT NULL",
-        sev = sev_name("s.sev_rank")
-    ))?;
-    // 3. Every sighting, for the record and for explanations. The finding of every row of the report:
-    //    a key reported once (nearly all of them) is its own pick; only repeated keys need the join on
-    //    the key. Then the sightings, in slices of the report (bounded memory).
-    c.execute_batch(
-        "CREATE OR REPLACE TEMP TABLE stage_seqfid AS
-         SELECT d.seq, coalesce(d.existing_id, n.fid) AS finding_id FROM stage_fd d LEFT JOIN stage_new n USING (seq)
-         UNION ALL
-         SELECT r.seq, p.finding_id
-         FROM stage_sf r
-         JOIN (SELECT d.asset_id, d.vk, d.lk, d.seq AS pick, coalesce(d.existing_id, n.fid) AS finding_id
-               FROM stage_fd d LEFT JOIN stage_new n USING (seq) WHERE d.n > 1) p
-         USING (asset_id, vk, lk)
-         WHERE r.seq <> p.pick",
-    )?;
-    c.execute_batch("DROP TABLE stage_sf; DROP TABLE stage_new; DROP TABLE stage_fd;")?;
-    ph.mark_in(c, "finding of every row");
-    let det = format!(
-        r#"INSERT INTO detections
-SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, {sev} AS severity, sa.name, s.port, p.protocol, p.location, $3
-FROM (SELECT * FROM stage_seqfid WHERE seq > $4 AND seq <= $5) k
-JOIN (SELECT * FROM stage_findings WHERE seq > $4 AND seq <= $5) s ON s.seq = k.seq
-JOIN stage_places p ON p.place = s.place
-JOIN stage_dx x ON x.def = s.def
-JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
-        sev = sev_name("s.sev_rank")
-    );
-    let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_findings", [], |r| r.get(0))?;
-    let mut lo = 0i64;
-    while lo < max_seq {
-        let hi = lo + INSERT_SLICE;
-        c.execute(&det, params![import_id, tool, scan, lo, hi])?;
-        lo = hi;
-    }
-    // The report's rows are not needed past this point: the new findings' own are in `stage_ins`.
-    c.execute_batch("DROP TABLE stage_seqfid; DROP TABLE stage_findings;")?;
-    ph.mark_in(c, "insert detections");
-    // 4. New findings. The fix that removes each new open finding is assigned as it is inserted (the
-    //    rescore assigns it to the findings that have none).
+    // The fix that removes each new open finding is assigned as it is inserted (the rescore assigns it
+    // to the findings that have none).
     let inner = crate::risk::FixInputs {
         category: "x.category".into(),
         vuln_id: "x.vuln_id".into(),
@@ -1544,7 +1492,7 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
     let budget = (crate::risk::memory_limit_bytes(c) / 8.0).max(1.0);
     let parts = ((def_bytes / budget).ceil() as i64).clamp(1, ndefs.max(1));
     let (min_fid, max_fid): (Option<i64>, Option<i64>) =
-        c.query_row("SELECT min(fid), max(fid) FROM stage_ins", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        c.query_row("SELECT min(fid), max(fid) FROM stage_new", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
     if let (Some(min_fid), Some(max_fid)) = (min_fid, max_fid) {
         for part in 0..parts {
             let (da, db) = (part * ndefs / parts, if part + 1 == parts { i64::from(i32::MAX) } else { (part + 1) * ndefs / parts });
@@ -1560,10 +1508,21 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
     // What only the insert needed goes now, rather than being spilled while the rest of the import runs.
     c.execute_batch("DROP TABLE stage_ins; DROP TABLE stage_rs; DROP TABLE stage_rv; DROP TABLE stage_rtt; DROP TABLE stage_di;")?;
     ph.mark_in(c, "insert new findings");
-    // 5. Findings seen again. Each column is written only where it changes: on a rescan most rows just
-    //    move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A
-    //    change that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the
-    //    rescore.
+    // Findings seen again. Each column is written only where it changes: on a rescan most rows just
+    // move `last_seen`, and rewriting list columns for a million rows is what makes updates slow. A change
+    // that can move a finding's score (reopened, a CVE or a higher severity) clears it, for the rescore.
+    c.execute_batch(&format!(
+        "CREATE OR REPLACE TEMP TABLE stage_seen AS
+         SELECT p.existing_id AS fid, {sev} AS severity,
+                p.was_fixed AS reopen,
+                NOT s.affected AND p.was_open AS unaffected,
+                NOT p.has_tool AS add_tool,
+                CASE WHEN len(x.cves) > 0 AND hash(x.cves) IS DISTINCT FROM p.old_cves_hash THEN x.cves END AS add_cves,
+                s.sev_rank > p.old_sev_rank AS raise
+         FROM stage_fd p JOIN stage_findings s ON s.seq = p.seq JOIN stage_dx x ON x.def = s.def
+         WHERE p.existing_id IS NOT NULL",
+        sev = sev_name("s.sev_rank")
+    ))?;
     c.execute(
         r#"UPDATE findings f SET
     status = CASE WHEN d.reopen THEN 'reopened' ELSE 'false_positive' END,
@@ -1591,9 +1550,8 @@ WHERE f.finding_id = d.fid"#,
         "UPDATE findings f SET last_seen = greatest(f.last_seen, $1), last_import_id = $2 FROM stage_seen d WHERE f.finding_id = d.fid",
         params![scan, import_id],
     )?;
-    c.execute_batch("DROP TABLE stage_seen;")?;
     ph.mark_in(c, "update seen-again findings");
-    // 6. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
+    // 3. What this tool reported before on the assets it just scanned, and did not see now, is fixed.
     let fixed = c.execute(
         r#"UPDATE findings SET status = 'fixed', fixed_at = ?
 WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_contains(sources, ?)
@@ -1601,5 +1559,39 @@ WHERE status IN ('open', 'reopened', 'mitigated') AND last_seen < ? AND list_con
         params![scan, scan, tool],
     )?;
     ph.mark_in(c, "mark fixed");
+    // 4. Every sighting, for the record and for explanations. The finding of every row of the report:
+    //    a key reported once (nearly all of them) is its own pick; only repeated keys need the join on
+    //    the key. Then the sightings, in slices of the report (bounded memory).
+    c.execute_batch(
+        "CREATE OR REPLACE TEMP TABLE stage_seqfid AS
+         SELECT d.seq, coalesce(d.existing_id, n.fid) AS finding_id FROM stage_fd d LEFT JOIN stage_new n USING (seq)
+         UNION ALL
+         SELECT r.seq, p.finding_id
+         FROM stage_sf r
+         JOIN (SELECT d.asset_id, d.vk, d.lk, d.seq AS pick, coalesce(d.existing_id, n.fid) AS finding_id
+               FROM stage_fd d LEFT JOIN stage_new n USING (seq) WHERE d.n > 1) p
+         USING (asset_id, vk, lk)
+         WHERE r.seq <> p.pick",
+    )?;
+    c.execute_batch("DROP TABLE stage_sf; DROP TABLE stage_fd; DROP TABLE stage_new; DROP TABLE stage_seen;")?;
+    ph.mark_in(c, "finding of every row");
+    let det = format!(
+        r#"INSERT INTO detections
+SELECT $1, k.finding_id, $2, s.raw_id, x.vuln_id, x.cves, s.raw_severity, {sev} AS severity, sa.name, s.port, p.protocol, p.location, $3
+FROM (SELECT * FROM stage_seqfid WHERE seq > $4 AND seq <= $5) k
+JOIN (SELECT * FROM stage_findings WHERE seq > $4 AND seq <= $5) s ON s.seq = k.seq
+JOIN stage_places p ON p.place = s.place
+JOIN stage_dx x ON x.def = s.def
+JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.root"#,
+        sev = sev_name("s.sev_rank")
+    );
+    let max_seq: i64 = c.query_row("SELECT coalesce(max(seq), 0) FROM stage_findings", [], |r| r.get(0))?;
+    let mut lo = 0i64;
+    while lo < max_seq {
+        let hi = lo + INSERT_SLICE;
+        c.execute(&det, params![import_id, tool, scan, lo, hi])?;
+        lo = hi;
+    }
+    ph.mark_in(c, "insert detections");
     Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
 }
