@@ -121,6 +121,26 @@ fn grype_matches_and_same_package_in_two_paths_is_one_finding() {
 }
 
 #[test]
+fn grype_texts_with_escapes_are_unescaped() {
+    // A match's texts are borrowed from the record when they need no unescaping: these all need it.
+    let s = mem();
+    let d = tmpdir();
+    let f = write(
+        d.path(),
+        "g.json",
+        r#"{"matches":[{"vulnerability":{"id":"CVE-2024-1\u0032","severity":"Hi\u0067h","description":"line one\nline \"two\"",
+            "cvss":[{"version":"3.1","vector":"CVSS:3.1\/AV:N","metrics":{"baseScore":7.5}}],"fix":{"versions":["1.0\u002e1"],"state":"fixed"}},
+          "artifact":{"name":"lib\\x","version":"1.0","type":"npm","locations":[{"path":"\/app\/package.json"}]}}]}"#,
+    );
+    let r = import(&s, &f);
+    assert_eq!(r.new, 1, "{}", r.line());
+    assert_eq!(
+        strings(&s, "SELECT concat_ws(' | ', vuln_id, severity, title, description, cvss_vector, package, fixed_version, solution, location) FROM findings"),
+        ["CVE-2024-12 | high | CVE-2024-12 in lib\\x 1.0 | line one\nline \"two\" | CVSS:3.1/AV:N | lib\\x | 1.0.1 | Upgrade lib\\x to 1.0.1 | /app/package.json"]
+    );
+}
+
+#[test]
 fn sarif_codeql_semgrep_and_spec_example() {
     let s = mem();
     let opts = ParseOptions { asset_hint: Some("good-app".into()), mapping: None, progress: None };
