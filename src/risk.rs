@@ -480,7 +480,10 @@ pub mod at_insert {
     }
 
     /// The columns `relation` adds to the rows it is given (to leave out of an insert).
-    pub const PARTS: &str = "r_base, p_sev, p_kev, p_epss, r_expl, r_run, a_running, a_kind, a_exposed, a_points, a_text, r_raw";
+    pub fn part_columns(w: &Weights) -> String {
+        let e = exprs(w);
+        e.parts.iter().map(|(name, _)| *name).chain(["r_raw"]).collect::<Vec<_>>().join(", ")
+    }
 
     /// The rows of `rel` (a FROM clause naming rows `f` with the findings' columns and the asset context
     /// `risk_actx a`) with the parts of their score, as a relation to alias `f` for `columns`.

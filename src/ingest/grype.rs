@@ -1,7 +1,7 @@
 //! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{cat, ParseError, Sink};
+use super::{cat, nonempty_str, ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -138,8 +138,7 @@ impl Ctx<'_> {
         for r in &related {
             push_id(&r.id, &mut f.cves, &mut f.aliases);
         }
-        let text = |t: &Option<Cow<'_, str>>| t.as_deref().map(str::trim).filter(|t| !t.is_empty()).map(str::to_string);
-        f.description = text(&v.description).or_else(|| related.iter().find_map(|r| text(&r.description)));
+        f.description = nonempty_str(v.description.as_deref()).or_else(|| related.iter().find_map(|r| nonempty_str(r.description.as_deref())));
         let cv = best_cvss(&v.cvss).or_else(|| related.iter().find_map(|r| best_cvss(&r.cvss)));
         if let Some((s, vec)) = cv {
             f.cvss_score = Some(s);
@@ -154,8 +153,8 @@ impl Ctx<'_> {
             f.solution = Some(cat(&["Upgrade ", &name, " to ", fx]));
         }
         f.location = locations.into_iter().next().and_then(|l| l.path).map(Cow::into_owned);
-        f.package = text(&Some(name));
-        f.installed_version = text(&Some(version));
+        f.package = nonempty_str(Some(&name));
+        f.installed_version = nonempty_str(Some(&version));
         f.raw_id = raw_id;
         self.sink.finding(f);
     }

@@ -249,23 +249,24 @@ impl<R: std::io::BufRead> Scanner<R> {
 
     /// Parse the next value (a record, or any small value) as `T`.
     pub fn value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, super::ParseError> {
-        let (line, col) = self.raw()?;
-        let parsed = serde_json::from_slice(&self.buf);
-        if self.buf.capacity() > 16 << 20 {
-            // A very large record: its buffer is not kept for the small ones that usually follow.
-            self.buf = Vec::new();
-        }
-        parsed.map_err(|e| json_error(e, line, col))
+        let parsed = self.value_ref();
+        self.shrink();
+        parsed
     }
 
     /// The next value, with its strings borrowed from the scanner's buffer where they need no
     /// unescaping (for records whose texts are mostly copied elsewhere or dropped).
     pub fn value_ref<'s, T: serde::Deserialize<'s>>(&'s mut self) -> Result<T, super::ParseError> {
+        self.shrink();
+        let (line, col) = self.raw()?;
+        serde_json::from_slice(&self.buf).map_err(|e| json_error(e, line, col))
+    }
+
+    /// After a very large record, its buffer is not kept for the small ones that usually follow.
+    fn shrink(&mut self) {
         if self.buf.capacity() > 16 << 20 {
             self.buf = Vec::new();
         }
-        let (line, col) = self.raw()?;
-        serde_json::from_slice(&self.buf).map_err(|e| json_error(e, line, col))
     }
 
     /// Skip the next value.

@@ -386,6 +386,11 @@ pub fn nonempty(s: Option<String>) -> Option<String> {
     })
 }
 
+/// `nonempty` for a borrowed text (copied only when kept).
+pub fn nonempty_str(s: Option<&str>) -> Option<String> {
+    s.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

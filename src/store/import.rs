@@ -506,12 +506,16 @@ impl<V: Clone> Interner<V> {
     /// The number of the value `is` recognises (`hash` being its hash), else a new one for `make()`,
     /// which costs `size` bytes to keep.
     fn id(&mut self, hash: u64, is: impl Fn(&V) -> bool, make: impl FnOnce() -> V, size: impl FnOnce(&V) -> usize) -> u32 {
-        if let Some(id) = self.find(hash, is) {
-            return id;
+        match self.find(hash, is) {
+            Some(id) => id,
+            None => self.add(hash, make(), size),
         }
+    }
+
+    /// A new number for `v`, which is not known (kept while within the bound).
+    fn add(&mut self, hash: u64, v: V, size: impl FnOnce(&V) -> usize) -> u32 {
         let id = self.next;
         self.next += 1;
-        let v = make();
         if self.bytes < INTERN_LIMIT {
             self.bytes += size(&v);
             self.known.insert_unique(hash, (hash, id, v.clone()), |(h, _, _)| *h);
@@ -538,7 +542,7 @@ impl Interner<String> {
         if self.bytes >= INTERN_LIMIT {
             return None;
         }
-        Some(self.id(h, |_| false, || t.to_string(), |v| v.len() + 48))
+        Some(self.add(h, t.to_string(), |v| v.len() + 48))
     }
 }
 
@@ -1436,7 +1440,7 @@ FROM stage_fd WHERE existing_id IS NULL;
        kev, internet_exposed, runtime, risk_score, priority, risk_factors)
 SELECT f.* EXCLUDE (os, asset_kind, patch, mitigated_by, {parts}), {fix}, {fix_target}, {scores}
 FROM ({rows}) f"#,
-        parts = crate::risk::at_insert::PARTS,
+        parts = crate::risk::at_insert::part_columns(weights),
         rows = crate::risk::at_insert::relation(weights, &format!(r#"(
 SELECT i.fid AS finding_id, {fp} AS fingerprint, i.asset_id, ac.name AS asset_name, [CAST(? AS VARCHAR)] AS sources,
        x.vuln_id, x.vuln_key, i.loc_key,
