@@ -4,6 +4,7 @@
 //! character references are never expanded (they stay as literal text), nesting depth is capped.
 
 use super::ParseError;
+use quick_xml::errors::SyntaxError;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 use std::io::BufRead;
@@ -104,96 +105,187 @@ pub fn unescape_lenient(s: &str) -> String {
     out
 }
 
+/// How much of the input is parsed at a time: blocks end just before a `<`, so no text, reference or
+/// tag is cut unless it holds a `<` of its own (a comment, CDATA section, DTD or quoted attribute
+/// value), and then the block grows until it is whole.
+const BLOCK: usize = 1 << 20;
+/// One piece of markup or run of text longer than this is refused rather than buffered.
+pub const MAX_PIECE: usize = 64 << 20;
+
 /// Drive `on` over every element of the document. Errors carry the byte position.
-pub fn drive<R: BufRead>(
-    input: R,
+///
+/// The input is parsed in blocks borrowed from one buffer (events are not copied out of the stream
+/// one by one); element names are matched here, across blocks.
+pub fn drive<R: BufRead>(input: R, on: impl FnMut(XmlEv<'_, '_>, u64) -> Result<(), ParseError>) -> Result<(), ParseError> {
+    drive_in_blocks(input, BLOCK, on)
+}
+
+fn drive_in_blocks<R: BufRead>(
+    mut input: R,
+    block: usize,
     mut on: impl FnMut(XmlEv<'_, '_>, u64) -> Result<(), ParseError>,
 ) -> Result<(), ParseError> {
-    let mut r = Reader::from_reader(input);
-    r.config_mut().check_end_names = true;
-    let mut buf = Vec::with_capacity(8192);
+    let mut data: Vec<u8> = Vec::with_capacity(block + (block >> 2));
+    // Byte position in the document of data[0].
+    let mut base: u64 = 0;
+    let mut at_eof = false;
     let mut names = String::new();
     let mut stack: Vec<usize> = Vec::new();
     let mut text = String::new();
     let mut tstack: Vec<usize> = Vec::new();
     let mut seen_root = false;
     loop {
-        buf.clear();
-        let ev = match r.read_event_into(&mut buf) {
-            Ok(ev) => ev,
-            Err(e) => {
-                let m = e.to_string();
-                // quick-xml reports a file that stops inside a tag or comment as a syntax error at the end.
-                if m.contains("end of input") || m.contains("unexpected end") || m.contains("UnexpectedEof") {
-                    return Err(ParseError::at_byte(
-                        r.buffer_position(),
-                        format!("truncated XML: the file ends inside a tag or comment ({m})"),
-                    ));
+        // Fill to at least a block (the whole rest of the input at its end).
+        grow(&mut input, &mut data, block, &mut at_eof).map_err(|e| ParseError::at_byte(base + data.len() as u64, e))?;
+        let cut = if at_eof {
+            data.len()
+        } else {
+            match memchr::memrchr(b'<', &data) {
+                Some(i) if i > 0 => i,
+                _ => {
+                    if data.len() > MAX_PIECE {
+                        return Err(ParseError::at_byte(base, "malformed XML: text runs over 64 MiB without markup"));
+                    }
+                    // Read on: no place to cut yet.
+                    let more = data.len() * 2;
+                    grow(&mut input, &mut data, more, &mut at_eof).map_err(|e| ParseError::at_byte(base, e))?;
+                    continue;
                 }
-                return Err(ParseError::at_byte(r.error_position(), format!("malformed XML: {m}")));
             }
         };
-        let pos = r.buffer_position();
-        match ev {
-            Event::Start(e) => {
-                if stack.len() >= MAX_DEPTH {
-                    return Err(ParseError::at_byte(pos, "XML nested deeper than 256 levels"));
+        let mut r = Reader::from_reader(&data[..cut]);
+        r.config_mut().check_end_names = false;
+        r.config_mut().allow_unmatched_ends = true;
+        // Where the unparsed rest of the block starts (all of it is parsed unless markup is cut).
+        let mut done = cut;
+        loop {
+            let ev_start = r.buffer_position();
+            let ev = match r.read_event() {
+                Ok(ev) => ev,
+                Err(e) => {
+                    let cut_markup = match &e {
+                        quick_xml::Error::Syntax(SyntaxError::InvalidBangMarkup) => cut - ev_start as usize <= 9,
+                        quick_xml::Error::Syntax(_) => true,
+                        _ => false,
+                    };
+                    if cut_markup && !at_eof {
+                        // The block ends inside this piece of markup: parse it again with more input.
+                        if cut - ev_start as usize > MAX_PIECE {
+                            return Err(ParseError::at_byte(base + ev_start, format!("malformed XML: {e} within 64 MiB")));
+                        }
+                        done = ev_start as usize;
+                        break;
+                    }
+                    let m = e.to_string();
+                    if cut_markup {
+                        return Err(ParseError::at_byte(
+                            base + cut as u64,
+                            format!("truncated XML: the file ends inside a tag or comment ({m})"),
+                        ));
+                    }
+                    return Err(ParseError::at_byte(base + r.error_position(), format!("malformed XML: {m}")));
                 }
-                seen_root = true;
-                let start = names.len();
-                names.push_str(e.name().into_inner());
-                stack.push(start);
-                tstack.push(text.len());
-                on(XmlEv::Open(&names[start..], &e), pos)?;
-            }
-            Event::Empty(e) => {
-                seen_root = true;
-                let n = e.name().into_inner().to_string();
-                on(XmlEv::Open(&n, &e), pos)?;
-                on(XmlEv::Close(&n, ""), pos)?;
-            }
-            Event::End(_) => {
-                let start = match stack.pop() {
-                    Some(s) => s,
-                    None => return Err(ParseError::at_byte(pos, "malformed XML: unexpected closing tag")),
-                };
-                let tstart = tstack.pop().unwrap_or(0);
-                on(XmlEv::Close(&names[start..], &text[tstart..]), pos)?;
-                names.truncate(start);
-                text.truncate(tstart);
-            }
-            Event::Text(t) => {
-                if !stack.is_empty() {
-                    text.push_str(&t.xml10_content());
+            };
+            let pos = base + r.buffer_position();
+            match ev {
+                Event::Start(e) => {
+                    if stack.len() >= MAX_DEPTH {
+                        return Err(ParseError::at_byte(pos, "XML nested deeper than 256 levels"));
+                    }
+                    seen_root = true;
+                    let start = names.len();
+                    names.push_str(e.name().into_inner());
+                    stack.push(start);
+                    tstack.push(text.len());
+                    on(XmlEv::Open(&names[start..], &e), pos)?;
                 }
-            }
-            Event::CData(t) => {
-                if !stack.is_empty() {
-                    text.push_str(&t);
+                Event::Empty(e) => {
+                    seen_root = true;
+                    let n = e.name().into_inner();
+                    on(XmlEv::Open(n, &e), pos)?;
+                    on(XmlEv::Close(n, ""), pos)?;
                 }
-            }
-            Event::GeneralRef(g) => {
-                if !stack.is_empty() {
-                    resolve_ref(&g, &mut text);
+                Event::End(e) => {
+                    let found = e.name().into_inner();
+                    let start = match stack.pop() {
+                        Some(s) => s,
+                        None => {
+                            return Err(ParseError::at_byte(
+                                base + ev_start,
+                                format!("malformed XML: ill-formed document: close tag `</{found}>` does not match any open tag"),
+                            ))
+                        }
+                    };
+                    if found != &names[start..] {
+                        return Err(ParseError::at_byte(
+                            base + ev_start,
+                            format!("malformed XML: ill-formed document: expected `</{}>`, but `</{found}>` was found", &names[start..]),
+                        ));
+                    }
+                    let tstart = tstack.pop().unwrap_or(0);
+                    on(XmlEv::Close(&names[start..], &text[tstart..]), pos)?;
+                    names.truncate(start);
+                    text.truncate(tstart);
                 }
-            }
-            Event::Eof => {
-                if !stack.is_empty() {
-                    let open = &names[*stack.last().unwrap()..];
-                    return Err(ParseError::at_byte(
-                        pos,
-                        format!("truncated XML: <{open}> and {} enclosing element(s) never closed", stack.len() - 1),
-                    ));
+                Event::Text(t) => {
+                    if !stack.is_empty() {
+                        text.push_str(&t.xml10_content());
+                    }
                 }
-                if !seen_root {
-                    return Err(ParseError::at_byte(pos, "empty XML document"));
+                Event::CData(t) => {
+                    if !stack.is_empty() {
+                        text.push_str(&t);
+                    }
                 }
-                return Ok(());
+                Event::GeneralRef(g) => {
+                    if !stack.is_empty() {
+                        resolve_ref(&g, &mut text);
+                    }
+                }
+                Event::Eof => break,
+                // DOCTYPE (and any entity declarations in it), comments, PIs: ignored, never acted on.
+                Event::DocType(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
             }
-            // DOCTYPE (and any entity declarations in it), comments, PIs: ignored, never acted on.
-            Event::DocType(_) | Event::Comment(_) | Event::Decl(_) | Event::PI(_) => {}
+        }
+        if at_eof && done == data.len() {
+            let pos = base + data.len() as u64;
+            if !stack.is_empty() {
+                let open = &names[*stack.last().unwrap()..];
+                return Err(ParseError::at_byte(
+                    pos,
+                    format!("truncated XML: <{open}> and {} enclosing element(s) never closed", stack.len() - 1),
+                ));
+            }
+            if !seen_root {
+                return Err(ParseError::at_byte(pos, "empty XML document"));
+            }
+            return Ok(());
+        }
+        data.drain(..done);
+        base += done as u64;
+        if done == 0 {
+            // Nothing could be parsed: the piece of markup at the start needs more than the buffer holds.
+            let more = data.len() * 2;
+            grow(&mut input, &mut data, more, &mut at_eof).map_err(|e| ParseError::at_byte(base, e))?;
         }
     }
+}
+
+/// Read until `data` holds `want` bytes or the input ends.
+fn grow<R: BufRead>(input: &mut R, data: &mut Vec<u8>, want: usize, at_eof: &mut bool) -> Result<(), String> {
+    while !*at_eof && data.len() < want {
+        let got = match input.fill_buf() {
+            Ok(b) => {
+                data.extend_from_slice(b);
+                b.len()
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read: {e}")),
+        };
+        input.consume(got);
+        *at_eof = got == 0;
+    }
+    Ok(())
 }
 
 /// Trimmed text or None.
@@ -220,6 +312,53 @@ mod tests {
         })
         .unwrap();
         assert_eq!(got[0], ("t".to_string(), "&xxe;&big;<A".to_string()));
+    }
+
+    /// Every event as text, with its position.
+    fn events(doc: &[u8], block: usize) -> Result<Vec<String>, String> {
+        let mut got = Vec::new();
+        drive_in_blocks(std::io::BufReader::with_capacity(block, doc), block, |ev, pos| {
+            got.push(match ev {
+                XmlEv::Open(n, e) => format!("{pos} open {n} {:?}", attr(e, "a")),
+                XmlEv::Close(n, t) => format!("{pos} close {n} {t:?}"),
+            });
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(got)
+    }
+
+    #[test]
+    fn blocks_cut_anywhere_give_the_same_events() {
+        // Markup holding `<` (comments, CDATA, the DTD, a quoted value) and texts with references,
+        // cut at every size of block from 1 byte up.
+        let doc = r#"<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE r [ <!ENTITY e "x"> ]>
+<r><!-- a <b> comment --><i a="1&amp;2 &lt; 3">caf&#233; &lt;é&gt; <![CDATA[<p>x</p> ]]> tail</i>
+<i a='q>"'/><?pi <x> ?><i a="&e;"><j>é</j>and<k/>more</i ></r>
+"#
+        .as_bytes();
+        let whole = events(doc, 1 << 20).unwrap();
+        assert_eq!(whole.len(), 12, "{whole:#?}");
+        assert!(whole.contains(&"170 close i \"café <é> <p>x</p>  tail\"".to_string()), "{whole:#?}");
+        for block in 1..doc.len() + 2 {
+            assert_eq!(events(doc, block).unwrap(), whole, "block of {block} bytes");
+        }
+    }
+
+    #[test]
+    fn errors_are_the_same_whatever_the_block() {
+        for (doc, want) in [
+            (&b"<r><a>1</b></r>"[..], "byte 7: malformed XML: ill-formed document: expected `</a>`, but `</b>` was found"),
+            (b"<r></r></s>", "byte 7: malformed XML: ill-formed document: close tag `</s>` does not match any open tag"),
+            (b"<r><a x='1'>t</a><!-- open", "byte 26: truncated XML: the file ends inside a tag or comment"),
+            (b"<r><a><b>text", "byte 13: truncated XML: <b> and 2 enclosing element(s) never closed"),
+        ] {
+            for block in [1, 2, 3, 5, 8, 1 << 20] {
+                let e = events(doc, block).unwrap_err();
+                assert!(e.starts_with(want), "block {block}: {e}");
+            }
+        }
     }
 
     #[test]
