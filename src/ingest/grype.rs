@@ -20,6 +20,10 @@ struct GMatch<'a> {
     artifact: GArtifact<'a>,
 }
 
+impl super::jsonstream::Record for GMatch<'static> {
+    type Of<'a> = GMatch<'a>;
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct GVuln<'a> {
@@ -216,8 +220,7 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                 ctx.seen_matches = true;
                 if s.array()? {
                     while s.element()? {
-                        let m: GMatch<'_> = s.value_ref()?;
-                        ctx.on_match(m);
+                        s.with::<GMatch<'static>, _>(|m| ctx.on_match(m))?;
                     }
                 }
             }

@@ -74,6 +74,18 @@ pub struct Scanner<R> {
     max: usize,
 }
 
+/// A record type for `Scanner::with`, named apart from the lifetime of the bytes it borrows.
+pub trait Record {
+    type Of<'a>: serde::Deserialize<'a>;
+}
+
+/// An owned type as a `Record` (it borrows nothing).
+pub struct Owned<T>(std::marker::PhantomData<T>);
+
+impl<T: serde::de::DeserializeOwned> Record for Owned<T> {
+    type Of<'a> = T;
+}
+
 fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\r' | b'\t')
 }
@@ -249,17 +261,43 @@ impl<R: std::io::BufRead> Scanner<R> {
 
     /// Parse the next value (a record, or any small value) as `T`.
     pub fn value<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, super::ParseError> {
-        let parsed = self.value_ref();
-        self.shrink();
-        parsed
+        self.with::<Owned<T>, _>(|v| v)
     }
 
-    /// The next value, with its strings borrowed from the scanner's buffer where they need no
+    /// Hand the next value to `f`, with its strings borrowed from the input where they need no
     /// unescaping (for records whose texts are mostly copied elsewhere or dropped).
-    pub fn value_ref<'s, T: serde::Deserialize<'s>>(&'s mut self) -> Result<T, super::ParseError> {
+    ///
+    /// A value that lies whole in the bytes the input has buffered is parsed where it lies: serde_json
+    /// finds its end, nothing is copied or scanned twice. One cut by the end of the buffer (and a
+    /// number, which could be cut without looking so) is cut out whole into the scanner's own buffer
+    /// first. Errors are placed in the document either way.
+    pub fn with<F: Record, U>(&mut self, mut f: impl for<'a> FnMut(F::Of<'a>) -> U) -> Result<U, super::ParseError> {
         self.shrink();
+        let first = self.peek()?.ok_or_else(|| self.fail("EOF while parsing a value"))?;
+        if !matches!(first, b'-' | b'0'..=b'9') {
+            let (out, used, end) = {
+                let chunk = fill(&mut self.input, self.line, self.col)?;
+                let mut values = serde_json::Deserializer::from_slice(chunk).into_iter::<F::Of<'_>>();
+                let parsed = values.next();
+                let used = values.byte_offset();
+                let out = match parsed {
+                    Some(Ok(v)) => Some(f(v)),
+                    // Cut by the end of what is buffered (or the input's): read it whole below.
+                    Some(Err(e)) if e.is_eof() => None,
+                    Some(Err(e)) => return Err(json_error(e, self.line, self.col)),
+                    None => None,
+                };
+                (out, used, after(self.line, self.col, &chunk[..used]))
+            };
+            if let Some(out) = out {
+                (self.line, self.col) = end;
+                self.input.consume(used);
+                return Ok(out);
+            }
+        }
         let (line, col) = self.raw()?;
-        serde_json::from_slice(&self.buf).map_err(|e| json_error(e, line, col))
+        let v = serde_json::from_slice::<F::Of<'_>>(&self.buf).map_err(|e| json_error(e, line, col))?;
+        Ok(f(v))
     }
 
     /// After a very large record, its buffer is not kept for the small ones that usually follow.
@@ -403,6 +441,36 @@ mod tests {
             let (name, items) = walk(DOC, cap).unwrap();
             assert_eq!(name.as_deref(), Some("x\"y\\"), "read size {cap}");
             assert_eq!(serde_json::Value::Array(items), want["items"], "read size {cap}");
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Rec<'a> {
+        #[serde(borrow)]
+        s: std::borrow::Cow<'a, str>,
+    }
+
+    impl super::Record for Rec<'static> {
+        type Of<'a> = Rec<'a>;
+    }
+
+    #[test]
+    fn records_lent_to_a_closure_borrow_what_needs_no_unescaping() {
+        let doc = r#"[{"s": "plain"}, {"s": "esc\"aped"}, {"s": "caf\u00e9"}, {"s": "last"}]"#;
+        for cap in [1, 2, 5, 16, 1 << 16] {
+            let mut s = Scanner::new(BufReader::with_capacity(cap, doc.as_bytes()));
+            let mut got = Vec::new();
+            assert!(s.array().unwrap());
+            while s.element().unwrap() {
+                s.with::<Rec<'static>, _>(|r| got.push((r.s.to_string(), matches!(r.s, std::borrow::Cow::Borrowed(_))))).unwrap();
+            }
+            s.end().unwrap();
+            let texts: Vec<&str> = got.iter().map(|(t, _)| t.as_str()).collect();
+            assert_eq!(texts, ["plain", "esc\"aped", "café", "last"], "read size {cap}");
+            // Read whole, the plain texts are borrowed from the input as it lies; escaped ones are not.
+            if cap == 1 << 16 {
+                assert_eq!(got.iter().map(|(_, b)| *b).collect::<Vec<_>>(), [true, false, false, true]);
+            }
         }
     }
 
