@@ -111,6 +111,7 @@ pub fn unescape_lenient(s: &str) -> String {
 const BLOCK: usize = 1 << 20;
 /// One piece of markup or run of text longer than this is refused rather than buffered.
 pub const MAX_PIECE: usize = 64 << 20;
+const TOO_LONG: &str = "malformed XML: one text, comment, tag or CDATA section runs over 64 MiB";
 
 /// Drive `on` over every element of the document. Errors carry the byte position.
 ///
@@ -143,12 +144,8 @@ fn drive_in_blocks<R: BufRead>(
             match memchr::memrchr(b'<', &data) {
                 Some(i) if i > 0 => i,
                 _ => {
-                    if data.len() > MAX_PIECE {
-                        return Err(ParseError::at_byte(base, "malformed XML: text runs over 64 MiB without markup"));
-                    }
-                    // Read on: no place to cut yet.
-                    let more = data.len() * 2;
-                    grow(&mut input, &mut data, more, &mut at_eof).map_err(|e| ParseError::at_byte(base, e))?;
+                    // No place to cut yet.
+                    read_on(&mut input, &mut data, &mut at_eof, base)?;
                     continue;
                 }
             }
@@ -171,7 +168,7 @@ fn drive_in_blocks<R: BufRead>(
                     if cut_markup && !at_eof {
                         // The block ends inside this piece of markup: parse it again with more input.
                         if cut - ev_start as usize > MAX_PIECE {
-                            return Err(ParseError::at_byte(base + ev_start, format!("malformed XML: {e} within 64 MiB")));
+                            return Err(ParseError::at_byte(base + ev_start, TOO_LONG));
                         }
                         done = ev_start as usize;
                         break;
@@ -265,10 +262,19 @@ fn drive_in_blocks<R: BufRead>(
         base += done as u64;
         if done == 0 {
             // Nothing could be parsed: the piece of markup at the start needs more than the buffer holds.
-            let more = data.len() * 2;
-            grow(&mut input, &mut data, more, &mut at_eof).map_err(|e| ParseError::at_byte(base, e))?;
+            read_on(&mut input, &mut data, &mut at_eof, base)?;
         }
     }
+}
+
+/// Buffer more of a piece that starts at `data[0]` (at byte `base`): twice as much, up to one byte over
+/// the limit, and an error once it is over.
+fn read_on<R: BufRead>(input: &mut R, data: &mut Vec<u8>, at_eof: &mut bool, base: u64) -> Result<(), ParseError> {
+    if data.len() > MAX_PIECE {
+        return Err(ParseError::at_byte(base, TOO_LONG));
+    }
+    let want = (data.len() * 2).clamp(1, MAX_PIECE + 1);
+    grow(input, data, want, at_eof).map_err(|e| ParseError::at_byte(base, e))
 }
 
 /// Read until `data` holds `want` bytes or the input ends.
@@ -358,6 +364,17 @@ mod tests {
                 let e = events(doc, block).unwrap_err();
                 assert!(e.starts_with(want), "block {block}: {e}");
             }
+        }
+    }
+
+    #[test]
+    fn a_piece_over_64_mib_is_refused_where_it_starts() {
+        let big = "x".repeat(MAX_PIECE + (1 << 20));
+        for (doc, at) in [(format!("<r><a/><!--{big}--></r>"), 7), (format!("<r><a/>{big}</r>"), 7), (format!("<r><a/><b c='{big}'/></r>"), 7)] {
+            let e = drive(std::io::BufReader::with_capacity(1 << 16, doc.as_bytes()), |_, _| Ok(())).unwrap_err().to_string();
+            assert!(e.starts_with("byte ") && e.contains("runs over 64 MiB"), "{}", &e[..e.len().min(200)]);
+            let pos: u64 = e["byte ".len()..].split(':').next().unwrap().parse().unwrap();
+            assert!(pos <= at, "{e}");
         }
     }
 
