@@ -110,7 +110,7 @@ pub fn unescape_lenient(s: &str) -> String {
 /// value), and then the block grows until it is whole.
 const BLOCK: usize = 1 << 20;
 /// One piece of markup or run of text longer than this is refused rather than buffered.
-pub const MAX_PIECE: usize = 64 << 20;
+const MAX_PIECE: usize = 64 << 20;
 const TOO_LONG: &str = "malformed XML: one text, comment, tag or CDATA section runs over 64 MiB";
 
 /// Drive `on` over every element of the document. Errors carry the byte position.
@@ -160,6 +160,9 @@ fn drive_in_blocks<R: BufRead>(
             let ev = match r.read_event() {
                 Ok(ev) => ev,
                 Err(e) => {
+                    // quick-xml's syntax errors all mean the input ended inside markup, but one: a `<!`
+                    // that opens no comment, CDATA section or DTD. That one is a cut too when fewer
+                    // bytes than `<![CDATA[` (nine) were left to tell.
                     let cut_markup = match &e {
                         quick_xml::Error::Syntax(SyntaxError::InvalidBangMarkup) => cut - ev_start as usize <= 9,
                         quick_xml::Error::Syntax(_) => true,

@@ -6,7 +6,7 @@ use crate::model::{Applicability, Category, IdKind, RawAsset, RawFinding, Severi
 use crate::store::fasthash::{FxBuild, FxMap};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
-use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int8Array, StringBuilder};
+use duckdb::arrow::array::{ArrayRef, BooleanArray, Float64Array, Int32Array, Int8Array, StringArray, StringBuilder};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::params;
 use sha2::Digest;
@@ -1166,19 +1166,7 @@ fn strs<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> Option<&'a str>) -> ArrayRef 
 
 /// Lists as comma-joined texts (`split_list` takes them apart).
 fn joined<'a, T>(rows: &'a [T], f: impl Fn(&'a T) -> &'a [String]) -> ArrayRef {
-    let mut b = StringBuilder::new();
-    let mut s = String::new();
-    for r in rows {
-        s.clear();
-        for (i, v) in f(r).iter().enumerate() {
-            if i > 0 {
-                s.push(',');
-            }
-            s.push_str(v);
-        }
-        b.append_value(&s);
-    }
-    Arc::new(b.finish())
+    Arc::new(rows.iter().map(|r| Some(f(r).join(","))).collect::<StringArray>())
 }
 
 fn ints<T>(rows: &[T], f: impl Fn(&T) -> Option<i32>) -> ArrayRef {
