@@ -193,6 +193,8 @@ impl Store {
         match r {
             Ok(()) => {
                 self.conn.execute_batch("COMMIT")?;
+                // Written into the file now, so the write-ahead log never has to replay a schema change.
+                self.conn.execute_batch("CHECKPOINT")?;
                 Ok(())
             }
             Err(e) => {

@@ -685,4 +685,22 @@ WHERE f.status IN ('open', 'reopened', 'mitigated', 'fixed');
 CREATE TABLE risk_context (asset_id BIGINT, kind VARCHAR, exposed BOOLEAN, running BOOLEAN, points DOUBLE, text VARCHAR);
 "#,
 ),
+(
+    13,
+    "fingerprints as 128-bit UUIDs",
+    r#"
+-- A fingerprint was the md5 of the finding's key as 32 hex digits; it is now the same digest as a UUID,
+-- as md5_number(key)::UUID gives it (the digest's bytes in reverse order), which the engine stores,
+-- compares and writes as a number rather than as text.
+-- (Built-in functions only: the write-ahead log replays this statement before extensions load.)
+-- One not written by ctem (not 32 hex digits) becomes the zero UUID, which no key has: as before, it
+-- matches nothing an import reports.
+ALTER TABLE findings ALTER COLUMN fingerprint SET DATA TYPE UUID USING coalesce(TRY_CAST(
+    substring(fingerprint, 31, 2) || substring(fingerprint, 29, 2) || substring(fingerprint, 27, 2) || substring(fingerprint, 25, 2) ||
+    substring(fingerprint, 23, 2) || substring(fingerprint, 21, 2) || substring(fingerprint, 19, 2) || substring(fingerprint, 17, 2) ||
+    substring(fingerprint, 15, 2) || substring(fingerprint, 13, 2) || substring(fingerprint, 11, 2) || substring(fingerprint, 9, 2) ||
+    substring(fingerprint, 7, 2) || substring(fingerprint, 5, 2) || substring(fingerprint, 3, 2) || substring(fingerprint, 1, 2)
+AS UUID), '00000000-0000-0000-0000-000000000000'::UUID);
+"#,
+),
 ];

@@ -128,3 +128,37 @@ fn a_rescan_raises_severity_adds_cves_and_rescores_but_never_lowers() {
     // Every sighting is kept with what the tool said at the time.
     assert_eq!(strings(&s, "SELECT d.severity FROM detections d JOIN findings f USING (finding_id) WHERE f.vuln_id = '7' ORDER BY d.import_id"), vec!["medium", "critical", "critical"]);
 }
+
+#[test]
+fn a_store_with_hex_fingerprints_is_converted_and_keeps_matching() {
+    let d = tmpdir();
+    let db = d.path().join("v12.duckdb");
+    let w1 = write(d.path(), "w1.nessus", &nessus(&[("10.0.0.1", "a.example.com", &[("1", "3", &["CVE-2021-0001"]), ("2", "2", &[])])], "Mon Nov  2 10:00:00 2026"));
+    let w2 = write(d.path(), "w2.nessus", &nessus(&[("10.0.0.1", "a.example.com", &[("1", "3", &["CVE-2021-0001"])])], "Mon Nov  9 10:00:00 2026"));
+    let key = "asset_id::VARCHAR || '|' || vuln_key || '|' || loc_key";
+    // A store as schema version 12 left it: the fingerprint the md5 of the key in 32 hex digits, and one
+    // row whose fingerprint ctem did not write.
+    {
+        let s = ctem::store::Store::open(&db, false).unwrap();
+        assert_eq!(import(&s, &w1).new, 2);
+        s.conn
+            .execute_batch(&format!(
+                "INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key, title, severity, category, status, first_seen, last_seen)
+                 SELECT 99, fingerprint, asset_id, asset_name, sources, 'x', 'x', '', 't', 'low', category, 'accepted', first_seen, last_seen FROM findings LIMIT 1;
+                 ALTER TABLE findings ALTER COLUMN fingerprint SET DATA TYPE VARCHAR USING CASE WHEN finding_id = 99 THEN 'typed by hand' ELSE md5({key}) END;
+                 DELETE FROM schema_migrations WHERE version = 13;
+                 CHECKPOINT;"
+            ))
+            .unwrap();
+    }
+    let s = ctem::store::Store::open(&db, false).unwrap();
+    assert_eq!(s.schema_version().unwrap(), 13);
+    assert_eq!(
+        strings(&s, &format!("SELECT typeof(fingerprint) || ' ' || (fingerprint = md5_number({key})::UUID) FROM findings ORDER BY finding_id")),
+        ["UUID true", "UUID true", "UUID false"]
+    );
+    assert_eq!(strings(&s, "SELECT fingerprint FROM findings WHERE finding_id = 99"), ["00000000-0000-0000-0000-000000000000"]);
+    // The converted fingerprints are the ones imports compute: the next scan sees one again and fixes one.
+    let r2 = import(&s, &w2);
+    assert_eq!((r2.new, r2.seen_again, r2.fixed), (0, 1, 1), "{}", r2.line());
+}

@@ -103,9 +103,9 @@ fn an_informational_finding_is_never_p1_even_on_kev_and_exposed() {
             "INSERT INTO assets (asset_id, name, kind, criticality, internet_facing) VALUES (1, 'edge', 'host', 5, true);
              INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key, cves, title,
                                    severity, cvss_score, category, status, first_seen, last_seen, exploit_available, port)
-             VALUES (1, 'a', 1, 'edge', ['x'], 'CVE-2021-44228', 'CVE-2021-44228', '', ['CVE-2021-44228'], 'banner', 'info', 10.0,
+             VALUES (1, uuid(), 1, 'edge', ['x'], 'CVE-2021-44228', 'CVE-2021-44228', '', ['CVE-2021-44228'], 'banner', 'info', 10.0,
                      'vulnerability', 'open', now()::TIMESTAMP, now()::TIMESTAMP, true, 443),
-                    (2, 'b', 1, 'edge', ['x'], 'CVE-2021-44228', 'CVE-2021-44228', 'p', ['CVE-2021-44228'], 'log4shell', 'critical', 10.0,
+                    (2, uuid(), 1, 'edge', ['x'], 'CVE-2021-44228', 'CVE-2021-44228', 'p', ['CVE-2021-44228'], 'log4shell', 'critical', 10.0,
                      'vulnerability', 'open', now()::TIMESTAMP, now()::TIMESTAMP, true, 443);",
         )
         .unwrap();

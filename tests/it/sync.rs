@@ -836,7 +836,7 @@ fn findings_joining_a_ticketed_work_item_are_told_once_with_its_status_move() {
         s.conn
             .execute_batch(&format!(
                 "INSERT INTO findings (finding_id, fingerprint, asset_id, asset_name, sources, vuln_id, vuln_key, loc_key, title, severity, category, status, first_seen, last_seen)
-                 SELECT i, 'fp' || i, 1, 'web-01', ['test'], 'CVE-2026-' || i, 'CVE-2026-' || i, '', 'finding ' || i, 'high', 'vulnerability', 'open',
+                 SELECT i, uuid(), 1, 'web-01', ['test'], 'CVE-2026-' || i, 'CVE-2026-' || i, '', 'finding ' || i, 'high', 'vulnerability', 'open',
                         TIMESTAMP '2026-11-20', TIMESTAMP '2026-11-20'
                  FROM range({from}, {from} + 14) t(i);
                  INSERT INTO work_item_findings (work_item_id, finding_id, added_at) SELECT i - {from} + 1, i, current_timestamp::TIMESTAMP FROM range({from}, {from} + 14) t(i);"
