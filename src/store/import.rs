@@ -225,6 +225,10 @@ impl Rows {
 #[derive(Default)]
 struct Batch {
     findings: Vec<RawFinding>,
+    /// The hashes of each finding's texts (`TextHashes`), worked out on the parser's thread while the
+    /// texts are still in its cache: the store's thread, the busier one on most reports, then reads a
+    /// text only to compare it with the one of the same hash.
+    hashes: Vec<TextHashes>,
     /// The tool that reported them (a report may name its tool part-way).
     tool: String,
     skips: Vec<(String, String, String)>,
@@ -290,9 +294,23 @@ fn loc_key_into(f: &RawFinding, k: &mut String) {
     }
 }
 
+/// The hashes of a finding's description, solution, CVSS vector and title (0 for none), with the
+/// hasher the store's interners use.
+#[derive(Clone, Copy, Default)]
+struct TextHashes([u64; 4]);
+
+impl TextHashes {
+    fn of(h: &FxBuild, f: &RawFinding) -> TextHashes {
+        let o = |t: &Option<String>| t.as_deref().map_or(0, |t| h.hash_one(t));
+        TextHashes([o(&f.description), o(&f.solution), o(&f.cvss_vector), h.hash_one(f.title.as_str())])
+    }
+}
+
 /// The parser's side of an import: resolves asset identities inside the report and passes findings
 /// on in batches (normalising and staging them runs on the store's thread, in parallel).
 struct Collector {
+    /// The hasher of the store's text interners.
+    text_hasher: FxBuild,
     tx: SyncSender<Batch>,
     /// Batches' buffers come back once staged, to be filled again: a buffer of 4,096 findings is about
     /// 2 MB, and growing a new one for every batch copied it over and over into fresh memory.
@@ -332,11 +350,12 @@ impl Collector {
     fn send(&mut self) {
         if self.receiver_gone {
             self.batch.findings.clear();
+            self.batch.hashes.clear();
             self.batch.skips.clear();
             return;
         }
         let findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        let mut b = std::mem::replace(&mut self.batch, Batch { findings, ..Default::default() });
+        let mut b = std::mem::replace(&mut self.batch, Batch { findings, hashes: Vec::with_capacity(BATCH), ..Default::default() });
         b.tool = self.tool.clone();
         if self.tx.send(b).is_err() {
             self.receiver_gone = true;
@@ -432,6 +451,7 @@ impl Sink for Collector {
             self.skip(format!("record {}", self.records), "finding refers to no asset".into(), f.title.clone());
             return;
         }
+        self.batch.hashes.push(TextHashes::of(&self.text_hasher, &f));
         self.batch.findings.push(f);
         if self.batch.findings.len() >= BATCH {
             self.send();
@@ -526,16 +546,15 @@ impl<V: Clone> Interner<V> {
 }
 
 impl Interner<String> {
-    /// The number of a text.
-    fn text(&mut self, t: &str) -> u32 {
-        self.id(self.hasher.hash_one(t), |v| v == t, || t.to_string(), String::len)
+    /// The number of a text whose hash (by this interner's hasher) is `h`.
+    fn text(&mut self, h: u64, t: &str) -> u32 {
+        self.id(h, |v| v == t, || t.to_string(), String::len)
     }
 
-    /// The number of a text if it has one or there is room to give it one; None once the memory bound
-    /// is reached (the caller keeps the text itself). Counted with what the entry itself costs: these
-    /// are titles, which are short, and there may be a million of them.
-    fn try_text(&mut self, t: &str) -> Option<u32> {
-        let h = self.hasher.hash_one(t);
+    /// The number of a text (hash `h`) if it has one or there is room to give it one; None once the
+    /// memory bound is reached (the caller keeps the text itself). Counted with what the entry itself
+    /// costs: these are titles, which are short, and there may be a million of them.
+    fn try_text(&mut self, h: u64, t: &str) -> Option<u32> {
         if let Some(id) = self.find(h, |v| v == t) {
             return Some(id);
         }
@@ -547,11 +566,13 @@ impl Interner<String> {
 }
 
 impl Stager {
-    fn stage(&mut self, f: &RawFinding, tool: &str) {
-        let desc_t = f.description.as_deref().map(|d| self.texts.text(d));
-        let sol_t = f.solution.as_deref().map(|d| self.texts.text(d));
-        let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.text(d));
-        let title_t = self.titles.try_text(&f.title);
+    /// Stages `f`, whose texts hash to `th` (by `texts.hasher`, which `titles` shares).
+    fn stage(&mut self, f: &RawFinding, th: TextHashes, tool: &str) {
+        let [hd, hs, hv, ht] = th.0;
+        let desc_t = f.description.as_deref().map(|d| self.texts.text(hd, d));
+        let sol_t = f.solution.as_deref().map(|d| self.texts.text(hs, d));
+        let vec_t = f.cvss_vector.as_deref().map(|d| self.texts.text(hv, d));
+        let title_t = self.titles.try_text(ht, &f.title);
         self.seq += 1;
         let hash = Def::hash_of(&self.defs.hasher, f, tool, desc_t);
         let def = self.defs.id(
@@ -891,7 +912,9 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         .to_string();
     let (tx, rx) = sync_channel::<Batch>(BATCHES_IN_FLIGHT);
     let (back, spare) = sync_channel::<Vec<RawFinding>>(BATCHES_IN_FLIGHT + 1);
+    let text_hasher = FxBuild::default();
     let collector = Collector {
+        text_hasher,
         tx,
         spare,
         batch: Batch { findings: Vec::with_capacity(BATCH), ..Default::default() },
@@ -924,7 +947,7 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         }
         Ok(c.finish())
     });
-    let result = stage_and_merge(store, rx, back, parser, &hh, &display, format, started_at);
+    let result = stage_and_merge(store, rx, back, parser, text_hasher, &hh, &display, format, started_at);
     match result {
         Ok(mut s) => {
             s.seconds = started.elapsed().as_secs_f64();
@@ -947,6 +970,7 @@ fn stage_and_merge(
     rx: Receiver<Batch>,
     back: SyncSender<Vec<RawFinding>>,
     parser: std::thread::JoinHandle<Result<Final, ParseError>>,
+    text_hasher: FxBuild,
     hh: &HashHandle,
     display: &str,
     format: Format,
@@ -979,6 +1003,8 @@ fn stage_and_merge(
         let mut ad = c.appender("stage_defs")?;
         let mut ap = c.appender("stage_places")?;
         let mut st = Stager::default();
+        st.texts.hasher = text_hasher;
+        st.titles.hasher = text_hasher;
         for b in rx.iter() {
             for (pos, why, snip) in &b.skips {
                 if skip_reasons.len() < 20 {
@@ -986,8 +1012,8 @@ fn stage_and_merge(
                 }
                 aq.append_row(params![pos, why, snip])?;
             }
-            for f in &b.findings {
-                st.stage(f, &b.tool);
+            for (f, th) in b.findings.iter().zip(&b.hashes) {
+                st.stage(f, *th, &b.tool);
             }
             // The buffer goes back to be refilled (the parser may have finished: then it is dropped).
             // The findings are freed here: freeing them on the parser's thread, the busier one, made the
