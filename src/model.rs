@@ -263,7 +263,55 @@ pub struct RawFinding {
     pub exploit_available: Option<bool>,
     /// The tool's raw record id (e.g. pluginID@port, QID, result id), kept on the detection.
     pub raw_id: String,
+    /// The buffers of the optional texts while they are None, for a finding reused by a parser (see
+    /// `Sink::blank`): a report's findings then pass through a few thousand findings whose strings are
+    /// written over, rather than allocating (and freeing on another thread) a dozen strings each.
+    pub spare: Spare,
 }
+
+/// Buffers kept by a reused `RawFinding`, one per optional text.
+#[derive(Debug, Clone, Default)]
+pub struct Spare {
+    description: String,
+    cvss_vector: String,
+    package: String,
+    installed_version: String,
+    fixed_version: String,
+    solution: String,
+    protocol: String,
+    location: String,
+}
+
+/// Sets `slot` to `v` written into `spare`'s buffer.
+fn put(slot: &mut Option<String>, spare: &mut String, v: &str) {
+    let mut b = std::mem::take(spare);
+    b.clear();
+    b.push_str(v);
+    *slot = Some(b);
+}
+
+/// Empties `slot`, keeping its buffer in `spare`.
+fn keep(slot: &mut Option<String>, spare: &mut String) {
+    if let Some(b) = slot.take() {
+        *spare = b;
+    }
+}
+
+/// `set_description(v)` and the like: the optional text set to `v`, in the finding's spare buffer.
+macro_rules! setters {
+    ($($field:ident $set:ident),*) => {
+        impl RawFinding {
+            $(
+                pub fn $set(&mut self, v: &str) {
+                    put(&mut self.$field, &mut self.spare.$field, v);
+                }
+            )*
+        }
+    };
+}
+
+setters!(description set_description, cvss_vector set_cvss_vector, package set_package, installed_version set_installed_version,
+    fixed_version set_fixed_version, solution set_solution, protocol set_protocol, location set_location);
 
 impl RawFinding {
     pub fn new(asset: u32, vuln_id: impl Into<String>, title: impl Into<String>, category: Category) -> Self {
@@ -290,7 +338,60 @@ impl RawFinding {
             applicability: Applicability::Affected,
             exploit_available: None,
             raw_id: String::new(),
+            spare: Spare::default(),
         }
+    }
+
+    /// This finding made as `RawFinding::new(asset, "", "", category)` makes one, its strings and lists
+    /// emptied in place and its optional texts' buffers kept for their setters.
+    pub fn reset(&mut self, asset: u32, category: Category) {
+        // Every field named, so that a new one cannot be left out.
+        let RawFinding {
+            asset: a,
+            vuln_id,
+            cves,
+            aliases,
+            cwes,
+            title,
+            description,
+            severity,
+            raw_severity,
+            cvss_score,
+            cvss_vector,
+            category: c,
+            package,
+            installed_version,
+            fixed_version,
+            solution,
+            port,
+            protocol,
+            location,
+            applicability,
+            exploit_available,
+            raw_id,
+            spare,
+        } = self;
+        *a = asset;
+        *c = category;
+        for s in [vuln_id, title, raw_severity, raw_id] {
+            s.clear();
+        }
+        for l in [cves, aliases, cwes] {
+            l.clear();
+        }
+        *severity = Severity::Info;
+        *cvss_score = None;
+        *port = None;
+        *applicability = Applicability::Affected;
+        *exploit_available = None;
+        keep(description, &mut spare.description);
+        keep(cvss_vector, &mut spare.cvss_vector);
+        keep(package, &mut spare.package);
+        keep(installed_version, &mut spare.installed_version);
+        keep(fixed_version, &mut spare.fixed_version);
+        keep(solution, &mut spare.solution);
+        keep(protocol, &mut spare.protocol);
+        keep(location, &mut spare.location);
     }
 }
 
@@ -347,6 +448,39 @@ pub fn norm_cwe(s: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reset_finding_is_a_new_one_and_keeps_its_buffers() {
+        let mut f = RawFinding::new(1, "CVE-2024-1", "openssl flaw", Category::Vulnerability);
+        f.cves.push("CVE-2024-1".into());
+        f.aliases.push("GHSA-xxxx".into());
+        f.cwes.push("CWE-79".into());
+        f.severity = Severity::High;
+        f.raw_severity.push_str("HIGH");
+        f.cvss_score = Some(7.5);
+        f.port = Some(443);
+        f.applicability = Applicability::NotAffected;
+        f.exploit_available = Some(true);
+        f.raw_id.push_str("img|CVE-2024-1|openssl");
+        f.set_description(&"a long description ".repeat(20));
+        f.set_cvss_vector("CVSS:3.1/AV:N");
+        f.set_package("openssl");
+        f.set_installed_version("3.0.2");
+        f.set_fixed_version("3.0.3");
+        f.set_solution("Upgrade openssl to 3.0.3");
+        f.set_protocol("tcp");
+        f.set_location("/usr/lib");
+        let desc_cap = f.description.as_ref().unwrap().capacity();
+        f.reset(7, Category::Secret);
+        let mut blank = f.clone();
+        blank.spare = Spare::default();
+        assert_eq!(format!("{blank:?}"), format!("{:?}", RawFinding::new(7, "", "", Category::Secret)));
+        // The description's buffer is written into again rather than allocated anew.
+        f.set_description("short");
+        assert_eq!(f.description.as_deref(), Some("short"));
+        assert_eq!(f.description.as_ref().unwrap().capacity(), desc_cap);
+        assert_eq!(f.package, None);
+    }
 
     #[test]
     fn cves_from_text() {

@@ -1,8 +1,8 @@
 //! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{cat, nonempty_str, ParseError, Sink};
-use crate::model::{AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
+use super::{cat, ParseError, Sink};
+use crate::model::{AssetKind, Category, IdKind, RawAsset, Severity};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::io::BufRead;
@@ -122,12 +122,18 @@ impl Ctx<'_> {
         let GArtifact { name, version, kind, locations } = artifact;
         let version = version.unwrap_or_default();
         let raw_sev = v.severity.as_deref().unwrap_or_default();
-        let mut title = cat(&[&v.id, " in ", &name, " ", &version]);
-        title.truncate(title.trim_end().len());
-        let raw_id = cat(&[&v.id, "|", &name, "|", &version, "|", kind.as_deref().unwrap_or_default()]);
-        let mut f = RawFinding::new(self.asset, v.id.as_ref(), title, Category::Vulnerability);
+        // Written into a reused finding's buffers: a Grype report is a million of these.
+        let mut f = self.sink.blank(self.asset, Category::Vulnerability);
+        f.vuln_id.push_str(&v.id);
+        for p in [&*v.id, " in ", &name, " ", &version] {
+            f.title.push_str(p);
+        }
+        f.title.truncate(f.title.trim_end().len());
+        for p in [&*v.id, "|", &name, "|", &version, "|", kind.as_deref().unwrap_or_default()] {
+            f.raw_id.push_str(p);
+        }
         f.severity = Severity::parse_loose(raw_sev).unwrap_or(Severity::Info);
-        f.raw_severity = raw_sev.to_string();
+        f.raw_severity.push_str(raw_sev);
         let push_id = |id: &str, cves: &mut Vec<String>, aliases: &mut Vec<String>| {
             let up = id.to_ascii_uppercase();
             if up.starts_with("CVE-") {
@@ -142,24 +148,36 @@ impl Ctx<'_> {
         for r in &related {
             push_id(&r.id, &mut f.cves, &mut f.aliases);
         }
-        f.description = nonempty_str(v.description.as_deref()).or_else(|| related.iter().find_map(|r| nonempty_str(r.description.as_deref())));
+        fn nonempty(s: Option<&str>) -> Option<&str> {
+            s.map(str::trim).filter(|t| !t.is_empty())
+        }
+        if let Some(d) = nonempty(v.description.as_deref()).or_else(|| related.iter().find_map(|r| nonempty(r.description.as_deref()))) {
+            f.set_description(d);
+        }
         let cv = best_cvss(&v.cvss).or_else(|| related.iter().find_map(|r| best_cvss(&r.cvss)));
         if let Some((s, vec)) = cv {
             f.cvss_score = Some(s);
-            f.cvss_vector = vec.map(str::to_string);
+            if let Some(vec) = vec {
+                f.set_cvss_vector(vec);
+            }
         }
         if let Some(fix) = &v.fix {
             if fix.state.as_deref() == Some("fixed") || !fix.versions.is_empty() {
-                f.fixed_version = fix.versions.first().map(|v| v.to_string());
+                if let Some(fx) = fix.versions.first() {
+                    f.set_fixed_version(fx);
+                    f.set_solution(&cat(&["Upgrade ", &name, " to ", fx]));
+                }
             }
         }
-        if let Some(fx) = &f.fixed_version {
-            f.solution = Some(cat(&["Upgrade ", &name, " to ", fx]));
+        if let Some(p) = locations.into_iter().next().and_then(|l| l.path) {
+            f.set_location(&p);
         }
-        f.location = locations.into_iter().next().and_then(|l| l.path).map(Cow::into_owned);
-        f.package = nonempty_str(Some(&name));
-        f.installed_version = nonempty_str(Some(&version));
-        f.raw_id = raw_id;
+        if let Some(n) = nonempty(Some(&name)) {
+            f.set_package(n);
+        }
+        if let Some(ver) = nonempty(Some(&version)) {
+            f.set_installed_version(ver);
+        }
         self.sink.finding(f);
     }
 }

@@ -331,47 +331,66 @@ impl Ctx<'_> {
     fn result(&mut self, asset: u32, r: TResult) {
         let target = r.target.clone();
         let lang = r.class.as_deref() == Some("lang-pkgs");
-        for mut v in r.vulns.unwrap_or_default() {
-            let (severity, raw) = sev(v.severity.take());
-            let pkg = nonempty(v.pkg.take());
-            let title = v.title.take().unwrap_or_else(|| cat(&[&v.id, " in ", pkg.as_deref().unwrap_or("")]));
-            let raw_id = cat(&[&target, "|", &v.id, "|", pkg.as_deref().unwrap_or("")]);
+        for v in r.vulns.unwrap_or_default() {
+            // Written into a reused finding's buffers (a Trivy report is up to millions of these); the
+            // parsed strings are freed here, on this thread.
+            let raw = v.severity.as_deref().unwrap_or_default();
+            let pkg = v.pkg.as_deref().map(str::trim).filter(|p| !p.is_empty());
+            let mut f = self.sink.blank(asset, Category::Vulnerability);
+            f.vuln_id.push_str(&v.id);
+            match &v.title {
+                Some(t) => f.title.push_str(t),
+                None => {
+                    for p in [&*v.id, " in ", pkg.unwrap_or("")] {
+                        f.title.push_str(p);
+                    }
+                }
+            }
+            for p in [&*target, "|", &v.id, "|", pkg.unwrap_or("")] {
+                f.raw_id.push_str(p);
+            }
+            f.severity = Severity::parse_loose(raw).unwrap_or(Severity::Info);
+            f.raw_severity.push_str(raw);
             let up = v.id.to_ascii_uppercase();
-            let is_cve = up.starts_with("CVE-");
-            let mut f = RawFinding::new(asset, v.id, title, Category::Vulnerability);
-            f.severity = severity;
-            f.raw_severity = raw;
-            if is_cve {
+            if up.starts_with("CVE-") {
                 f.cves.push(up);
             } else {
-                f.aliases.push(f.vuln_id.clone());
+                f.aliases.push(v.id.clone());
             }
             for vid in v.vendor_ids.iter().flatten() {
                 if vid.to_ascii_uppercase().starts_with("CVE-") && !f.cves.contains(vid) {
                     f.cves.push(vid.to_ascii_uppercase());
                 }
             }
-            f.cwes = v.cwes.iter().flatten().filter_map(|c| norm_cwe(c)).collect();
-            f.description = nonempty(v.description);
-            f.installed_version = nonempty(v.installed);
-            f.fixed_version = nonempty(v.fixed);
-            if let Some(fx) = &f.fixed_version {
-                f.solution = Some(cat(&["Upgrade ", pkg.as_deref().unwrap_or(""), " to ", fx]));
+            f.cwes.extend(v.cwes.iter().flatten().filter_map(|c| norm_cwe(c)));
+            fn trimmed(s: &Option<String>) -> Option<&str> {
+                s.as_deref().map(str::trim).filter(|t| !t.is_empty())
             }
-            f.package = pkg;
-            if let Some(c) = v.cvss.0 {
+            if let Some(d) = trimmed(&v.description) {
+                f.set_description(d);
+            }
+            if let Some(i) = trimmed(&v.installed) {
+                f.set_installed_version(i);
+            }
+            if let Some(fx) = trimmed(&v.fixed) {
+                f.set_fixed_version(fx);
+                f.set_solution(&cat(&["Upgrade ", pkg.unwrap_or(""), " to ", fx]));
+            }
+            if let Some(p) = pkg {
+                f.set_package(p);
+            }
+            if let Some(c) = &v.cvss.0 {
                 f.cvss_score = c.v3.or(c.v2);
-                f.cvss_vector = if c.v3.is_some() { c.v3v } else { c.v2v };
+                if let Some(vec) = if c.v3.is_some() { &c.v3v } else { &c.v2v } {
+                    f.set_cvss_vector(vec);
+                }
             }
             if v.not_affected {
                 f.applicability = Applicability::NotAffected;
             }
-            f.location = if lang {
-                Some(v.pkg_path.take().filter(|p| !p.is_empty()).unwrap_or_else(|| target.clone()))
-            } else {
-                None
-            };
-            f.raw_id = raw_id;
+            if lang {
+                f.set_location(v.pkg_path.as_deref().filter(|p| !p.is_empty()).unwrap_or(&target));
+            }
             self.sink.finding(f);
         }
         for mut m in r.misconfigs.unwrap_or_default() {

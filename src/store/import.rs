@@ -229,6 +229,9 @@ struct Batch {
     /// texts are still in its cache: the store's thread, the busier one on most reports, then reads a
     /// text only to compare it with the one of the same hash.
     hashes: Vec<TextHashes>,
+    /// Whether the findings go back to the parser to be reused (it asked for them with `Sink::blank`)
+    /// rather than being freed once staged.
+    reuse: bool,
     /// The tool that reported them (a report may name its tool part-way).
     tool: String,
     skips: Vec<(String, String, String)>,
@@ -316,6 +319,10 @@ struct Collector {
     /// 2 MB, and growing a new one for every batch copied it over and over into fresh memory.
     spare: Receiver<Vec<RawFinding>>,
     batch: Batch,
+    /// Findings staged and sent back, to be reset and filled again (`Sink::blank`).
+    pool: Vec<RawFinding>,
+    /// Whether the parser reuses findings.
+    reuse: bool,
     tool: String,
     ids: FxMap<(IdKind, String), u32>,
     parent: Vec<u32>,
@@ -354,9 +361,17 @@ impl Collector {
             self.batch.skips.clear();
             return;
         }
-        let findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        let mut findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+        if !findings.is_empty() {
+            // Staged findings to reuse: they become the pool, and the pool's empty buffer the next batch's.
+            if self.pool.is_empty() {
+                std::mem::swap(&mut self.pool, &mut findings);
+            }
+            findings.clear();
+        }
         let mut b = std::mem::replace(&mut self.batch, Batch { findings, hashes: Vec::with_capacity(BATCH), ..Default::default() });
         b.tool = self.tool.clone();
+        b.reuse = self.reuse;
         if self.tx.send(b).is_err() {
             self.receiver_gone = true;
         }
@@ -443,6 +458,17 @@ impl Sink for Collector {
             cur.kind = a.kind;
         }
         self.assets[root as usize] = cur;
+    }
+
+    fn blank(&mut self, asset: u32, category: Category) -> RawFinding {
+        self.reuse = true;
+        match self.pool.pop() {
+            Some(mut f) => {
+                f.reset(asset, category);
+                f
+            }
+            None => RawFinding::new(asset, String::new(), String::new(), category),
+        }
     }
 
     fn finding(&mut self, f: RawFinding) {
@@ -918,6 +944,8 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         tx,
         spare,
         batch: Batch { findings: Vec::with_capacity(BATCH), ..Default::default() },
+        pool: Vec::new(),
+        reuse: false,
         tool: format.default_tool().to_string(),
         ids: FxMap::default(),
         parent: Vec::new(),
@@ -1015,11 +1043,13 @@ fn stage_and_merge(
             for (f, th) in b.findings.iter().zip(&b.hashes) {
                 st.stage(f, *th, &b.tool);
             }
-            // The buffer goes back to be refilled (the parser may have finished: then it is dropped).
-            // The findings are freed here: freeing them on the parser's thread, the busier one, made the
-            // 2.6M-finding Nessus import a second slower.
+            // The buffer goes back to be refilled (the parser may have finished: then it is dropped),
+            // with its findings when the parser reuses them. Otherwise they are freed here: freeing them
+            // on the parser's thread, the busier one, made the 2.6M-finding Nessus import a second slower.
             let mut findings = b.findings;
-            findings.clear();
+            if !b.reuse {
+                findings.clear();
+            }
             let _ = back.try_send(findings);
             append_texts(&mut at, &mut st.texts.out)?;
             append_texts(&mut att, &mut st.titles.out)?;

@@ -237,3 +237,71 @@ fn mapping_errors_name_the_line() {
     let e = Mapping::parse("tool = \"x\"\n[columns]\nasset = \"A\"\nvuln_id = \"B\"\nnonsense = \"C\"\n").unwrap_err();
     assert!(e.contains("line 5"), "{e}");
 }
+
+/// Grype and Trivy findings are written into findings reused from earlier batches: over several
+/// batches in which each optional field is set on some findings and not others, every finding must
+/// carry exactly its own fields.
+#[test]
+fn findings_reused_across_batches_carry_only_their_own_fields() {
+    let n = 20_000;
+    let has = |i: usize| (i % 2 == 0, i % 3 == 0, i % 5 == 0, i % 7 == 0); // description, fix, CVSS, location
+    let d = tmpdir();
+    let mut grype = String::from("{\"matches\":[");
+    let mut trivy = String::from("[");
+    for i in 0..n {
+        let (desc, fix, cvss, loc) = has(i);
+        let mut v = serde_json::json!({"id": format!("CVE-2099-{}", 100000 + i), "severity": "High"});
+        let mut t = serde_json::json!({"VulnerabilityID": format!("CVE-2099-{}", 100000 + i), "PkgName": format!("pkg{}", i % 50),
+            "InstalledVersion": format!("1.{i}"), "Severity": "HIGH"});
+        if desc {
+            v["description"] = format!("advisory {i}").into();
+            t["Description"] = format!("advisory {i}").into();
+        }
+        if fix {
+            v["fix"] = serde_json::json!({"versions": [format!("2.{i}")], "state": "fixed"});
+            t["FixedVersion"] = format!("2.{i}").into();
+        }
+        if cvss {
+            v["cvss"] = serde_json::json!([{"version": "3.1", "vector": format!("CVSS:3.1/AV:N/{i}"), "metrics": {"baseScore": 7.5}}]);
+            t["CVSS"] = serde_json::json!({"nvd": {"V3Vector": format!("CVSS:3.1/AV:N/{i}"), "V3Score": 7.5}});
+        }
+        if loc {
+            t["PkgPath"] = format!("app/{i}/package.json").into();
+        }
+        let locations = if loc { serde_json::json!([{"path": format!("/lib/{i}.jar")}]) } else { serde_json::json!([]) };
+        let m = serde_json::json!({"vulnerability": v, "relatedVulnerabilities": [],
+            "artifact": {"name": format!("pkg{}", i % 50), "version": format!("1.{i}"), "type": "java-archive", "locations": locations}});
+        grype.push_str(&format!("{}{m}", if i > 0 { "," } else { "" }));
+        trivy.push_str(&format!("{}{t}", if i > 0 { "," } else { "" }));
+    }
+    grype.push_str("],\"source\":{\"type\":\"image\",\"target\":{\"userInput\":\"registry.test/reuse:1\"}}}");
+    trivy.push(']');
+    let trivy = format!("{{\"SchemaVersion\":2,\"ArtifactName\":\"app\",\"ArtifactType\":\"filesystem\",\"Results\":[{{\"Target\":\"package-lock.json\",\"Class\":\"lang-pkgs\",\"Type\":\"npm\",\"Vulnerabilities\":{trivy}}}]}}");
+    for (name, doc, tool) in [("reuse.grype.json", grype, "grype"), ("reuse.trivy.json", trivy, "trivy")] {
+        let s = mem();
+        let r = import(&s, &write(d.path(), name, &doc));
+        assert_eq!(r.new, n as u64, "{}", r.line());
+        // Every finding against what its number says it has.
+        let wrong = count(
+            &s,
+            "SELECT count(*) FROM (SELECT f.*, CAST(split_part(vuln_id, '-', 3) AS INTEGER) - 100000 AS i FROM findings f) f
+             WHERE (description IS NOT NULL) <> (i % 2 = 0) OR coalesce(description <> 'advisory ' || i, false)
+                OR (fixed_version IS NOT NULL) <> (i % 3 = 0) OR coalesce(fixed_version <> '2.' || i, false)
+                OR (solution IS NOT NULL) <> (i % 3 = 0) OR coalesce(solution <> 'Upgrade ' || package || ' to 2.' || i, false)
+                OR (cvss_vector IS NOT NULL) <> (i % 5 = 0) OR coalesce(cvss_vector <> 'CVSS:3.1/AV:N/' || i, false)
+                OR package <> 'pkg' || (i % 50) OR installed_version <> '1.' || i OR cves <> [vuln_id] OR aliases <> []",
+        );
+        assert_eq!(wrong, 0, "{tool}");
+        let loc = if tool == "grype" { "'/lib/' || i || '.jar'" } else { "'app/' || i || '/package.json'" };
+        let alt = if tool == "grype" { "NULL" } else { "'package-lock.json'" };
+        let wrong_loc = count(
+            &s,
+            &format!(
+                "SELECT count(*) FROM (SELECT f.*, CAST(split_part(vuln_id, '-', 3) AS INTEGER) - 100000 AS i FROM findings f) f
+                 WHERE location IS DISTINCT FROM (CASE WHEN i % 7 = 0 THEN {loc} ELSE {alt} END)"
+            ),
+        );
+        assert_eq!(wrong_loc, 0, "{tool}");
+        assert_eq!(count(&s, "SELECT count(DISTINCT raw_id) FROM detections"), n as i64, "{tool}");
+    }
+}
