@@ -316,7 +316,8 @@ struct Collector {
     text_hasher: FxBuild,
     tx: SyncSender<Batch>,
     /// Batches' buffers come back once staged, to be filled again: a buffer of 4,096 findings is about
-    /// 2 MB, and growing a new one for every batch copied it over and over into fresh memory.
+    /// 2 MB, and growing a new one for every batch copied it over and over into fresh memory. They come
+    /// back with their findings when the parser reuses them (`Sink::blank`), empty otherwise.
     spare: Receiver<Vec<RawFinding>>,
     batch: Batch,
     /// Findings staged and sent back, to be reset and filled again (`Sink::blank`).
