@@ -266,12 +266,12 @@ pub struct RawFinding {
     /// The buffers of the optional texts while they are None, for a finding reused by a parser (see
     /// `Sink::blank`): a report's findings then pass through a few thousand findings whose strings are
     /// written over, rather than allocating (and freeing on another thread) a dozen strings each.
-    pub spare: Spare,
+    spare: Spare,
 }
 
 /// Buffers kept by a reused `RawFinding`, one per optional text.
 #[derive(Debug, Clone, Default)]
-pub struct Spare {
+struct Spare {
     description: String,
     cvss_vector: String,
     package: String,

@@ -1,7 +1,7 @@
 //! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{cat, ParseError, Sink};
+use super::{cat, trimmed, ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, Severity};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -148,10 +148,7 @@ impl Ctx<'_> {
         for r in &related {
             push_id(&r.id, &mut f.cves, &mut f.aliases);
         }
-        fn nonempty(s: Option<&str>) -> Option<&str> {
-            s.map(str::trim).filter(|t| !t.is_empty())
-        }
-        if let Some(d) = nonempty(v.description.as_deref()).or_else(|| related.iter().find_map(|r| nonempty(r.description.as_deref()))) {
+        if let Some(d) = trimmed(v.description.as_deref()).or_else(|| related.iter().find_map(|r| trimmed(r.description.as_deref()))) {
             f.set_description(d);
         }
         let cv = best_cvss(&v.cvss).or_else(|| related.iter().find_map(|r| best_cvss(&r.cvss)));
@@ -172,10 +169,10 @@ impl Ctx<'_> {
         if let Some(p) = locations.into_iter().next().and_then(|l| l.path) {
             f.set_location(&p);
         }
-        if let Some(n) = nonempty(Some(&name)) {
+        if let Some(n) = trimmed(Some(&name)) {
             f.set_package(n);
         }
-        if let Some(ver) = nonempty(Some(&version)) {
+        if let Some(ver) = trimmed(Some(&version)) {
             f.set_installed_version(ver);
         }
         self.sink.finding(f);

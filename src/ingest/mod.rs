@@ -392,9 +392,9 @@ pub fn nonempty(s: Option<String>) -> Option<String> {
     })
 }
 
-/// `nonempty` for a borrowed text (copied only when kept).
-pub fn nonempty_str(s: Option<&str>) -> Option<String> {
-    s.map(str::trim).filter(|t| !t.is_empty()).map(str::to_string)
+/// `nonempty` for a borrowed text, still borrowed (for a finding's setters, which copy it).
+pub fn trimmed(s: Option<&str>) -> Option<&str> {
+    s.map(str::trim).filter(|t| !t.is_empty())
 }
 
 #[cfg(test)]

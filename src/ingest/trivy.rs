@@ -3,7 +3,7 @@
 //! Results are streamed one at a time.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{cat, nonempty, parse_time, ParseError, ParseOptions, Sink};
+use super::{cat, nonempty, parse_time, trimmed, ParseError, ParseOptions, Sink};
 use crate::model::{
     norm_cwe, Applicability, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity,
 };
@@ -335,7 +335,7 @@ impl Ctx<'_> {
             // Written into a reused finding's buffers (a Trivy report is up to millions of these); the
             // parsed strings are freed here, on this thread.
             let raw = v.severity.as_deref().unwrap_or_default();
-            let pkg = v.pkg.as_deref().map(str::trim).filter(|p| !p.is_empty());
+            let pkg = trimmed(v.pkg.as_deref());
             let mut f = self.sink.blank(asset, Category::Vulnerability);
             f.vuln_id.push_str(&v.id);
             match &v.title {
@@ -363,16 +363,13 @@ impl Ctx<'_> {
                 }
             }
             f.cwes.extend(v.cwes.iter().flatten().filter_map(|c| norm_cwe(c)));
-            fn trimmed(s: &Option<String>) -> Option<&str> {
-                s.as_deref().map(str::trim).filter(|t| !t.is_empty())
-            }
-            if let Some(d) = trimmed(&v.description) {
+            if let Some(d) = trimmed(v.description.as_deref()) {
                 f.set_description(d);
             }
-            if let Some(i) = trimmed(&v.installed) {
+            if let Some(i) = trimmed(v.installed.as_deref()) {
                 f.set_installed_version(i);
             }
-            if let Some(fx) = trimmed(&v.fixed) {
+            if let Some(fx) = trimmed(v.fixed.as_deref()) {
                 f.set_fixed_version(fx);
                 f.set_solution(&cat(&["Upgrade ", pkg.unwrap_or(""), " to ", fx]));
             }
