@@ -12,8 +12,8 @@ use duckdb::params;
 use sha2::Digest;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
-use std::io::{BufRead, BufReader, Read};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Read, Seek};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -721,28 +721,42 @@ impl<R: Read> Read for Hashing<R> {
 
 /// The bytes of a file, read (and hashed) on a separate thread in 1 MiB blocks. Blocks the parser has
 /// finished with go back to the reader: fresh megabytes for every block cost a page fault per page.
+/// Each block's bytes start at a page boundary inside it, so that a file opened for direct reads
+/// (`SourceFile`) is read straight into it.
 struct ChanReader {
-    rx: Receiver<std::io::Result<Vec<u8>>>,
+    rx: Receiver<std::io::Result<Block>>,
     back: SyncSender<Vec<u8>>,
-    cur: Vec<u8>,
+    cur: Block,
     pos: usize,
     eof: bool,
 }
 
+/// Bytes `start..end` of `buf` hold the data.
+#[derive(Default)]
+struct Block {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
 const BLOCK: usize = 1 << 20;
+/// Alignment of the blocks' data: a page, which direct reads need of the buffer's address and length.
+const ALIGN: usize = 4096;
 
 impl ChanReader {
     fn spawn<R: Read + Send + 'static>(mut inner: R) -> ChanReader {
-        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(4);
+        let (tx, rx) = sync_channel::<std::io::Result<Block>>(4);
         let (back, spare) = sync_channel::<Vec<u8>>(6);
         std::thread::spawn(move || {
             loop {
                 let mut buf = spare.try_recv().unwrap_or_default();
-                buf.resize(BLOCK, 0);
+                buf.resize(BLOCK + ALIGN, 0);
+                let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+                let data = &mut buf[start..start + BLOCK];
                 let mut n = 0;
                 // Fill the block (short reads are common on pipes).
-                while n < buf.len() {
-                    match inner.read(&mut buf[n..]) {
+                while n < data.len() {
+                    match inner.read(&mut data[n..]) {
                         Ok(0) => break,
                         Ok(k) => n += k,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -752,14 +766,13 @@ impl ChanReader {
                         }
                     }
                 }
-                buf.truncate(n);
                 let last = n == 0;
-                if tx.send(Ok(buf)).is_err() || last {
+                if tx.send(Ok(Block { buf, start, end: start + n })).is_err() || last {
                     return;
                 }
             }
         });
-        ChanReader { rx, back, cur: Vec::new(), pos: 0, eof: false }
+        ChanReader { rx, back, cur: Block::default(), pos: 0, eof: false }
     }
 }
 
@@ -775,27 +788,83 @@ impl Read for ChanReader {
 
 impl BufRead for ChanReader {
     fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
-        while self.pos >= self.cur.len() && !self.eof {
+        while self.pos >= self.cur.end && !self.eof {
             match self.rx.recv() {
-                Ok(Ok(v)) => {
-                    if v.is_empty() {
+                Ok(Ok(b)) => {
+                    if b.start == b.end {
                         self.eof = true;
                     }
-                    let done = std::mem::replace(&mut self.cur, v);
-                    if done.capacity() >= BLOCK {
+                    self.pos = b.start;
+                    let done = std::mem::replace(&mut self.cur, b);
+                    if done.buf.capacity() >= BLOCK + ALIGN {
                         // The reader may have stopped (end of file): then the block is simply dropped.
-                        let _ = self.back.try_send(done);
+                        let _ = self.back.try_send(done.buf);
                     }
-                    self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Err(std::io::Error::other("the file reader stopped before the end of the file")),
             }
         }
-        Ok(&self.cur[self.pos.min(self.cur.len())..])
+        Ok(&self.cur.buf[self.pos.min(self.cur.end)..self.cur.end])
     }
     fn consume(&mut self, n: usize) {
-        self.pos = (self.pos + n).min(self.cur.len());
+        self.pos = (self.pos + n).min(self.cur.end);
+    }
+}
+
+/// A report file as read by an import. A large regular file is read directly from the disk
+/// (`O_DIRECT` on Linux) into the reader's page-aligned blocks: a report is read once, start to end,
+/// and going through the page cache cost the reading thread more CPU than the hashing (allocating
+/// and filling a page-cache page for every 4 KiB of a file not already cached, then copying it), on
+/// a machine where the parser and the engine already want both cores. Where direct reads are refused
+/// (a file system without them, or a read the device cannot align), it reopens the file and goes on
+/// through the page cache from the same offset.
+struct SourceFile {
+    file: std::fs::File,
+    path: PathBuf,
+    pos: u64,
+    direct: bool,
+}
+
+/// Files smaller than this are read through the page cache: the saving is too small to be worth
+/// bypassing a cache that likely holds them.
+const DIRECT_MIN: u64 = 16 << 20;
+
+impl SourceFile {
+    fn open(path: &Path) -> std::io::Result<SourceFile> {
+        let file = std::fs::File::open(path)?;
+        let mut src = SourceFile { file, path: path.to_path_buf(), pos: 0, direct: false };
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let big = src.file.metadata().map(|m| m.is_file() && m.len() >= DIRECT_MIN).unwrap_or(false);
+            if big && std::env::var_os("CTEM_NO_DIRECT_IO").is_none() {
+                if let Ok(f) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
+                    src.file = f;
+                    src.direct = true;
+                }
+            }
+        }
+        Ok(src)
+    }
+}
+
+impl Read for SourceFile {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.file.read(buf) {
+            Ok(n) => {
+                self.pos += n as u64;
+                Ok(n)
+            }
+            Err(e) if self.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                let mut f = std::fs::File::open(&self.path)?;
+                f.seek(std::io::SeekFrom::Start(self.pos))?;
+                self.file = f;
+                self.direct = false;
+                self.read(buf)
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -893,7 +962,7 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
     if store.read_only {
         return Summary::failed(&display, forced, "the database is open read-only".into());
     }
-    let file = match std::fs::File::open(path) {
+    let file = match SourceFile::open(path) {
         Ok(f) => f,
         Err(e) => return Summary::failed(&display, forced, format!("cannot open: {e}")),
     };
@@ -1645,4 +1714,62 @@ JOIN stage_akeys ak ON ak.akey = s.akey JOIN stage_assets sa ON sa.root = ak.roo
     }
     ph.mark_in(c, "insert detections");
     Ok(Counts { new: new as u64, seen_again: seen_again as u64, fixed: fixed as u64, reopened: reopened as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::Digest;
+
+    /// A file of `len` bytes that differ from block to block, so a block read twice or skipped shows.
+    fn patterned(dir: &Path, len: usize) -> (PathBuf, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|i| (i as u64).wrapping_mul(2654435761).rotate_right(13) as u8).collect();
+        let path = dir.join(format!("report-{len}.bin"));
+        std::fs::write(&path, &bytes).unwrap();
+        (path, bytes)
+    }
+
+    #[test]
+    fn a_file_reads_back_whole_and_hashed_however_it_is_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        // Below the direct-read size, just above it and not a multiple of a page, and several blocks long.
+        for len in [0, 1, 5_000, DIRECT_MIN as usize + 12_345, 3 * BLOCK + 1] {
+            let (path, want) = patterned(dir.path(), len);
+            let hh = HashHandle(Arc::new(Mutex::new((sha2::Sha256::new(), 0))));
+            let mut r = ChanReader::spawn(Hashing { inner: SourceFile::open(&path).unwrap(), h: hh.clone(), progress: None });
+            let mut got = Vec::new();
+            r.read_to_end(&mut got).unwrap();
+            assert_eq!(got.len(), want.len(), "{len} bytes");
+            assert!(got == want, "the bytes of a {len}-byte file differ");
+            let g = hh.0.lock().unwrap();
+            assert_eq!(g.1, len as u64);
+            assert_eq!(hex::encode(g.0.clone().finalize()), hex::encode(sha2::Sha256::digest(&want)));
+        }
+    }
+
+    #[test]
+    fn a_read_direct_io_refuses_goes_on_through_the_page_cache_from_the_same_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, want) = patterned(dir.path(), DIRECT_MIN as usize + 777);
+        let mut src = SourceFile::open(&path).unwrap();
+        let mut got = Vec::new();
+        // Page-aligned reads first (direct where the file system allows it), then reads at odd addresses
+        // and lengths, which a direct read refuses.
+        let mut buf = vec![0u8; 3 * ALIGN];
+        let at = buf.as_ptr().align_offset(ALIGN);
+        for _ in 0..3 {
+            let n = src.read(&mut buf[at..at + ALIGN]).unwrap();
+            got.extend_from_slice(&buf[at..at + n]);
+        }
+        loop {
+            let n = src.read(&mut buf[at + 1..at + 1 + 1000]).unwrap();
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[at + 1..at + 1 + n]);
+        }
+        assert!(!src.direct, "direct reads stop after one is refused");
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+    }
 }
