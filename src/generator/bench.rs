@@ -85,6 +85,8 @@ pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> 
 #[derive(Default)]
 struct Count {
     findings: u64,
+    /// The finding `blank` lends, reset each time as an import's are.
+    slot: Option<crate::model::RawFinding>,
     assets: u32,
     skipped: u64,
 }
@@ -96,6 +98,14 @@ impl crate::ingest::Sink for Count {
     }
     fn refine_asset(&mut self, _: u32, _: crate::model::RawAsset) {}
     fn finding(&mut self, _: crate::model::RawFinding) {
+        self.findings += 1;
+    }
+    fn blank(&mut self, asset: u32, category: crate::model::Category) -> &mut crate::model::RawFinding {
+        let f = self.slot.get_or_insert_with(|| crate::model::RawFinding::new(asset, String::new(), String::new(), category));
+        f.reset(asset, category);
+        f
+    }
+    fn commit(&mut self) {
         self.findings += 1;
     }
     fn skip(&mut self, _: String, _: String, _: String) {

@@ -123,7 +123,7 @@ impl Ctx<'_> {
         let version = version.unwrap_or_default();
         let raw_sev = v.severity.as_deref().unwrap_or_default();
         // Written into a reused finding's buffers: a Grype report is a million of these.
-        let mut f = self.sink.blank(self.asset, Category::Vulnerability);
+        let f = self.sink.blank(self.asset, Category::Vulnerability);
         f.vuln_id.push_str(&v.id);
         for p in [&*v.id, " in ", &name, " ", &version] {
             f.title.push_str(p);
@@ -175,7 +175,7 @@ impl Ctx<'_> {
         if let Some(ver) = trimmed(Some(&version)) {
             f.set_installed_version(ver);
         }
-        self.sink.finding(f);
+        self.sink.commit();
     }
 }
 

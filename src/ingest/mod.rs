@@ -30,12 +30,13 @@ pub trait Sink {
     /// Add what was learned later about an asset registered earlier (reports that name their target last).
     fn refine_asset(&mut self, idx: u32, a: RawAsset);
     fn finding(&mut self, f: RawFinding);
-    /// A finding to fill and pass to `finding`, as `RawFinding::new(asset, "", "", category)` makes it;
-    /// it may be one passed before, reset, whose buffers its setters (`set_description`...) and
-    /// `String::push_str` write into without allocating.
-    fn blank(&mut self, asset: u32, category: crate::model::Category) -> RawFinding {
-        RawFinding::new(asset, String::new(), String::new(), category)
-    }
+    /// A finding to fill where it lies, then pass on with `commit`, as `RawFinding::new(asset, "", "",
+    /// category)` makes it; it may be one passed before, reset, whose buffers its setters
+    /// (`set_description`...) and `String::push_str` write into without allocating. Until `commit`,
+    /// the next `blank` returns the same finding again.
+    fn blank(&mut self, asset: u32, category: crate::model::Category) -> &mut RawFinding;
+    /// Pass on the finding `blank` returned last, as `finding` does.
+    fn commit(&mut self);
     /// A record that could not be understood: kept in quarantine with its position and reason.
     fn skip(&mut self, position: String, reason: String, snippet: String);
     /// The time the scan ran, when the report says.

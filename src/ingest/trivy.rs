@@ -336,7 +336,7 @@ impl Ctx<'_> {
             // parsed strings are freed here, on this thread.
             let raw = v.severity.as_deref().unwrap_or_default();
             let pkg = trimmed(v.pkg.as_deref());
-            let mut f = self.sink.blank(asset, Category::Vulnerability);
+            let f = self.sink.blank(asset, Category::Vulnerability);
             f.vuln_id.push_str(&v.id);
             match &v.title {
                 Some(t) => f.title.push_str(t),
@@ -388,7 +388,7 @@ impl Ctx<'_> {
             if lang {
                 f.set_location(v.pkg_path.as_deref().filter(|p| !p.is_empty()).unwrap_or(&target));
             }
-            self.sink.finding(f);
+            self.sink.commit();
         }
         for mut m in r.misconfigs.unwrap_or_default() {
             match m.status.as_deref() {

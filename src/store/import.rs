@@ -319,9 +319,11 @@ struct Collector {
     /// 2 MB, and growing a new one for every batch copied it over and over into fresh memory. They come
     /// back with their findings when the parser reuses them (`Sink::blank`), empty otherwise.
     spare: Receiver<Vec<RawFinding>>,
+    /// The batch being filled: its first `filled` findings are this batch's; any after them were staged
+    /// in an earlier one and are reset and filled again in place (`Sink::blank`), rather than moved
+    /// out and back (a finding is about 600 bytes, and comes back cold from the other core).
     batch: Batch,
-    /// Findings staged and sent back, to be reset and filled again (`Sink::blank`).
-    pool: Vec<RawFinding>,
+    filled: usize,
     /// Whether the parser reuses findings.
     reuse: bool,
     tool: String,
@@ -356,20 +358,16 @@ impl Collector {
     }
 
     fn send(&mut self) {
+        self.batch.findings.truncate(self.filled);
+        self.filled = 0;
         if self.receiver_gone {
             self.batch.findings.clear();
             self.batch.hashes.clear();
             self.batch.skips.clear();
             return;
         }
-        let mut findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
-        if !findings.is_empty() {
-            // Staged findings to reuse: they become the pool, and the pool's empty buffer the next batch's.
-            if self.pool.is_empty() {
-                std::mem::swap(&mut self.pool, &mut findings);
-            }
-            findings.clear();
-        }
+        // A buffer back from the store: empty, or with its staged findings when the parser reuses them.
+        let findings = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
         let mut b = std::mem::replace(&mut self.batch, Batch { findings, hashes: Vec::with_capacity(BATCH), ..Default::default() });
         b.tool = self.tool.clone();
         b.reuse = self.reuse;
@@ -461,14 +459,34 @@ impl Sink for Collector {
         self.assets[root as usize] = cur;
     }
 
-    fn blank(&mut self, asset: u32, category: Category) -> RawFinding {
+    fn blank(&mut self, asset: u32, category: Category) -> &mut RawFinding {
         self.reuse = true;
-        match self.pool.pop() {
-            Some(mut f) => {
-                f.reset(asset, category);
-                f
-            }
-            None => RawFinding::new(asset, String::new(), String::new(), category),
+        let (i, v) = (self.filled, &mut self.batch.findings);
+        if i < v.len() {
+            v[i].reset(asset, category);
+        } else {
+            v.push(RawFinding::new(asset, String::new(), String::new(), category));
+        }
+        &mut v[i]
+    }
+
+    fn commit(&mut self) {
+        let i = self.filled;
+        if i >= self.batch.findings.len() {
+            return;
+        }
+        self.records += 1;
+        let f = &self.batch.findings[i];
+        if f.asset as usize >= self.assets.len() {
+            // The slot stays this batch's spare, for the next finding.
+            let title = f.title.clone();
+            self.skip(format!("record {}", self.records), "finding refers to no asset".into(), title);
+            return;
+        }
+        self.batch.hashes.push(TextHashes::of(&self.text_hasher, f));
+        self.filled += 1;
+        if self.filled >= BATCH {
+            self.send();
         }
     }
 
@@ -479,8 +497,14 @@ impl Sink for Collector {
             return;
         }
         self.batch.hashes.push(TextHashes::of(&self.text_hasher, &f));
-        self.batch.findings.push(f);
-        if self.batch.findings.len() >= BATCH {
+        let (i, v) = (self.filled, &mut self.batch.findings);
+        if i < v.len() {
+            v[i] = f;
+        } else {
+            v.push(f);
+        }
+        self.filled += 1;
+        if self.filled >= BATCH {
             self.send();
         }
     }
@@ -1014,7 +1038,7 @@ pub fn import_file(store: &Store, path: &Path, forced: Option<Format>, opts: &Pa
         tx,
         spare,
         batch: Batch { findings: Vec::with_capacity(BATCH), ..Default::default() },
-        pool: Vec::new(),
+        filled: 0,
         reuse: false,
         tool: format.default_tool().to_string(),
         ids: FxMap::default(),
