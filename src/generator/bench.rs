@@ -85,8 +85,9 @@ pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> 
 #[derive(Default)]
 struct Count {
     findings: u64,
-    /// The finding `blank` lends, reset each time as an import's are.
+    /// The finding `blank` lends, reset each time as an import's are, and whether it is lent.
     slot: Option<crate::model::RawFinding>,
+    lent: bool,
     assets: u32,
     skipped: u64,
 }
@@ -103,10 +104,16 @@ impl crate::ingest::Sink for Count {
     fn blank(&mut self, asset: u32, category: crate::model::Category) -> &mut crate::model::RawFinding {
         let f = self.slot.get_or_insert_with(|| crate::model::RawFinding::new(asset, String::new(), String::new(), category));
         f.reset(asset, category);
+        self.lent = true;
         f
     }
+    fn current(&mut self) -> Option<&mut crate::model::RawFinding> {
+        if self.lent { self.slot.as_mut() } else { None }
+    }
     fn commit(&mut self) {
-        self.findings += 1;
+        if std::mem::take(&mut self.lent) {
+            self.findings += 1;
+        }
     }
     fn skip(&mut self, _: String, _: String, _: String) {
         self.skipped += 1;

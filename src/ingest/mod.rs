@@ -35,6 +35,8 @@ pub trait Sink {
     /// (`set_description`...) and `String::push_str` write into without allocating. Until `commit`,
     /// the next `blank` returns the same finding again.
     fn blank(&mut self, asset: u32, category: crate::model::Category) -> &mut RawFinding;
+    /// The finding `blank` lent and not yet passed on, to go on filling it.
+    fn current(&mut self) -> Option<&mut RawFinding>;
     /// Pass on the finding `blank` returned last, as `finding` does.
     fn commit(&mut self);
     /// A record that could not be understood: kept in quarantine with its position and reason.

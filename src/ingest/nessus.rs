@@ -2,7 +2,7 @@
 
 use super::xml::{attr, attrs, drive, local, opt, XmlEv};
 use super::{parse_time, push_int, ParseError, Sink};
-use crate::model::{norm_cwe, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity};
+use crate::model::{norm_cwe, AssetKind, Category, IdKind, RawAsset, Severity};
 use std::io::BufRead;
 
 #[derive(Default)]
@@ -72,19 +72,47 @@ fn host_asset(h: &Host) -> RawAsset {
     a
 }
 
+/// What a `<ReportItem>` holds besides its finding, which is filled where the sink keeps it
+/// (`Sink::blank`, `Sink::current`). The texts' buffers serve every item in turn.
+#[derive(Default)]
 struct Item {
-    f: RawFinding,
+    open: bool,
     cvss2: Option<f64>,
     cvss3: Option<f64>,
-    v2: Option<String>,
-    v3: Option<String>,
-    synopsis: Option<String>,
+    /// Whether the item had a CVSS v2 vector, a v3 vector, a synopsis (in the buffers that follow).
+    has_v2: bool,
+    has_v3: bool,
+    has_synopsis: bool,
+    v2: String,
+    v3: String,
+    synopsis: String,
+}
+
+impl Item {
+    fn start(&mut self) {
+        self.open = true;
+        self.cvss2 = None;
+        self.cvss3 = None;
+        self.has_v2 = false;
+        self.has_v3 = false;
+        self.has_synopsis = false;
+    }
+}
+
+/// `text` trimmed into `buf`; false (and `buf` untouched) when there is nothing left.
+fn keep_text(buf: &mut String, text: &str) -> bool {
+    let t = text.trim();
+    if !t.is_empty() {
+        buf.clear();
+        buf.push_str(t);
+    }
+    !t.is_empty()
 }
 
 pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseError> {
     let mut host: Option<Host> = None;
     let mut tag_name: Option<String> = None;
-    let mut item: Option<Item> = None;
+    let mut item = Item::default();
     let mut seen_root = false;
     let mut latest_end: Option<chrono::DateTime<chrono::Utc>> = None;
     drive(input, |ev, pos| {
@@ -115,7 +143,11 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                     let family = family.unwrap_or_default();
                     let title = title.unwrap_or_default();
                     let cat = if family.starts_with("Web App") || h.is_web_app() { Category::Web } else { Category::Vulnerability };
-                    let mut f = RawFinding::new(h.idx.unwrap(), plugin.clone(), title, cat);
+                    // Written into a finding the sink lends (reused from an earlier batch): a Nessus
+                    // report is up to millions of these.
+                    let f = sink.blank(h.idx.unwrap(), cat);
+                    f.vuln_id.push_str(&plugin);
+                    f.title.push_str(&title);
                     f.severity = match sev_attr.as_str() {
                         "4" => Severity::Critical,
                         "3" => Severity::High,
@@ -123,17 +155,17 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                         "1" => Severity::Low,
                         _ => Severity::Info,
                     };
-                    f.raw_severity = sev_attr;
+                    f.raw_severity.push_str(&sev_attr);
                     f.port = Some(port);
-                    f.protocol = if proto.is_empty() { None } else { Some(proto.clone()) };
-                    let mut raw_id = String::with_capacity(plugin.len() + proto.len() + 8);
-                    raw_id.push_str(&plugin);
-                    raw_id.push('/');
-                    push_int(&mut raw_id, port.into());
-                    raw_id.push('/');
-                    raw_id.push_str(&proto);
-                    f.raw_id = raw_id;
-                    item = Some(Item { f, cvss2: None, cvss3: None, v2: None, v3: None, synopsis: None });
+                    if !proto.is_empty() {
+                        f.set_protocol(&proto);
+                    }
+                    f.raw_id.push_str(&plugin);
+                    f.raw_id.push('/');
+                    push_int(&mut f.raw_id, port.into());
+                    f.raw_id.push('/');
+                    f.raw_id.push_str(&proto);
+                    item.start();
                 }
                 _ => {}
             },
@@ -174,18 +206,25 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                     }
                 }
                 "ReportItem" => {
-                    if let Some(mut it) = item.take() {
-                        if it.f.description.is_none() {
-                            it.f.description = it.synopsis.take();
+                    if std::mem::take(&mut item.open) {
+                        if let Some(f) = sink.current() {
+                            let it = &item;
+                            if f.description.is_none() && it.has_synopsis {
+                                f.set_description(&it.synopsis);
+                            }
+                            f.cvss_score = it.cvss3.or(it.cvss2);
+                            let v2 = it.has_v2.then_some(it.v2.as_str());
+                            let v3 = it.has_v3.then_some(it.v3.as_str());
+                            if let Some(v) = if it.cvss3.is_some() { v3.or(v2) } else { v2.or(v3) } {
+                                f.set_cvss_vector(v);
+                            }
                         }
-                        it.f.cvss_score = it.cvss3.or(it.cvss2);
-                        it.f.cvss_vector = if it.cvss3.is_some() { it.v3.or(it.v2) } else { it.v2.or(it.v3) };
-                        sink.finding(it.f);
+                        sink.commit();
                     }
                 }
                 _ => {
-                    if let Some(it) = item.as_mut() {
-                        let f = &mut it.f;
+                    if let (true, Some(f)) = (item.open, sink.current()) {
+                        let it = &mut item;
                         match local(name) {
                             "cve" => {
                                 let c = text.trim().to_ascii_uppercase();
@@ -200,14 +239,20 @@ pub fn parse(input: &mut dyn BufRead, sink: &mut dyn Sink) -> Result<(), ParseEr
                                     }
                                 }
                             }
-                            "description" => f.description = opt(text),
+                            "description" => match text.trim() {
+                                "" => f.description = None,
+                                t => f.set_description(t),
+                            },
                             // Only needed when there is no description (the usual order puts the description first).
-                            "synopsis" if f.description.is_none() => it.synopsis = opt(text),
-                            "solution" => f.solution = opt(text).filter(|s| s != "n/a"),
+                            "synopsis" if f.description.is_none() => it.has_synopsis = keep_text(&mut it.synopsis, text),
+                            "solution" => match text.trim() {
+                                "" | "n/a" => f.solution = None,
+                                t => f.set_solution(t),
+                            },
                             "cvss3_base_score" => it.cvss3 = text.trim().parse().ok(),
                             "cvss_base_score" => it.cvss2 = text.trim().parse().ok(),
-                            "cvss3_vector" => it.v3 = opt(text),
-                            "cvss_vector" => it.v2 = opt(text),
+                            "cvss3_vector" => it.has_v3 = keep_text(&mut it.v3, text),
+                            "cvss_vector" => it.has_v2 = keep_text(&mut it.v2, text),
                             "exploit_available" => f.exploit_available = Some(text.trim() == "true"),
                             "xref" => {
                                 if let Some(g) = text.trim().strip_prefix("GHSA:") {

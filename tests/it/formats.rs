@@ -305,3 +305,61 @@ fn findings_reused_across_batches_carry_only_their_own_fields() {
         assert_eq!(count(&s, "SELECT count(DISTINCT raw_id) FROM detections"), n as i64, "{tool}");
     }
 }
+
+/// Nessus items are written into reused findings too, and carry what belongs to one item (its synopsis,
+/// its two CVSS vectors) beside the finding: every item must end with exactly its own fields.
+#[test]
+fn nessus_findings_reused_across_batches_carry_only_their_own_fields() {
+    let n = 20_000;
+    let d = tmpdir();
+    let mut doc = String::from(
+        r#"<?xml version="1.0" ?><NessusClientData_v2><Report name="reuse"><ReportHost name="10.9.9.9"><HostProperties><tag name="host-ip">10.9.9.9</tag></HostProperties>"#,
+    );
+    for i in 0..n {
+        let proto = if i % 13 == 0 { "" } else if i % 2 == 0 { "tcp" } else { "udp" };
+        doc.push_str(&format!(
+            r#"<ReportItem port="443" svc_name="www" protocol="{proto}" severity="2" pluginID="{}" pluginName="check {i}" pluginFamily="General">"#,
+            100000 + i
+        ));
+        if i % 2 == 0 {
+            doc.push_str(&format!("<description>advisory {i}</description>"));
+        } else if i % 11 == 0 {
+            doc.push_str(&format!("<synopsis> synopsis {i} </synopsis>"));
+        }
+        match i % 3 {
+            0 => doc.push_str(&format!("<solution>fix {i}</solution>")),
+            1 => doc.push_str("<solution>n/a</solution>"),
+            _ => {}
+        }
+        if i % 5 == 0 {
+            doc.push_str(&format!("<cvss3_base_score>7.5</cvss3_base_score><cvss3_vector>CVSS:3.0/AV:N/{i}</cvss3_vector>"));
+        }
+        if i % 7 == 0 {
+            doc.push_str(&format!("<cvss_base_score>5.0</cvss_base_score><cvss_vector>AV:N/{i}</cvss_vector>"));
+        }
+        if i % 4 == 0 {
+            doc.push_str(&format!("<cve>CVE-2099-{i}</cve>"));
+        }
+        doc.push_str("</ReportItem>");
+    }
+    doc.push_str("</ReportHost></Report></NessusClientData_v2>");
+    let s = mem();
+    let r = import(&s, &write(d.path(), "reuse.nessus", &doc));
+    assert_eq!(r.new, n as u64, "{}", r.line());
+    let wrong = count(
+        &s,
+        "SELECT count(*) FROM (SELECT f.*, CAST(vuln_id AS INTEGER) - 100000 AS i FROM findings f) f
+         WHERE description IS DISTINCT FROM CASE WHEN i % 2 = 0 THEN 'advisory ' || i WHEN i % 11 = 0 THEN 'synopsis ' || i END
+            OR solution IS DISTINCT FROM CASE WHEN i % 3 = 0 THEN 'fix ' || i END
+            OR cvss_vector IS DISTINCT FROM CASE WHEN i % 5 = 0 THEN 'CVSS:3.0/AV:N/' || i WHEN i % 7 = 0 THEN 'AV:N/' || i END
+            OR cvss_score IS DISTINCT FROM CASE WHEN i % 5 = 0 THEN 7.5 WHEN i % 7 = 0 THEN 5.0 END
+            OR protocol IS DISTINCT FROM CASE WHEN i % 13 = 0 THEN NULL WHEN i % 2 = 0 THEN 'tcp' ELSE 'udp' END
+            OR cves <> CASE WHEN i % 4 = 0 THEN ['CVE-2099-' || i] ELSE [] END
+            OR title <> 'check ' || i OR port <> 443",
+    );
+    assert_eq!(wrong, 0);
+    assert_eq!(
+        count(&s, "SELECT count(*) FROM detections WHERE raw_id = CAST(CAST(vuln_id AS INTEGER) AS VARCHAR) || '/443/' || coalesce(protocol, '')"),
+        n as i64
+    );
+}
