@@ -794,8 +794,7 @@ impl ChanReader {
             loop {
                 let mut buf = spare.try_recv().unwrap_or_default();
                 buf.resize(BLOCK, 0);
-                // The page-aligned part, a page shorter than the block, so that every block is one
-                // allocation of exactly 1 MiB (one a page larger raised peak memory by about 50 MB).
+                // The page-aligned part of the block (a page shorter than it, wherever the block lies).
                 let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
                 let data = &mut buf[start..start + BLOCK - ALIGN];
                 let mut n = 0;
