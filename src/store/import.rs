@@ -488,12 +488,11 @@ impl Sink for Collector {
     }
 
     fn commit(&mut self) {
-        let i = self.filled;
-        if !std::mem::take(&mut self.lent) || i >= self.batch.findings.len() {
+        if !std::mem::take(&mut self.lent) {
             return;
         }
         self.records += 1;
-        let f = &self.batch.findings[i];
+        let f = &self.batch.findings[self.filled];
         if f.asset as usize >= self.assets.len() {
             // The slot stays this batch's spare, for the next finding.
             let title = f.title.clone();
@@ -507,25 +506,16 @@ impl Sink for Collector {
         }
     }
 
+    /// Takes the next slot of the batch (a finding lent and not passed on is given up) and passes it on.
     fn finding(&mut self, f: RawFinding) {
-        self.records += 1;
-        // A finding lent and not passed on is given up (its slot takes this one).
-        self.lent = false;
-        if f.asset as usize >= self.assets.len() {
-            self.skip(format!("record {}", self.records), "finding refers to no asset".into(), f.title.clone());
-            return;
-        }
-        self.batch.hashes.push(TextHashes::of(&self.text_hasher, &f));
         let (i, v) = (self.filled, &mut self.batch.findings);
         if i < v.len() {
             v[i] = f;
         } else {
             v.push(f);
         }
-        self.filled += 1;
-        if self.filled >= BATCH {
-            self.send();
-        }
+        self.lent = true;
+        self.commit();
     }
 
     fn skip(&mut self, position: String, reason: String, snippet: String) {
