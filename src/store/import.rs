@@ -1660,7 +1660,9 @@ LEFT JOIN risk_actx a ON a.asset_id = f.asset_id"#,
         }
     }
     c.execute_batch(&crate::risk::at_insert::after_sql("stage_amap", min_fid.unwrap_or(i64::MAX)))?;
-    // What only the insert needed goes now, rather than being spilled while the rest of the import runs.
+    // No later step reads these. Inside the import's transaction, though, the engine keeps a dropped
+    // table's rows until the commit (a rollback would need them): dropping frees no memory here, and
+    // every staged table stays in memory or spilled until the import ends.
     c.execute_batch("DROP TABLE stage_ins; DROP TABLE stage_rs; DROP TABLE stage_rv; DROP TABLE stage_rtt; DROP TABLE stage_di;")?;
     ph.mark_in(c, "insert new findings");
     // Findings seen again. Each column is written only where it changes: on a rescan most rows just
