@@ -27,7 +27,7 @@ const INSERT_SLICE: i64 = 500_000;
 /// The engine's memory limit while importing. The process stays under 500 MB on a 2 GB Nessus file:
 /// the engine's working memory outside its cap (its vectors, compression state, spill buffers) and
 /// what the allocator has yet to hand back come on top.
-const DEFAULT_IMPORT_MEMORY: &str = "180MB";
+const DEFAULT_IMPORT_MEMORY: &str = "220MB";
 
 /// Phase timings on stderr when `CTEM_PROFILE` is set (for benchmarking the import path).
 struct Phases {
