@@ -868,20 +868,18 @@ const DIRECT_MIN: u64 = 16 << 20;
 
 impl SourceFile {
     fn open(path: &Path) -> std::io::Result<SourceFile> {
-        let file = std::fs::File::open(path)?;
-        let mut src = SourceFile { file, path: path.to_path_buf(), pos: 0, direct: false };
+        let src = |file, direct| SourceFile { file, path: path.to_path_buf(), pos: 0, direct };
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            let big = src.file.metadata().map(|m| m.is_file() && m.len() >= DIRECT_MIN).unwrap_or(false);
+            let big = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() >= DIRECT_MIN);
             if big && std::env::var_os("CTEM_NO_DIRECT_IO").is_none() {
                 if let Ok(f) = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_DIRECT).open(path) {
-                    src.file = f;
-                    src.direct = true;
+                    return Ok(src(f, true));
                 }
             }
         }
-        Ok(src)
+        Ok(src(std::fs::File::open(path)?, false))
     }
 }
 
