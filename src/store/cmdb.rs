@@ -219,7 +219,14 @@ pub fn import_assets(store: &Store, path: &Path, mapping: Option<&AssetMapping>)
                WITH m AS (SELECT s.rn, min(i.asset_id) AS asset_id FROM stage_cmdb_ids s
                           JOIN asset_identifiers i ON i.id_kind = s.id_kind AND i.id_value = s.id_value GROUP BY s.rn)
                SELECT c.rn, m.asset_id, m.asset_id IS NULL AS is_new FROM stage_cmdb c LEFT JOIN m USING (rn);
-               UPDATE stage_cmap SET asset_id = nextval('seq_asset') WHERE asset_id IS NULL;"#,
+               -- New assets are numbered in the file's order (the engine hands out a sequence's values
+               -- to rows in no fixed order).
+               CREATE OR REPLACE TEMP TABLE stage_cmap_ids AS SELECT nextval('seq_asset') AS id FROM stage_cmap WHERE asset_id IS NULL;
+               UPDATE stage_cmap m SET asset_id = n.id
+               FROM (SELECT rn, row_number() OVER (ORDER BY rn) AS k FROM stage_cmap WHERE asset_id IS NULL) r
+               JOIN (SELECT id, row_number() OVER (ORDER BY id) AS k FROM stage_cmap_ids) n USING (k)
+               WHERE m.rn = r.rn;
+               DROP TABLE stage_cmap_ids;"#,
         )?;
         let lists = |col: &str| format!("CASE WHEN {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, ',') END");
         let new = c.execute(

@@ -1436,7 +1436,14 @@ WITH m AS (
     FROM stage_ids s JOIN asset_identifiers i ON i.id_kind = s.id_kind AND i.id_value = s.id_value
     GROUP BY s.root)
 SELECT a.root, m.asset_id, m.asset_id IS NULL AS is_new FROM stage_assets a LEFT JOIN m USING (root);
-UPDATE stage_amap SET asset_id = nextval('seq_asset') WHERE asset_id IS NULL;
+-- New assets are numbered in the report's order (the engine hands out a sequence's values to rows in no
+-- fixed order), so the same reports make the same store.
+CREATE OR REPLACE TEMP TABLE stage_amap_ids AS SELECT nextval('seq_asset') AS id FROM stage_amap WHERE asset_id IS NULL;
+UPDATE stage_amap m SET asset_id = n.id
+FROM (SELECT root, row_number() OVER (ORDER BY root) AS k FROM stage_amap WHERE asset_id IS NULL) r
+JOIN (SELECT id, row_number() OVER (ORDER BY id) AS k FROM stage_amap_ids) n USING (k)
+WHERE m.root = r.root;
+DROP TABLE stage_amap_ids;
 "#,
     )?;
     c.execute(

@@ -162,3 +162,26 @@ fn a_store_with_hex_fingerprints_is_converted_and_keeps_matching() {
     let r2 = import(&s, &w2);
     assert_eq!((r2.new, r2.seen_again, r2.fixed), (0, 1, 1), "{}", r2.line());
 }
+
+#[test]
+fn new_assets_are_numbered_in_the_order_their_file_names_them() {
+    // Enough hosts that the engine works on them in parallel; the sample CMDB for the same from a CSV.
+    let d = tmpdir();
+    let hosts: Vec<(String, String)> = (0..3000).map(|i| (format!("10.7.{}.{}", i / 250, i % 250), format!("n{i:04}.example.net"))).collect();
+    let items: &[(&str, &str, &[&str])] = &[("1", "3", &[])];
+    let spec: Vec<(&str, &str, &[(&str, &str, &[&str])])> = hosts.iter().map(|(ip, f)| (ip.as_str(), f.as_str(), items)).collect();
+    let file = write(d.path(), "many.nessus", &nessus(&spec, "Mon Nov  2 10:00:00 2026"));
+    let cmdb = sample_dir().join("cmdb/assets.csv");
+    let in_file: Vec<String> = std::fs::read_to_string(&cmdb).unwrap().lines().skip(1).map(|l| l.split(',').next().unwrap().to_string()).collect();
+    for _ in 0..2 {
+        let s = mem();
+        assert_eq!(import(&s, &file).new, 3000);
+        let names = strings(&s, "SELECT name FROM assets ORDER BY asset_id");
+        let expected: Vec<&str> = hosts.iter().map(|(_, f)| f.as_str()).collect();
+        assert!(names == expected, "asset ids out of the report's order: first {:?}", &names[..5]);
+        let s = mem();
+        ctem::store::cmdb::import_assets(&s, &cmdb, None).unwrap();
+        let names = strings(&s, "SELECT name FROM assets ORDER BY asset_id");
+        assert!(names == in_file, "asset ids out of the CMDB's order: first {:?}", &names[..5]);
+    }
+}
