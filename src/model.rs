@@ -284,9 +284,16 @@ struct Spare {
 
 /// Sets `slot` to `v` written into `spare`'s buffer.
 fn put(slot: &mut Option<String>, spare: &mut String, v: &str) {
+    put_parts(slot, spare, &[v]);
+}
+
+/// Sets `slot` to `parts` written one after another into `spare`'s buffer (no string made for them).
+fn put_parts(slot: &mut Option<String>, spare: &mut String, parts: &[&str]) {
     let mut b = std::mem::take(spare);
     b.clear();
-    b.push_str(v);
+    for p in parts {
+        b.push_str(p);
+    }
     *slot = Some(b);
 }
 
@@ -312,6 +319,14 @@ macro_rules! setters {
 
 setters!(description set_description, cvss_vector set_cvss_vector, package set_package, installed_version set_installed_version,
     fixed_version set_fixed_version, solution set_solution, protocol set_protocol, location set_location);
+
+impl RawFinding {
+    /// The solution set to `parts` one after another ("Upgrade ", a package, " to ", a version), in the
+    /// finding's spare buffer.
+    pub fn set_solution_parts(&mut self, parts: &[&str]) {
+        put_parts(&mut self.solution, &mut self.spare.solution, parts);
+    }
+}
 
 impl RawFinding {
     pub fn new(asset: u32, vuln_id: impl Into<String>, title: impl Into<String>, category: Category) -> Self {
@@ -467,7 +482,8 @@ mod tests {
         f.set_package("openssl");
         f.set_installed_version("3.0.2");
         f.set_fixed_version("3.0.3");
-        f.set_solution("Upgrade openssl to 3.0.3");
+        f.set_solution_parts(&["Upgrade ", "openssl", " to ", "3.0.3"]);
+        assert_eq!(f.solution.as_deref(), Some("Upgrade openssl to 3.0.3"));
         f.set_protocol("tcp");
         f.set_location("/usr/lib");
         let desc_cap = f.description.as_ref().unwrap().capacity();

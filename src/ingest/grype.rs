@@ -1,7 +1,7 @@
 //! Grype JSON (`grype -o json`): `matches` streamed; the scanned image comes from `source`.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{cat, trimmed, ParseError, Sink};
+use super::{trimmed, ParseError, Sink};
 use crate::model::{AssetKind, Category, IdKind, RawAsset, Severity};
 use serde::Deserialize;
 use std::borrow::Cow;
@@ -162,7 +162,7 @@ impl Ctx<'_> {
             if fix.state.as_deref() == Some("fixed") || !fix.versions.is_empty() {
                 if let Some(fx) = fix.versions.first() {
                     f.set_fixed_version(fx);
-                    f.set_solution(&cat(&["Upgrade ", &name, " to ", fx]));
+                    f.set_solution_parts(&["Upgrade ", &name, " to ", fx]);
                 }
             }
         }

@@ -358,16 +358,6 @@ pub fn snippet(s: &str) -> String {
     one
 }
 
-/// The parts written one after the other: what `format!` makes of plain strings, without its
-/// machinery (parsers build a few texts for every record of a report).
-pub fn cat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
-    }
-    s
-}
-
 /// `n` in decimal, appended to `s` (as `format!` writes it).
 pub fn push_int(s: &mut String, n: i64) {
     if n < 0 {
@@ -405,9 +395,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cat_is_format_of_the_parts() {
-        assert_eq!(cat(&["CVE-1", " in ", "openssl", " ", "3.0.2"]), format!("{} in {} {}", "CVE-1", "openssl", "3.0.2"));
-        assert_eq!(cat(&[]), "");
+    fn push_int_writes_what_format_writes() {
         for n in [0i64, 7, 80, 65535, -1, -443, i64::MIN, i64::MAX] {
             let mut s = String::from("x");
             push_int(&mut s, n);

@@ -3,7 +3,7 @@
 //! Results are streamed one at a time.
 
 use super::jsonstream::{number_lenient, Scanner};
-use super::{cat, nonempty, parse_time, trimmed, ParseError, ParseOptions, Sink};
+use super::{nonempty, parse_time, trimmed, ParseError, ParseOptions, Sink};
 use crate::model::{
     norm_cwe, Applicability, AssetKind, Category, IdKind, RawAsset, RawFinding, Severity,
 };
@@ -371,7 +371,7 @@ impl Ctx<'_> {
             }
             if let Some(fx) = trimmed(v.fixed.as_deref()) {
                 f.set_fixed_version(fx);
-                f.set_solution(&cat(&["Upgrade ", pkg.unwrap_or(""), " to ", fx]));
+                f.set_solution_parts(&["Upgrade ", pkg.unwrap_or(""), " to ", fx]);
             }
             if let Some(p) = pkg {
                 f.set_package(p);
