@@ -12,23 +12,15 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// CPU seconds a process has used so far, all threads (Linux; None elsewhere or once it is gone).
-fn cpu_secs(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name (in parentheses, may hold spaces): utime is the 12th field, stime the 13th.
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
-}
-
-/// The machine's CPU time so far, all cores, in seconds: (busy, of which stolen by the hypervisor,
-/// and the number of cores). Busy is everything but idle and waiting on I/O.
-fn machine_cpu() -> Option<(f64, f64, usize)> {
+/// The machine's busy CPU time so far, all cores, in seconds (everything but idle and waiting on
+/// I/O, the hypervisor's stolen time included), and its number of cores.
+fn machine_cpu() -> Option<(f64, usize)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let v: Vec<f64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let cores = stat.lines().filter(|l| l.starts_with("cpu") && l.as_bytes().get(3).is_some_and(u8::is_ascii_digit)).count();
-    let at = |i: usize| v.get(i).copied().unwrap_or(0.0) / 100.0;
-    // user nice system idle iowait irq softirq steal
-    Some((at(0) + at(1) + at(2) + at(5) + at(6) + at(7), at(7), cores.max(1)))
+    // user nice system idle iowait irq softirq steal, in hundredths of a second
+    let busy: f64 = [0, 1, 2, 5, 6, 7].iter().map(|&i| v.get(i).copied().unwrap_or(0.0)).sum();
+    Some((busy / 100.0, cores.max(1)))
 }
 
 /// One import, timed in a child process, with what the machine did beside it.
@@ -53,12 +45,12 @@ fn timed_import(db: &std::path::Path, file: &std::path::Path) -> anyhow::Result<
         if let Some(k) = peak_rss_kib(pid) {
             peak = peak.max(k);
         }
-        if let Some(c) = cpu_secs(pid) {
+        if let Some(c) = crate::store::import::cpu_seconds(&pid.to_string()) {
             cpu = c;
         }
         if let Some(status) = child.try_wait()? {
             let secs = start.elapsed().as_secs_f64();
-            let others = before.zip(machine_cpu()).map(|((b0, _, n), (b1, _, _))| ((b1 - b0 - cpu) / (n as f64 * secs)).clamp(0.0, 1.0));
+            let others = before.zip(machine_cpu()).map(|((b0, n), (b1, _))| ((b1 - b0 - cpu) / (n as f64 * secs)).clamp(0.0, 1.0));
             let mut out = String::new();
             if let Some(mut so) = child.stdout.take() {
                 use std::io::Read;
@@ -76,7 +68,7 @@ fn timed_import(db: &std::path::Path, file: &std::path::Path) -> anyhow::Result<
 /// A fixed piece of work whose speed tells how fast the machine is at the moment, as the GUIDE's
 /// figure for these machines was measured: a million rows of a 12-column findings table loaded through
 /// the Appender, strings formatted per row, into a fresh database file, and committed. Rows per second.
-pub fn machine_reference(dir: &std::path::Path) -> anyhow::Result<f64> {
+fn machine_reference(dir: &std::path::Path) -> anyhow::Result<f64> {
     const ROWS: u64 = 1_000_000;
     let path = dir.join("reference.duckdb");
     let _ = std::fs::remove_file(&path);
