@@ -218,16 +218,9 @@ pub fn import_assets(store: &Store, path: &Path, mapping: Option<&AssetMapping>)
             r#"CREATE OR REPLACE TABLE stage_cmap AS
                WITH m AS (SELECT s.rn, min(i.asset_id) AS asset_id FROM stage_cmdb_ids s
                           JOIN asset_identifiers i ON i.id_kind = s.id_kind AND i.id_value = s.id_value GROUP BY s.rn)
-               SELECT c.rn, m.asset_id, m.asset_id IS NULL AS is_new FROM stage_cmdb c LEFT JOIN m USING (rn);
-               -- New assets are numbered in the file's order (the engine hands out a sequence's values
-               -- to rows in no fixed order).
-               CREATE OR REPLACE TEMP TABLE stage_cmap_ids AS SELECT nextval('seq_asset') AS id FROM stage_cmap WHERE asset_id IS NULL;
-               UPDATE stage_cmap m SET asset_id = n.id
-               FROM (SELECT rn, row_number() OVER (ORDER BY rn) AS k FROM stage_cmap WHERE asset_id IS NULL) r
-               JOIN (SELECT id, row_number() OVER (ORDER BY id) AS k FROM stage_cmap_ids) n USING (k)
-               WHERE m.rn = r.rn;
-               DROP TABLE stage_cmap_ids;"#,
+               SELECT c.rn, m.asset_id, m.asset_id IS NULL AS is_new FROM stage_cmdb c LEFT JOIN m USING (rn);"#,
         )?;
+        c.execute_batch(&super::number_new_assets("stage_cmap", "rn"))?;
         let lists = |col: &str| format!("CASE WHEN {col} = '' THEN []::VARCHAR[] ELSE string_split({col}, ',') END");
         let new = c.execute(
             &format!(

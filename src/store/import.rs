@@ -1440,16 +1440,9 @@ WITH m AS (
     FROM stage_ids s JOIN asset_identifiers i ON i.id_kind = s.id_kind AND i.id_value = s.id_value
     GROUP BY s.root)
 SELECT a.root, m.asset_id, m.asset_id IS NULL AS is_new FROM stage_assets a LEFT JOIN m USING (root);
--- New assets are numbered in the report's order (the engine hands out a sequence's values to rows in no
--- fixed order), so the same reports make the same store.
-CREATE OR REPLACE TEMP TABLE stage_amap_ids AS SELECT nextval('seq_asset') AS id FROM stage_amap WHERE asset_id IS NULL;
-UPDATE stage_amap m SET asset_id = n.id
-FROM (SELECT root, row_number() OVER (ORDER BY root) AS k FROM stage_amap WHERE asset_id IS NULL) r
-JOIN (SELECT id, row_number() OVER (ORDER BY id) AS k FROM stage_amap_ids) n USING (k)
-WHERE m.root = r.root;
-DROP TABLE stage_amap_ids;
 "#,
     )?;
+    c.execute_batch(&super::number_new_assets("stage_amap", "root"))?;
     c.execute(
         &format!(
             r#"INSERT INTO assets (asset_id, name, kind, hostname, fqdn, ips, os, cloud_provider, account, region, tags, sources, first_seen, last_seen)

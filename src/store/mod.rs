@@ -42,6 +42,21 @@ pub struct Store {
 
 /// `s` as a SQL string literal, for the few statements that cannot take parameters (COPY targets,
 /// rule tables compiled to SQL, values inlined for the planner). NUL characters are dropped.
+/// SQL that gives the rows of the staging table `map` without an `asset_id` (assets not known
+/// before) new ids from `seq_asset`, in the order of their `key` (the order their file names them):
+/// the engine hands out a sequence's values to the rows of one statement in no fixed order, and the
+/// same files should make the same store.
+pub(crate) fn number_new_assets(map: &str, key: &str) -> String {
+    format!(
+        "CREATE OR REPLACE TEMP TABLE {map}_ids AS SELECT nextval('seq_asset') AS id FROM {map} WHERE asset_id IS NULL;
+         UPDATE {map} m SET asset_id = n.id
+         FROM (SELECT {key}, row_number() OVER (ORDER BY {key}) AS k FROM {map} WHERE asset_id IS NULL) r
+         JOIN (SELECT id, row_number() OVER (ORDER BY id) AS k FROM {map}_ids) n USING (k)
+         WHERE m.{key} = r.{key};
+         DROP TABLE {map}_ids;"
+    )
+}
+
 pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\0', "").replace('\'', "''"))
 }
