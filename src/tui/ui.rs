@@ -8,6 +8,7 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
+use unicode_width::UnicodeWidthStr;
 
 pub const MIN_W: u16 = 80;
 pub const MIN_H: u16 = 24;
@@ -129,64 +130,66 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     let left: Vec<Span> = if let Some((m, err)) = &app.message {
         vec![Span::styled(format!(" {m}"), if *err { t.get("alert_error") } else { t.get("alert_ok") })]
     } else {
-        let hints: Vec<(String, &str)> = if app.tab == 6 && app.sql.editing {
-            vec![("F5".into(), "run"), ("Esc".into(), "leave editor")]
+        // Each hint with how much it is needed (see `fit_hints`).
+        let hints: Vec<(String, &str, u8)> = if app.tab == 6 && app.sql.editing {
+            vec![("F5".into(), "run", VIEW), ("Esc".into(), "leave editor", VIEW)]
         } else {
             let mut v = vec![
-                (format!("{}/{}", key(app, Action::Down), key(app, Action::Up)), "move"),
-                (key(app, Action::Filter), "filter"),
-                (key(app, Action::SortNext), "sort"),
-                (key(app, Action::Open), "open"),
+                (format!("{}/{}", key(app, Action::Down), key(app, Action::Up)), "move", MOVE),
+                (key(app, Action::Filter), "filter", FILTER),
+                (key(app, Action::SortNext), "sort", SORT),
+                (key(app, Action::Open), "open", VIEW),
             ];
             match app.tab {
                 0 if !app.standup_table => {
                     v = vec![
-                        (format!("{}/{}", key(app, Action::Down), key(app, Action::Up)), "line"),
-                        (key(app, Action::Open), "open its findings"),
-                        (key(app, Action::NextPane), "table"),
+                        (format!("{}/{}", key(app, Action::Down), key(app, Action::Up)), "line", MOVE),
+                        (key(app, Action::Open), "open its findings", VIEW),
+                        (key(app, Action::NextPane), "table", VIEW),
                     ];
                 }
-                0 => v.push((key(app, Action::NextPane), "summary")),
+                0 => v.push((key(app, Action::NextPane), "summary", VIEW)),
                 1 => {
-                    v.push((key(app, Action::New), "new"));
-                    v.push((key(app, Action::Edit), "edit"));
-                    v.push((key(app, Action::Activate), "use"));
+                    v.push((key(app, Action::New), "new", VIEW));
+                    v.push((key(app, Action::Edit), "edit", VIEW));
+                    v.push((key(app, Action::Activate), "use", VIEW));
                 }
-                2 => v.push((key(app, Action::NextPane), "view")),
+                2 => v.push((key(app, Action::NextPane), "view", VIEW)),
                 3 => {
                     // The ranked queue is rarely re-sorted; its hand-off keys matter more here.
                     v.retain(|h| h.1 != "sort");
-                    v.push((key(app, Action::NextPane), if app.prio_view == 0 { "groups" } else { "queue" }));
+                    v.push((key(app, Action::NextPane), if app.prio_view == 0 { "groups" } else { "queue" }, VIEW));
                     if app.prio_view == 0 {
-                        v.push((key(app, Action::Mark), "mark"));
+                        v.push((key(app, Action::Mark), "mark", VIEW));
                     }
-                    v.push((key(app, Action::HandOff), "hand off"));
+                    v.push((key(app, Action::HandOff), "hand off", VIEW));
                 }
-                4 => v.push((key(app, Action::NextPane), ["matrix", "controls", "fixes"][app.val_view])),
+                4 => v.push((key(app, Action::NextPane), ["matrix", "controls", "fixes"][app.val_view], VIEW)),
                 5 if app.mob_view == 0 => {
                     v = vec![
-                        (format!("{}{}{}{}", key(app, Action::Left), key(app, Action::Down), key(app, Action::Up), key(app, Action::Right)), "move"),
-                        (format!("{}/{}", key(app, Action::MoveForward), key(app, Action::MoveBack)), "status"),
-                        (key(app, Action::Open), "open"),
-                        (key(app, Action::Assign), "assign"),
-                        (key(app, Action::Except), "except"),
-                        (key(app, Action::Filter), "filter"),
-                        (key(app, Action::NextPane), "list"),
-                        (key(app, Action::Mark), "mark"),
+                        (format!("{}{}{}{}", key(app, Action::Left), key(app, Action::Down), key(app, Action::Up), key(app, Action::Right)), "move", MOVE),
+                        (format!("{}/{}", key(app, Action::MoveForward), key(app, Action::MoveBack)), "status", VIEW),
+                        (key(app, Action::Open), "open", VIEW),
+                        (key(app, Action::Assign), "assign", VIEW),
+                        (key(app, Action::Except), "except", VIEW),
+                        // Cards are found by filtering (owner, team, SLA): it matters as much as the moves.
+                        (key(app, Action::Filter), "filter", VIEW),
+                        (key(app, Action::NextPane), "list", VIEW),
+                        (key(app, Action::Mark), "mark", VIEW),
                     ];
                 }
-                5 => v.push((key(app, Action::NextPane), ["board", "exceptions", "by owner", "board"][app.mob_view])),
-                6 => v.push((key(app, Action::Edit), "edit SQL")),
-                _ => v.push((key(app, Action::Mark), "mark")),
+                5 => v.push((key(app, Action::NextPane), ["board", "exceptions", "by owner", "board"][app.mob_view], VIEW)),
+                6 => v.push((key(app, Action::Edit), "edit SQL", VIEW)),
+                _ => v.push((key(app, Action::Mark), "mark", VIEW)),
             }
-            v.push((key(app, Action::Help), "help"));
-            v.push((key(app, Action::Quit), "quit"));
-            // Cut first when the line is narrow.
-            v.push((key(app, Action::Columns), "cols"));
+            v.push((key(app, Action::Help), "help", ALWAYS));
+            v.push((key(app, Action::Quit), "quit", ALWAYS));
+            v.push((key(app, Action::Columns), "cols", COLS));
             v
         };
+        let room = (area.width as usize).saturating_sub(right.iter().map(|s| s.width()).sum());
         let mut s = vec![Span::raw(" ")];
-        for (k, d) in hints {
+        for (k, d) in fit_hints(hints, room) {
             s.push(Span::styled(k, t.get("key")));
             s.push(Span::styled(format!(" {d}  "), t.get("status")));
         }
@@ -196,6 +199,35 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
     let [l, r] = Layout::horizontal([Constraint::Min(1), Constraint::Length(rw)]).areas(area);
     f.render_widget(Paragraph::new(Line::from(left)), l);
     f.render_widget(Paragraph::new(Line::from(right)), r);
+}
+
+// How much a key hint on the status line is needed: when the line is too narrow for all of them,
+// hints are left out whole, the least needed first (and of those, the last first).
+/// The column picker: a power user's key, and listed in help.
+const COLS: u8 = 0;
+/// Moving: the same keys in every list (and listed in help).
+const MOVE: u8 = 1;
+const FILTER: u8 = 2;
+const SORT: u8 = 3;
+/// What this view does that the others do not.
+const VIEW: u8 = 4;
+/// Help and quit: never left out.
+const ALWAYS: u8 = u8::MAX;
+
+/// The hints that fit `room` columns (drawn as a space, then `key desc` with two spaces between
+/// hints), in their order, leaving out whole hints by how little they are needed (`COLS` ... `VIEW`).
+fn fit_hints(mut hints: Vec<(String, &str, u8)>, room: usize) -> Vec<(String, &str)> {
+    let width = |h: &[(String, &str, u8)]| h.iter().map(|(k, d, _)| k.width() + d.width() + 3).sum::<usize>().saturating_sub(1);
+    while width(&hints) > room {
+        let least = hints.iter().enumerate().filter(|(_, h)| h.2 != ALWAYS).min_by_key(|(i, h)| (h.2, std::cmp::Reverse(*i)));
+        match least {
+            Some((i, _)) => {
+                hints.remove(i);
+            }
+            None => break,
+        }
+    }
+    hints.into_iter().map(|(k, d, _)| (k, d)).collect()
 }
 
 fn table(f: &mut Frame, app: &mut App, id: &str, area: Rect, focused: bool, title: &str) {
@@ -506,5 +538,38 @@ fn draw_overlay(f: &mut Frame, app: &mut App, body: Rect) {
                 f.render_widget(Paragraph::new(Line::from(msg)), d);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hints() -> Vec<(String, &'static str, u8)> {
+        vec![
+            ("j/k".into(), "move", MOVE),
+            ("/".into(), "filter", FILTER),
+            ("Enter".into(), "open", VIEW),
+            ("w".into(), "hand off", VIEW),
+            ("?".into(), "help", ALWAYS),
+            ("q".into(), "quit", ALWAYS),
+            ("c".into(), "cols", COLS),
+        ]
+    }
+
+    fn line(h: &[(String, &str)]) -> String {
+        h.iter().map(|(k, d)| format!("{k} {d}")).collect::<Vec<_>>().join("  ")
+    }
+
+    #[test]
+    fn status_hints_are_left_out_whole_least_needed_first() {
+        // The line starts with a space.
+        let all = "j/k move  / filter  Enter open  w hand off  ? help  q quit  c cols";
+        assert_eq!(line(&fit_hints(hints(), all.len() + 1)), all);
+        assert_eq!(line(&fit_hints(hints(), all.len())), "j/k move  / filter  Enter open  w hand off  ? help  q quit");
+        assert_eq!(line(&fit_hints(hints(), 50)), "/ filter  Enter open  w hand off  ? help  q quit");
+        // Of hints needed alike, the last goes first; help and quit stay however narrow the line.
+        assert_eq!(line(&fit_hints(hints(), 30)), "Enter open  ? help  q quit");
+        assert_eq!(line(&fit_hints(hints(), 5)), "? help  q quit");
     }
 }
