@@ -127,6 +127,7 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
         right.push(Span::styled("░".repeat(w - filled), t.get("dim")));
         right.push(Span::styled(format!(" {:>3.0}% ", pct * 100.0), t.get("dim")));
     }
+    let rw: u16 = right.iter().map(|s| s.width() as u16).sum();
     let left: Vec<Span> = if let Some((m, err)) = &app.message {
         vec![Span::styled(format!(" {m}"), if *err { t.get("alert_error") } else { t.get("alert_ok") })]
     } else {
@@ -187,25 +188,23 @@ fn draw_status(f: &mut Frame, app: &App, area: Rect) {
             v.push((key(app, Action::Columns), "cols", COLS));
             v
         };
-        let room = (area.width as usize).saturating_sub(right.iter().map(|s| s.width()).sum());
         let mut s = vec![Span::raw(" ")];
-        for (k, d) in fit_hints(hints, room) {
+        for (k, d) in fit_hints(hints, area.width.saturating_sub(rw) as usize) {
             s.push(Span::styled(k, t.get("key")));
             s.push(Span::styled(format!(" {d}  "), t.get("status")));
         }
         s
     };
-    let rw: u16 = right.iter().map(|s| s.width() as u16).sum();
     let [l, r] = Layout::horizontal([Constraint::Min(1), Constraint::Length(rw)]).areas(area);
     f.render_widget(Paragraph::new(Line::from(left)), l);
     f.render_widget(Paragraph::new(Line::from(right)), r);
 }
 
 // How much a key hint on the status line is needed: when the line is too narrow for all of them,
-// hints are left out whole, the least needed first (and of those, the last first).
-/// The column picker: a power user's key, and listed in help.
+// hints are left out whole, the least needed first (and of those, the last first). Help lists every key.
+/// The column picker.
 const COLS: u8 = 0;
-/// Moving: the same keys in every list (and listed in help).
+/// Moving: the same keys in every list.
 const MOVE: u8 = 1;
 const FILTER: u8 = 2;
 const SORT: u8 = 3;
