@@ -326,9 +326,7 @@ impl RawFinding {
     pub fn set_solution_parts(&mut self, parts: &[&str]) {
         put_parts(&mut self.solution, &mut self.spare.solution, parts);
     }
-}
 
-impl RawFinding {
     pub fn new(asset: u32, vuln_id: impl Into<String>, title: impl Into<String>, category: Category) -> Self {
         RawFinding {
             asset,

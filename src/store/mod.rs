@@ -40,8 +40,6 @@ pub struct Store {
     pub routing: crate::routing::Routing,
 }
 
-/// `s` as a SQL string literal, for the few statements that cannot take parameters (COPY targets,
-/// rule tables compiled to SQL, values inlined for the planner). NUL characters are dropped.
 /// SQL that gives the rows of the staging table `map` without an `asset_id` (assets not known
 /// before) new ids from `seq_asset`, in the order of their `key` (the order their file names them):
 /// the engine hands out a sequence's values to the rows of one statement in no fixed order, and the
@@ -57,6 +55,8 @@ pub(crate) fn number_new_assets(map: &str, key: &str) -> String {
     )
 }
 
+/// `s` as a SQL string literal, for the few statements that cannot take parameters (COPY targets,
+/// rule tables compiled to SQL, values inlined for the planner). NUL characters are dropped.
 pub fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\0', "").replace('\'', "''"))
 }
