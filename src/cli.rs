@@ -201,6 +201,10 @@ pub enum Cmd {
         /// Measure the parsers alone (no store) on the estate files of --formats instead
         #[arg(long)]
         parse: bool,
+        /// Import rounds (each: a machine reference, then every format's first import and rescan);
+        /// with more than one, a summary of medians and ranges follows
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: u32,
     },
 }
 
@@ -718,7 +722,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Sla => crate::mobilize::sla(&cli, &paths),
         Cmd::Audit { entity, id, limit, format } => crate::mobilize::audit(&cli, &paths, entity.as_deref(), *id, *limit, format),
         Cmd::Sync { cmd, dry_run, system } => crate::mobilize::sync(&cli, &paths, cmd.as_ref(), *dry_run, system.clone()),
-        Cmd::Bench { findings, dir, formats, console, score, parse } => {
+        Cmd::Bench { findings, dir, formats, console, score, parse, runs } => {
             if *parse {
                 crate::generator::bench::parse_only(*findings, dir.clone(), formats)?;
                 return Ok(0);
@@ -731,7 +735,7 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
                 crate::generator::bench::console(*findings, dir.clone())?;
                 return Ok(0);
             }
-            crate::generator::bench::run(*findings, dir.clone(), formats)?;
+            crate::generator::bench::run(*findings, dir.clone(), formats, *runs as usize)?;
             Ok(0)
         }
     }

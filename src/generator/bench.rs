@@ -130,7 +130,27 @@ fn estate_file(dir: &std::path::Path, n: usize, fmt: &str, week: usize) -> anyho
     Ok(path)
 }
 
-pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> {
+/// One import of the import benchmark, as the summary of several rounds needs it.
+struct Timed {
+    fmt: String,
+    pass: &'static str,
+    secs: f64,
+    peak_mb: f64,
+    cpu: f64,
+}
+
+/// The middle value (the mean of the two middle ones for an even count), and the smallest and largest.
+fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
+    if v.is_empty() {
+        return (0.0, 0.0, 0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    let median = if v.len() % 2 == 1 { v[m] } else { (v[m - 1] + v[m]) / 2.0 };
+    (median, v[0], v[v.len() - 1])
+}
+
+pub fn run(n: usize, dir: Option<PathBuf>, formats: &str, rounds: usize) -> anyhow::Result<()> {
     let dir = dir.unwrap_or_else(|| std::env::temp_dir().join("ctem-bench"));
     std::fs::create_dir_all(&dir)?;
     println!("import benchmark: {n} findings per estate, files in {}", dir.display());
@@ -140,43 +160,89 @@ pub fn run(n: usize, dir: Option<PathBuf>, formats: &str) -> anyhow::Result<()> 
     for fmt in &fmts {
         files.push((*fmt, estate_file(&dir, n, fmt, 0)?, estate_file(&dir, n, fmt, 1)?));
     }
-    let reference = |when: &str| -> anyhow::Result<()> {
+    let mut refs = Vec::new();
+    let mut reference = |when: &str| -> anyhow::Result<()> {
         let r = machine_reference(&dir)?;
         println!("machine reference {when}: {:.0}k rows/s (Appender, 1M rows of 12 columns; the GUIDE's figure for these machines: ~445k)", r / 1e3);
+        refs.push(r);
         Ok(())
     };
-    reference("before")?;
-    println!(
-        "{:<8} {:>8} {:>8} {:>11} {:>9} {:>7} {:>7} {:>7}",
-        "format", "file MB", "seconds", "findings/s", "peak MB", "CPU s", "others", "pass"
-    );
-    for (fmt, f0, f1) in &files {
-        let db = dir.join(format!("bench-{fmt}.duckdb"));
-        let _ = std::fs::remove_file(&db);
-        let _ = std::fs::remove_file(dir.join(format!("bench-{fmt}.duckdb.wal")));
-        for (label, f) in [("first", f0), ("rescan", f1)] {
-            let mb = std::fs::metadata(f)?.len() as f64 / 1e6;
-            let r = timed_import(&db, f)?;
-            let others = r.others.map_or("-".to_string(), |o| format!("{:.0}%", o * 100.0));
-            println!(
-                "{:<8} {:>8.1} {:>8.2} {:>11.0} {:>9.1} {:>7.1} {:>7} {:>7}",
-                fmt,
-                mb,
-                r.secs,
-                n as f64 / r.secs,
-                r.peak_kib as f64 / 1024.0,
-                r.cpu,
-                others,
-                label
-            );
-            if let Some(l) = r.out.lines().next() {
-                println!("         {}", l.split(": ").skip(1).collect::<Vec<_>>().join(": "));
+    let mut timed = Vec::new();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("round {round} of {rounds}");
+        }
+        reference("before")?;
+        println!(
+            "{:<8} {:>8} {:>8} {:>11} {:>9} {:>7} {:>7} {:>7}",
+            "format", "file MB", "seconds", "findings/s", "peak MB", "CPU s", "others", "pass"
+        );
+        for (fmt, f0, f1) in &files {
+            let db = dir.join(format!("bench-{fmt}.duckdb"));
+            let _ = std::fs::remove_file(&db);
+            let _ = std::fs::remove_file(dir.join(format!("bench-{fmt}.duckdb.wal")));
+            for (label, f) in [("first", f0), ("rescan", f1)] {
+                let mb = std::fs::metadata(f)?.len() as f64 / 1e6;
+                let r = timed_import(&db, f)?;
+                let others = r.others.map_or("-".to_string(), |o| format!("{:.0}%", o * 100.0));
+                let peak_mb = r.peak_kib as f64 / 1024.0;
+                println!(
+                    "{:<8} {:>8.1} {:>8.2} {:>11.0} {:>9.1} {:>7.1} {:>7} {:>7}",
+                    fmt,
+                    mb,
+                    r.secs,
+                    n as f64 / r.secs,
+                    peak_mb,
+                    r.cpu,
+                    others,
+                    label
+                );
+                if let Some(l) = r.out.lines().next() {
+                    println!("         {}", l.split(": ").skip(1).collect::<Vec<_>>().join(": "));
+                }
+                timed.push(Timed { fmt: fmt.to_string(), pass: label, secs: r.secs, peak_mb, cpu: r.cpu });
             }
         }
     }
     reference("after")?;
     println!("(others: the share of the machine's cores that other processes and the hypervisor used during the import)");
+    if rounds > 1 {
+        print!("{}", summary(n, rounds, &timed, &refs));
+    }
     Ok(())
+}
+
+/// Medians and ranges of several rounds, per format and pass, in the order they ran.
+fn summary(n: usize, rounds: usize, timed: &[Timed], refs: &[f64]) -> String {
+    use std::fmt::Write;
+    let (_, rlo, rhi) = median_range(refs.to_vec());
+    let mut out = String::new();
+    let _ = writeln!(out, "\nsummary of {rounds} rounds: median (range); machine reference {:.0}-{:.0}k rows/s", rlo / 1e3, rhi / 1e3);
+    let _ = writeln!(out, "{:<8} {:<7} {:>19} {:>19} {:>17} {:>11}", "format", "pass", "seconds", "findings/s", "CPU s", "peak MB");
+    let mut keys: Vec<(&str, &str)> = Vec::new();
+    for t in timed {
+        if !keys.contains(&(t.fmt.as_str(), t.pass)) {
+            keys.push((t.fmt.as_str(), t.pass));
+        }
+    }
+    for key in keys {
+        let of = |f: &dyn Fn(&Timed) -> f64| median_range(timed.iter().filter(|u| (u.fmt.as_str(), u.pass) == key).map(f).collect());
+        let (s, slo, shi) = of(&|u| u.secs);
+        let (r, rlo, rhi) = of(&|u| n as f64 / u.secs / 1e3);
+        let (c, clo, chi) = of(&|u| u.cpu);
+        let (_, plo, phi) = of(&|u| u.peak_mb);
+        let _ = writeln!(
+            out,
+            "{:<8} {:<7} {:>19} {:>19} {:>17} {:>11}",
+            key.0,
+            key.1,
+            format!("{s:.2} ({slo:.2}-{shi:.2})"),
+            format!("{r:.0}k ({rlo:.0}-{rhi:.0}k)"),
+            format!("{c:.1} ({clo:.1}-{chi:.1})"),
+            format!("{plo:.0}-{phi:.0}")
+        );
+    }
+    out
 }
 
 /// Records a parser hands over, counted and dropped.
@@ -593,4 +659,39 @@ pub fn score(n: usize, dir: Option<PathBuf>) -> anyhow::Result<()> {
     store.weights = Default::default();
     crate::risk::rescore_store(&store)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_take_the_middle_or_the_mean_of_the_two_middle_values() {
+        assert_eq!(median_range(vec![7.95, 5.46, 5.64]), (5.64, 5.46, 7.95));
+        assert_eq!(median_range(vec![6.0, 5.0, 8.0, 4.0]), (5.5, 4.0, 8.0));
+        assert_eq!(median_range(Vec::new()), (0.0, 0.0, 0.0));
+    }
+
+    #[test]
+    fn the_summary_shows_each_format_and_pass_once_with_its_median_and_range() {
+        let t = |fmt: &str, pass, secs, cpu, peak_mb| Timed { fmt: fmt.into(), pass, secs, peak_mb, cpu };
+        let timed = [
+            t("nessus", "first", 5.0, 9.0, 340.0),
+            t("nessus", "rescan", 4.0, 7.0, 350.0),
+            t("grype", "first", 8.0, 14.4, 319.0),
+            t("nessus", "first", 6.25, 11.0, 331.0),
+            t("nessus", "rescan", 5.0, 7.6, 352.0),
+            t("grype", "first", 5.0, 10.0, 333.0),
+            t("nessus", "first", 5.5, 10.0, 345.0),
+            t("grype", "first", 6.0, 10.9, 334.0),
+        ];
+        let out = summary(1_000_000, 3, &timed, &[430e3, 377e3, 425e3]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[1], "summary of 3 rounds: median (range); machine reference 377-430k rows/s");
+        assert_eq!(lines.len(), 6, "{out}");
+        let row = |l: &str| l.split_whitespace().map(str::to_string).collect::<Vec<_>>().join(" ");
+        assert_eq!(row(lines[3]), "nessus first 5.50 (5.00-6.25) 182k (160-200k) 10.0 (9.0-11.0) 331-345");
+        assert_eq!(row(lines[4]), "nessus rescan 4.50 (4.00-5.00) 225k (200-250k) 7.3 (7.0-7.6) 350-352");
+        assert_eq!(row(lines[5]), "grype first 6.00 (5.00-8.00) 167k (125-200k) 10.9 (10.0-14.4) 319-334");
+    }
 }
